@@ -1,0 +1,211 @@
+"""The adapter contract.
+
+An adapter compiles an ONNX model for a target profile and loads the result as a Runner. Every
+figure it returns carries a Provenance, so a number from an NPU we do not have can never be
+mistaken for a measurement. Runners follow Polygraphy's shape: the public `run` checks inputs
+once; each adapter fills in a short `_run_impl`.
+"""
+
+from __future__ import annotations
+
+import enum
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import numpy as np
+
+from edgekit.errors import BadInputError
+from edgekit.specs import TensorSpec
+
+if TYPE_CHECKING:
+    from edgekit.artifact import Manifest
+    from edgekit.targets import TargetProfile
+
+
+class Provenance(str, enum.Enum):
+    """Where a figure came from. Reports and budgets always show it."""
+
+    MEASURED = "measured"  # run on this device
+    EMULATED = "emulated"  # numerics reproduced on the host (simulator, fake-quant)
+    ESTIMATED = "estimated"  # cost model (roofline)
+    NOT_RUN = "not-run"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+@dataclass(frozen=True)
+class Figure:
+    """A number with its unit, provenance and, when not measured, the basis it rests on."""
+
+    value: float
+    unit: str
+    provenance: Provenance
+    basis: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        return {"value": self.value, "unit": self.unit, "provenance": self.provenance.value, "basis": self.basis}
+
+
+@dataclass(frozen=True)
+class Availability:
+    """Whether something is usable here and, when not, why (shown to the user verbatim)."""
+
+    available: bool
+    reason: str = ""
+
+    @classmethod
+    def yes(cls, detail: str = "") -> Availability:
+        return cls(True, detail)
+
+    @classmethod
+    def no(cls, reason: str) -> Availability:
+        return cls(False, reason)
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    precisions: tuple[str, ...]  # fp32, fp16, bf16, int8, mixed
+    dynamic_shapes: bool
+    toolchain: Availability  # compiler / python package present?
+    device: Availability  # can we execute on the real device here?
+    run_provenance: Provenance = Provenance.MEASURED  # what running a compiled model here gives
+    notes: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class NodeVerdict:
+    """Support of one node on a target: `npu`/`supported`, `cpu-fallback`, `unsupported`, `unknown`."""
+
+    node: str
+    op_type: str
+    verdict: str
+    reason: str = ""
+    source: str = ""
+
+
+@dataclass
+class SupportReport:
+    target: str
+    adapter: str
+    verdicts: list[NodeVerdict] = field(default_factory=list)
+    dynamic_dims: dict[str, dict[int, str]] = field(default_factory=dict)  # input -> axis -> dim name
+    details: dict[str, Any] = field(default_factory=dict)  # partition, MAC share, ...
+
+    @property
+    def unsupported(self) -> list[NodeVerdict]:
+        return [v for v in self.verdicts if v.verdict == "unsupported"]
+
+    @property
+    def ok(self) -> bool:
+        return not self.unsupported
+
+
+@dataclass(frozen=True)
+class CompileOptions:
+    """Options common to every adapter; adapter-specific knobs go in `adapter_options`.
+
+    Each adapter documents and validates the keys of `adapter_options` it accepts and rejects
+    unknown ones with BadInputError, so a typo never passes silently.
+    """
+
+    precision: str = "fp32"  # fp32 | fp16 | bf16 | int8 | mixed
+    threads: int | None = None
+    input_shapes: tuple[TensorSpec, ...] = ()  # fix dynamic dims for targets that need it
+    calibration: Any = None  # a calibration reader (iterable of input dicts) for int8 builds
+    mean: tuple[float, ...] | None = None  # preprocessing the vendor fuses (AIPP, RKNN, MagicMind)
+    std: tuple[float, ...] | None = None
+    adapter_options: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class CompiledModel:
+    """A bundle directory written by an adapter: its files plus manifest info it wants recorded."""
+
+    path: Path
+    adapter: str
+    target: str
+    precision: str
+    files: list[str] = field(default_factory=list)  # relative paths the adapter wrote
+    info: dict[str, Any] = field(default_factory=dict)  # precision actually used, tuned, vendor cmd
+    manifest: Manifest | None = None
+
+
+@dataclass(frozen=True)
+class LatencyEstimate:
+    """A modelled latency; always provenance `estimated`, with every assumption listed."""
+
+    latency_ms: float
+    assumptions: tuple[str, ...]
+    per_node: tuple[dict[str, Any], ...] = ()
+    provenance: Provenance = Provenance.ESTIMATED
+
+
+class Runner(ABC):
+    """Runs a compiled model. `run` validates inputs; subclasses implement `_run_impl`."""
+
+    provenance: Provenance = Provenance.MEASURED
+
+    def __init__(self, input_specs: list[TensorSpec], output_names: list[str]):
+        self.input_specs = list(input_specs)
+        self.output_names = list(output_names)
+
+    def run(self, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        expected = {s.name: s for s in self.input_specs}
+        missing = sorted(set(expected) - set(inputs))
+        extra = sorted(set(inputs) - set(expected))
+        if missing or extra:
+            raise BadInputError(f"inputs do not match the model: missing {missing}, unexpected {extra}")
+        for name, spec in expected.items():
+            array = inputs[name]
+            if array.ndim != len(spec.shape) or any(
+                isinstance(d, int) and d != a for d, a in zip(spec.shape, array.shape, strict=True)
+            ):
+                raise BadInputError(f"input {name!r} has shape {tuple(array.shape)}, expected {spec.shape}")
+        return self._run_impl(inputs)
+
+    @abstractmethod
+    def _run_impl(self, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]: ...
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release backend resources (sessions, simulator processes)."""
+
+    def __enter__(self) -> Runner:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class TargetAdapter(ABC):
+    """One compiler/runtime that serves one or more target profiles."""
+
+    name: ClassVar[str]
+    description: ClassVar[str] = ""
+
+    @abstractmethod
+    def capabilities(self, target: TargetProfile) -> Capabilities: ...
+
+    def check(self, model: Path, target: TargetProfile) -> SupportReport:
+        """Per-node support; the default says every node is supported by the ONNX reference."""
+        from edgekit.onnxio import load_onnx
+
+        graph = load_onnx(model).graph
+        return SupportReport(
+            target.name, self.name,
+            [NodeVerdict(n.name, n.op_type, "supported", "executes the standard ONNX op") for n in graph.node],
+        )
+
+    @abstractmethod
+    def compile(self, model: Path, target: TargetProfile, options: CompileOptions, out_dir: Path) -> CompiledModel:
+        """Write backend files into `out_dir` (a temp dir owned by the compile stage)."""
+
+    @abstractmethod
+    def load(self, compiled: CompiledModel, *, threads: int | None = None) -> Runner: ...
+
+    def estimate(self, model: Path, target: TargetProfile) -> LatencyEstimate | None:
+        """A labelled latency estimate, for targets we cannot measure here. None = no model."""
+        return None

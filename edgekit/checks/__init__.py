@@ -1,0 +1,1 @@
+"""Checks: accuracy (numerics), latency and budgets."""

@@ -1,0 +1,139 @@
+"""What every CLI verb shares: the Typer app, consoles, option aliases, error mapping, JSON output.
+
+The CLI only parses and prints (fastapi-cli habit): verbs call the public API, render the typed
+result with Rich, and map EdgekitError to the exit codes of design.md. Library code never
+imports this module.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+from rich.console import Console
+from typer.core import TyperGroup
+
+from edgekit.errors import EdgekitError
+
+console = Console()
+err_console = Console(stderr=True)
+STATE: dict[str, bool] = {"debug": False}
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _normalize_json_flag(args: list[str]) -> list[str]:
+    """`--json` alone means "JSON to stdout" (`--json -`); `--json FILE.json` writes a file."""
+    out: list[str] = []
+    for i, arg in enumerate(args):
+        out.append(arg)
+        if arg == "--json":
+            nxt = args[i + 1] if i + 1 < len(args) else None
+            if nxt is None or (nxt != "-" and not nxt.endswith(".json")):
+                out.append("-")
+    return out
+
+
+class EdgekitGroup(TyperGroup):
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        return super().parse_args(ctx, _normalize_json_flag(list(args)))
+
+    def list_commands(self, ctx: Any) -> list[str]:  # keep pipeline order, not alphabetical
+        return list(self.commands)
+
+
+app = typer.Typer(
+    name="edgekit",
+    cls=EdgekitGroup,
+    help="PyTorch → ONNX → INT8 → compiled for a device, with accuracy and latency checks.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+    rich_markup_mode="rich",
+)
+
+# Shared option aliases (declared once, used by every verb).
+JsonOpt = Annotated[
+    str | None,
+    typer.Option("--json", metavar="[FILE.json]",
+                 help="Write the result as JSON: to stdout with a bare --json, or to FILE.json."),
+]
+InputShapeOpt = Annotated[
+    list[str] | None,
+    typer.Option("--input-shape", "-s", metavar="NAME:D0,D1,...",
+                 help="Input name and shape, e.g. images:1,3,640,640 (repeat for several inputs)."),
+]
+OutputOpt = Annotated[Path | None, typer.Option("--output", "-o", help="Where to write the result.")]
+ThreadsOpt = Annotated[int | None, typer.Option("--threads", min=1, help="Threads for the backend.")]
+
+
+def command(name: str | None = None, **kwargs: Any) -> Callable[[F], F]:
+    """Register a verb; EdgekitError becomes one red line on stderr and the error's exit code."""
+
+    def decorate(func: F) -> F:
+        @functools.wraps(func)
+        def wrapper(*args: Any, **kw: Any) -> Any:
+            try:
+                return func(*args, **kw)
+            except EdgekitError as exc:
+                if STATE["debug"]:
+                    err_console.print_exception()
+                err_console.print(f"[bold red]error[/]: {exc.one_line()}", highlight=False, soft_wrap=True)
+                raise typer.Exit(exc.exit_code) from None
+            except KeyboardInterrupt:
+                err_console.print("[bold red]interrupted[/]: nothing was written")
+                raise typer.Exit(130) from None
+
+        app.command(name, **kwargs)(wrapper)
+        return func
+
+    return decorate
+
+
+def emit_json(payload: Any, dest: str | None) -> None:
+    """Print JSON to stdout (`-`) or write it atomically to a file."""
+    from edgekit.artifact import to_jsonable, write_text_atomic
+
+    text = json.dumps(to_jsonable(payload), indent=2) + "\n"
+    if dest in (None, ""):
+        return
+    if dest == "-":
+        sys.stdout.write(text)
+        sys.stdout.flush()
+    else:
+        write_text_atomic(dest, text)
+        err_console.print(f"wrote {dest}", highlight=False)
+
+
+def wants_stdout_json(dest: str | None) -> bool:
+    """When JSON goes to stdout, human output goes to stderr so the JSON stays parseable."""
+    return dest == "-"
+
+
+def out(json_dest: str | None) -> Console:
+    return err_console if wants_stdout_json(json_dest) else console
+
+
+def fmt_num(value: float | None, digits: int = 4) -> str:
+    if value is None:
+        return "—"
+    if value != value:
+        return "nan"
+    if value in (float("inf"), float("-inf")):
+        return "∞" if value > 0 else "-∞"
+    if value == 0:
+        return "0"
+    if abs(value) >= 1e4 or abs(value) < 1e-3:
+        return f"{value:.{digits - 1}e}"
+    return f"{value:.{digits}g}"
+
+
+def provenance_style(provenance: str) -> str:
+    """Rich markup for a provenance label: measured plain, emulated/estimated highlighted."""
+    colours = {"measured": "green", "emulated": "yellow", "estimated": "magenta", "not-run": "dim"}
+    return f"[{colours.get(str(provenance), 'white')}]{provenance}[/]"

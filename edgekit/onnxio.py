@@ -1,0 +1,172 @@
+"""Reading ONNX files and running the reference (onnxruntime CPU) with clear errors.
+
+Every stage that touches an .onnx goes through `load_onnx`, so a missing, truncated or non-ONNX
+file gives the same one-line error everywhere.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import onnx
+
+from edgekit.errors import BadInputError
+from edgekit.specs import TensorSpec
+
+if TYPE_CHECKING:
+    import onnxruntime
+
+_ONNX_DTYPES = {
+    onnx.TensorProto.FLOAT: "float32", onnx.TensorProto.FLOAT16: "float16",
+    onnx.TensorProto.BFLOAT16: "bfloat16", onnx.TensorProto.DOUBLE: "float64",
+    onnx.TensorProto.INT8: "int8", onnx.TensorProto.UINT8: "uint8", onnx.TensorProto.INT16: "int16",
+    onnx.TensorProto.INT32: "int32", onnx.TensorProto.INT64: "int64", onnx.TensorProto.BOOL: "bool",
+}
+QUANT_OPS_QDQ = {"QuantizeLinear", "DequantizeLinear"}
+QUANT_OPS_OPERATOR = {
+    "QLinearConv", "QLinearMatMul", "QLinearAdd", "QLinearMul", "QLinearAveragePool",
+    "QLinearGlobalAveragePool", "QLinearConcat", "QLinearSigmoid", "QLinearLeakyRelu", "QGemm",
+}
+QUANT_OPS_INTEGER = {"ConvInteger", "MatMulInteger", "DynamicQuantizeLinear"}
+
+
+def load_onnx(path: str | Path, *, load_weights: bool = True) -> onnx.ModelProto:
+    """Load and structurally check an ONNX file, or raise BadInputError naming it."""
+    path = Path(path)
+    if not path.exists():
+        raise BadInputError("no such file", path=path)
+    if path.is_dir():
+        raise BadInputError("is a directory, expected an .onnx file", path=path)
+    if path.stat().st_size == 0:
+        raise BadInputError("file is empty, not an ONNX model", path=path)
+    try:
+        model = onnx.load(str(path), load_external_data=load_weights)
+    except Exception as exc:  # protobuf raises DecodeError, others raise OSError/ValueError
+        reason = type(exc).__name__
+        raise BadInputError(f"not a valid ONNX file ({reason}: truncated or not a model)", path=path) from None
+    if not model.graph.node and not model.graph.output:
+        raise BadInputError("parsed as ONNX but holds no graph (not a model file?)", path=path)
+    try:
+        onnx.checker.check_model(model if load_weights else str(path))
+    except Exception as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise BadInputError(f"ONNX checker rejected the model: {first}", path=path) from None
+    return model
+
+
+def _spec_from_value_info(value: onnx.ValueInfoProto) -> TensorSpec:
+    ttype = value.type.tensor_type
+    dims: list[int | str] = []
+    for i, dim in enumerate(ttype.shape.dim):
+        if dim.HasField("dim_value") and dim.dim_value > 0:
+            dims.append(int(dim.dim_value))
+        else:
+            dims.append(dim.dim_param or f"{value.name}_dim{i}")
+    return TensorSpec(value.name, tuple(dims), _ONNX_DTYPES.get(ttype.elem_type, "float32"))
+
+
+def input_specs(model: onnx.ModelProto) -> list[TensorSpec]:
+    """Graph inputs that are real inputs (initializers listed as inputs are weights, not inputs)."""
+    weights = {init.name for init in model.graph.initializer}
+    return [_spec_from_value_info(v) for v in model.graph.input if v.name not in weights]
+
+
+def output_specs(model: onnx.ModelProto) -> list[TensorSpec]:
+    return [_spec_from_value_info(v) for v in model.graph.output]
+
+
+def opset_version(model: onnx.ModelProto) -> int:
+    for entry in model.opset_import:
+        if entry.domain in ("", "ai.onnx"):
+            return int(entry.version)
+    return 0
+
+
+def op_histogram(model: onnx.ModelProto) -> dict[str, int]:
+    counts = Counter(node.op_type for node in model.graph.node)
+    return dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
+
+
+@dataclass(frozen=True)
+class QuantizationInfo:
+    """How (if at all) a model is already quantized."""
+
+    format: str | None  # "QDQ", "QOperator", "Integer" or None
+    ops: dict[str, int]
+
+    @property
+    def quantized(self) -> bool:
+        return self.format is not None
+
+
+def quantization_info(model: onnx.ModelProto) -> QuantizationInfo:
+    hist = op_histogram(model)
+    found = {op: n for op, n in hist.items() if op in QUANT_OPS_QDQ | QUANT_OPS_OPERATOR | QUANT_OPS_INTEGER}
+    if any(op in QUANT_OPS_OPERATOR for op in found):
+        fmt = "QOperator"
+    elif any(op in QUANT_OPS_INTEGER for op in found):
+        fmt = "Integer"
+    elif "DequantizeLinear" in found:
+        fmt = "QDQ"
+    else:
+        fmt = None
+    return QuantizationInfo(fmt, found)
+
+
+def random_inputs(
+    specs: list[TensorSpec], *, seed: int = 0, dims: Mapping[str, int] | None = None
+) -> dict[str, np.ndarray]:
+    """Deterministic random inputs for the given specs (dynamic dims from `dims`, else 1)."""
+    rng = np.random.default_rng(seed)
+    feeds: dict[str, np.ndarray] = {}
+    for spec in specs:
+        shape = spec.concrete_shape(dict(dims or {}))
+        dtype = spec.numpy_dtype()
+        if np.issubdtype(dtype, np.floating):
+            feeds[spec.name] = rng.standard_normal(shape).astype(dtype)
+        elif dtype == np.bool_:
+            feeds[spec.name] = rng.integers(0, 2, shape).astype(bool)
+        else:
+            feeds[spec.name] = rng.integers(0, 10, shape).astype(dtype)
+    return feeds
+
+
+def ort_session(
+    model: str | Path | bytes,
+    *,
+    threads: int | None = None,
+    providers: list[str] | None = None,
+    optimization: str = "all",
+    optimized_model_path: str | Path | None = None,
+) -> onnxruntime.InferenceSession:
+    """An onnxruntime session with explicit threads, so runs are comparable across backends."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    options.graph_optimization_level = {
+        "disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
+        "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+        "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+        "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
+    }[optimization]
+    if threads:
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+    if optimized_model_path is not None:
+        options.optimized_model_filepath = str(optimized_model_path)
+    source = model if isinstance(model, bytes) else str(model)
+    return ort.InferenceSession(source, sess_options=options, providers=providers or ["CPUExecutionProvider"])
+
+
+def run_reference(model: str | Path | bytes, inputs: Mapping[str, np.ndarray], **session_kw: Any) -> dict[str, np.ndarray]:
+    """Run the ONNX reference (onnxruntime CPU) and return outputs by name."""
+    session = ort_session(model, **session_kw)
+    names = [o.name for o in session.get_outputs()]
+    results = session.run(names, dict(inputs))
+    return dict(zip(names, results, strict=True))

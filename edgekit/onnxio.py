@@ -164,7 +164,9 @@ def ort_session(
     return ort.InferenceSession(source, sess_options=options, providers=providers or ["CPUExecutionProvider"])
 
 
-def run_reference(model: str | Path | bytes, inputs: Mapping[str, np.ndarray], **session_kw: Any) -> dict[str, np.ndarray]:
+def run_reference(
+    model: str | Path | bytes, inputs: Mapping[str, np.ndarray], **session_kw: Any
+) -> dict[str, np.ndarray]:
     """Run the ONNX reference (onnxruntime CPU) and return outputs by name."""
     session = ort_session(model, **session_kw)
     names = [o.name for o in session.get_outputs()]

@@ -25,16 +25,13 @@ if TYPE_CHECKING:
     from edgekit.targets import TargetProfile
 
 
-class Provenance(str, enum.Enum):
+class Provenance(enum.StrEnum):
     """Where a figure came from. Reports and budgets always show it."""
 
     MEASURED = "measured"  # run on this device
     EMULATED = "emulated"  # numerics reproduced on the host (simulator, fake-quant)
     ESTIMATED = "estimated"  # cost model (roofline)
     NOT_RUN = "not-run"
-
-    def __str__(self) -> str:
-        return self.value
 
 
 @dataclass(frozen=True)

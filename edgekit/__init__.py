@@ -35,7 +35,7 @@ _API: dict[str, str] = {
     "compile": "edgekit.stages.compile:compile",
     "compare": "edgekit.stages.compile:compare",
     "load": "edgekit.stages.compile:load",
-    "check": "edgekit.adapters.npu.check:check",
+    "check": "edgekit.checks.support:check",
     "bench": "edgekit.checks.latency:bench",
     "gate": "edgekit.checks.budgets:gate",
     "Pipeline": "edgekit.pipeline:Pipeline",

@@ -24,6 +24,9 @@ if TYPE_CHECKING:
     from edgekit.artifact import Manifest
     from edgekit.targets import TargetProfile
 
+SOURCE_MODEL = "source.onnx"  # file name of the source ONNX inside every bundle
+COMMON_OPTION_KEYS = frozenset({"tune"})  # adapter_options every adapter accepts (see CompileOptions)
+
 
 class Provenance(enum.StrEnum):
     """Where a figure came from. Reports and budgets always show it."""
@@ -106,7 +109,16 @@ class CompileOptions:
     """Options common to every adapter; adapter-specific knobs go in `adapter_options`.
 
     Each adapter documents and validates the keys of `adapter_options` it accepts and rejects
-    unknown ones with BadInputError, so a typo never passes silently.
+    unknown ones with BadInputError (`check_adapter_options`), so a typo never passes silently.
+
+    Conventions shared by adapters (so tests and `--backend auto` can pass them to any adapter):
+    - `precision`: what the user asked for. For `int8` on a float model the compile stage hands the
+      adapter a QDQ model made by the quantize stage, unless the adapter sets `native_int8 = True`;
+      then it gets the float model and `calibration` (a re-iterable of input dicts) and quantizes
+      itself (OpenVINO NNCF). Record the precision actually computed in `CompiledModel.info
+      ["precision_used"]`.
+    - `adapter_options["tune"] = False` means "no (long) tuning": the conformance suite and quick
+      compiles pass it; adapters that do not tune accept and ignore it (listed in `COMMON_OPTION_KEYS`).
     """
 
     precision: str = "fp32"  # fp32 | fp16 | bf16 | int8 | mixed
@@ -129,6 +141,27 @@ class CompiledModel:
     files: list[str] = field(default_factory=list)  # relative paths the adapter wrote
     info: dict[str, Any] = field(default_factory=dict)  # precision actually used, tuned, vendor cmd
     manifest: Manifest | None = None
+
+    # When the compile stage calls `adapter.load`, `manifest` is set (inputs/outputs, info) and the
+    # bundle holds `source.onnx`; these helpers read the tensor specs from whichever is available.
+    def input_specs(self) -> list[TensorSpec]:
+        if self.manifest is not None and self.manifest.inputs:
+            return list(self.manifest.inputs)
+        from edgekit.onnxio import input_specs, load_onnx
+
+        return input_specs(load_onnx(self.source_path, load_weights=False))
+
+    def output_names(self) -> list[str]:
+        if self.manifest is not None and self.manifest.outputs:
+            return [s.name for s in self.manifest.outputs]
+        from edgekit.onnxio import load_onnx, output_specs
+
+        return [s.name for s in output_specs(load_onnx(self.source_path, load_weights=False))]
+
+    @property
+    def source_path(self) -> Path:
+        """The ONNX the bundle was compiled from (always present in a bundle)."""
+        return self.path / SOURCE_MODEL
 
 
 @dataclass(frozen=True)
@@ -182,9 +215,20 @@ class TargetAdapter(ABC):
 
     name: ClassVar[str]
     description: ClassVar[str] = ""
+    # True: for int8 on a float model, give me the float model plus `CompileOptions.calibration`
+    # (I quantize myself, e.g. NNCF); False: give me a QDQ model from the quantize stage.
+    native_int8: ClassVar[bool] = False
 
     @abstractmethod
     def capabilities(self, target: TargetProfile) -> Capabilities: ...
+
+    def availability(self, target: TargetProfile) -> Availability:
+        """Toolchain and device together: usable here, or the first reason why not."""
+        caps = self.capabilities(target)
+        for part in (caps.toolchain, caps.device):
+            if not part.available:
+                return part
+        return Availability.yes(caps.toolchain.reason)
 
     def check(self, model: Path, target: TargetProfile) -> SupportReport:
         """Per-node support; the default says every node is supported by the ONNX reference."""
@@ -206,3 +250,31 @@ class TargetAdapter(ABC):
     def estimate(self, model: Path, target: TargetProfile) -> LatencyEstimate | None:
         """A labelled latency estimate, for targets we cannot measure here. None = no model."""
         return None
+
+
+def check_adapter_options(
+    adapter: str, options: Mapping[str, Any], allowed: Mapping[str, type | tuple[type, ...]]
+) -> None:
+    """Reject unknown or mistyped `adapter_options` keys (a typo must never pass silently)."""
+    for key, value in options.items():
+        if key in COMMON_OPTION_KEYS and key not in allowed:
+            continue
+        if key not in allowed:
+            known = sorted(set(allowed) | COMMON_OPTION_KEYS)
+            raise BadInputError(f"unknown option {key!r} for adapter {adapter}", path="adapter_options",
+                                hint=f"known: {', '.join(known)}")
+        if not isinstance(value, allowed[key]):
+            raise BadInputError(f"option {key!r} for adapter {adapter} has type {type(value).__name__}",
+                                path="adapter_options", hint=f"expected {allowed[key]}")
+
+
+def require_available(adapter: TargetAdapter, target: TargetProfile) -> Capabilities:
+    """Capabilities, or ToolchainMissingError with the reason when toolchain or device is absent."""
+    from edgekit.errors import ToolchainMissingError
+
+    caps = adapter.capabilities(target)
+    for part in (caps.toolchain, caps.device):
+        if not part.available:
+            raise ToolchainMissingError(f"adapter {adapter.name} cannot serve target {target.name}: {part.reason}",
+                                        hint="see `edgekit targets show " + target.name + "`")
+    return caps

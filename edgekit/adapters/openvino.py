@@ -1,0 +1,216 @@
+"""OpenVINO (CPU): ONNX → IR (`model.xml`/`model.bin`) compiled with a latency hint and an explicit precision.
+
+OpenVINO 2026 computes in bf16 by default on CPUs that have it (AVX512-BF16, AMX), even for an
+FP32 model. So every compile sets `INFERENCE_PRECISION_HINT` explicitly (fp32 → f32, bf16 → bf16,
+fp16 → f16), reads back the precision the compiled model really uses and records it in
+`info["precision_used"]`, plus the per-kernel runtime precisions of the executable graph. A
+request the CPU cannot honour (fp16 here silently becomes bf16) is refused, not relabelled.
+
+INT8: a QDQ ONNX model runs on OpenVINO's integer kernels as it is; a float model with
+calibration data is quantized by NNCF (`nncf.quantize`, post-training, min/max + fast bias
+correction) into an INT8 IR (`native_int8 = True`). A float model without calibration is refused.
+
+adapter_options: `performance_hint` (latency|throughput, default latency), `nncf_preset`
+(performance|mixed, default performance), `subset_size` (int, NNCF calibration samples, default:
+all given, at most 300), `float_precision` (f32|bf16: what the non-int8 layers of an int8 model
+compute in, default f32).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import logging
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from edgekit.adapters.base import (
+    Availability,
+    Capabilities,
+    CompiledModel,
+    CompileOptions,
+    Runner,
+    TargetAdapter,
+    check_adapter_options,
+)
+from edgekit.errors import BadInputError, ToolchainMissingError, UnsupportedError
+
+if TYPE_CHECKING:
+    from edgekit.targets import TargetProfile
+
+CONFIG_FILE = "openvino_config.json"
+_OPTIONS = {"performance_hint": str, "nncf_preset": str, "subset_size": int, "float_precision": str}
+_HINTS = {"fp32": "f32", "bf16": "bf16", "fp16": "f16"}  # edgekit precision -> OpenVINO hint
+_NAMES = {"f32": "fp32", "bf16": "bf16", "f16": "fp16"}  # OpenVINO element type -> edgekit precision
+_CAPS = {"FP32": "fp32", "FP16": "fp16", "BF16": "bf16", "INT8": "int8"}  # OPTIMIZATION_CAPABILITIES
+
+
+def _core() -> Any:
+    try:
+        import openvino as ov
+    except ImportError as exc:
+        raise ToolchainMissingError(f"openvino is not importable ({exc})",
+                                    hint="pip install 'edgekit[openvino]'") from None
+    return ov.Core()
+
+
+def cpu_precisions() -> tuple[str, ...]:
+    """What this CPU's plugin can compute in, from its OPTIMIZATION_CAPABILITIES."""
+    found = set(_CAPS[c] for c in _core().get_property("CPU", "OPTIMIZATION_CAPABILITIES") if c in _CAPS)
+    return tuple(p for p in ("fp32", "fp16", "bf16", "int8") if p in found)
+
+
+def runtime_precisions(compiled: Any) -> dict[str, int]:
+    """Histogram of the kernels' runtime precisions in the executable graph (evidence, not a hint)."""
+    counts: dict[str, int] = {}
+    for op in compiled.get_runtime_model().get_ops():
+        info = op.get_rt_info()
+        if "runtimePrecision" in info:
+            key = str(info["runtimePrecision"].astype(str))
+            counts[key] = counts.get(key, 0) + 1
+    return dict(sorted(counts.items()))
+
+
+class OpenVinoRunner(Runner):
+    def __init__(self, compiled: Any, input_specs: list, output_names: list[str], precision_used: str):
+        super().__init__(input_specs, output_names)
+        self.precision_used = precision_used
+        self._compiled = compiled
+        self._request = compiled.create_infer_request()
+        ports = {name: port for port in compiled.outputs for name in port.get_names()}
+        self._ports = [ports.get(name, compiled.outputs[i]) for i, name in enumerate(output_names)]
+
+    def _run_impl(self, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        results = self._request.infer({k: np.ascontiguousarray(v) for k, v in inputs.items()})
+        # the request reuses its output buffers: copy before the next run overwrites them
+        return {name: np.array(results[port], copy=True) for name, port in zip(self.output_names, self._ports,
+                                                                               strict=True)}
+
+    def close(self) -> None:
+        self._request = None
+        self._compiled = None
+
+
+class OpenVinoAdapter(TargetAdapter):
+    name = "openvino"
+    description = "OpenVINO CPU: IR with explicit precision hint (f32/bf16), INT8 from QDQ or NNCF"
+    native_int8 = True
+
+    def capabilities(self, target: TargetProfile) -> Capabilities:
+        try:
+            import openvino as ov
+
+            precisions = cpu_precisions()
+        except (ImportError, ToolchainMissingError) as exc:
+            no = Availability.no(f"openvino is not importable ({exc}); pip install 'edgekit[openvino]'")
+            return Capabilities(("fp32",), True, no, no)
+        version = f"openvino {ov.get_version().split('-')[0]}"
+        if target.kind != "cpu":
+            no = Availability.no(f"the openvino adapter serves CPU targets only, not {target.kind}")
+            return Capabilities(precisions, True, Availability.yes(version), no)
+        notes = ["fp32 is pinned with INFERENCE_PRECISION_HINT=f32 (OpenVINO otherwise uses bf16 where the CPU has it)",
+                 "int8: QDQ models directly, float models through NNCF with calibration data"]
+        if "fp16" not in precisions:
+            notes.append("no fp16 on this CPU (OpenVINO would silently compute in bf16 instead)")
+        return Capabilities(precisions, True, Availability.yes(version),
+                            Availability.yes(_core().get_property("CPU", "FULL_DEVICE_NAME")), notes=tuple(notes))
+
+    def compile(self, model: Path, target: TargetProfile, options: CompileOptions, out_dir: Path) -> CompiledModel:
+        import openvino as ov
+
+        from edgekit.onnxio import load_onnx, quantization_info
+
+        opts = dict(options.adapter_options)
+        check_adapter_options(self.name, opts, _OPTIONS)
+        hint = _choice(opts, "performance_hint", ("latency", "throughput"), "latency")
+        precision = options.precision
+        caps = self.capabilities(target)
+        if precision not in caps.precisions:
+            raise UnsupportedError(f"openvino cannot compute {precision} on this CPU (offers "
+                                   f"{', '.join(caps.precisions)})", path=model,
+                                   hint="fp16 needs a CPU with native fp16 (e.g. AMX-FP16, ARM); try bf16 or fp32")
+        quant = quantization_info(load_onnx(model, load_weights=False))
+        info: dict[str, Any] = {"device": "CPU", "performance_hint": hint.upper()}
+        if options.input_shapes:
+            ov_model = ov.convert_model(str(model), input={s.name: list(s.concrete_shape()) for s in options.input_shapes})
+        else:
+            ov_model = ov.convert_model(str(model))
+        if quant.quantized:
+            info["int8"] = f"{quant.format} model run by OpenVINO's integer kernels"
+            precision_goal = "int8"
+        elif precision == "int8":
+            if options.calibration is None:
+                raise BadInputError("int8 from a float model needs calibration data for NNCF", path=model,
+                                    hint="pass --calib SOURCE, or a QDQ model from `edgekit quantize`")
+            ov_model, info["int8"] = self._nncf(ov_model, options.calibration, opts)
+            precision_goal = "int8"
+        else:
+            precision_goal = precision
+        float_hint = _HINTS.get(precision_goal) or _choice(opts, "float_precision", ("f32", "bf16"), "f32")
+        ov.save_model(ov_model, str(out_dir / "model.xml"), compress_to_fp16=False)
+        config = {"PERFORMANCE_HINT": hint.upper(), "INFERENCE_PRECISION_HINT": float_hint}
+        (out_dir / CONFIG_FILE).write_text(json.dumps({"device": "CPU", "properties": config}, indent=2) + "\n")
+        compiled = _core().compile_model(str(out_dir / "model.xml"), "CPU", _with_threads(config, options.threads))
+        used = compiled.get_property("INFERENCE_PRECISION_HINT").get_type_name()
+        if precision_goal != "int8" and _NAMES.get(used) != precision_goal:
+            raise UnsupportedError(f"asked OpenVINO for {precision_goal}, it compiled {used}", path=model,
+                                   hint="this CPU lacks that precision; use --precision fp32 or bf16")
+        info.update({
+            "inference_precision_hint": used,
+            "precision_used": "int8" if precision_goal == "int8" else _NAMES[used],
+            "runtime_precisions": runtime_precisions(compiled),
+            "config_file": CONFIG_FILE,
+        })
+        return CompiledModel(out_dir, self.name, target.name, precision,
+                             files=["model.xml", "model.bin", CONFIG_FILE], info=info)
+
+    def _nncf(self, ov_model: Any, calibration: Any, opts: Mapping[str, Any]) -> tuple[Any, str]:
+        """Post-training INT8 with NNCF over the given calibration samples (its output kept quiet)."""
+        try:
+            import nncf
+        except ImportError as exc:
+            raise ToolchainMissingError(f"nncf is not importable ({exc})", hint="pip install 'edgekit[openvino]'",
+                                        path="--calib") from None
+        samples = [dict(item) for item in calibration]
+        if not samples:
+            raise BadInputError("calibration data is empty", path="--calib")
+        preset_name = _choice(opts, "nncf_preset", ("performance", "mixed"), "performance")
+        subset = int(opts.get("subset_size", min(len(samples), 300)))
+        if subset < 1:
+            raise BadInputError("subset_size must be >= 1", path="adapter_options.subset_size")
+        preset = {"performance": nncf.QuantizationPreset.PERFORMANCE, "mixed": nncf.QuantizationPreset.MIXED}
+        logging.getLogger("nncf").setLevel(logging.ERROR)
+        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+            quantized = nncf.quantize(ov_model, nncf.Dataset(samples), preset=preset[preset_name], subset_size=subset)
+        method = (f"NNCF {nncf.__version__} post-training quantize (preset {preset_name}, "
+                  f"{min(subset, len(samples))} calibration sample(s))")
+        return quantized, method
+
+    def load(self, compiled: CompiledModel, *, threads: int | None = None) -> Runner:
+        path = Path(compiled.path)
+        config_path = path / str(compiled.info.get("config_file", CONFIG_FILE))
+        try:
+            config = json.loads(config_path.read_text())
+        except (OSError, ValueError) as exc:
+            raise BadInputError(f"cannot read the OpenVINO config ({exc})", path=config_path) from None
+        ov_compiled = _core().compile_model(str(path / "model.xml"), str(config.get("device", "CPU")),
+                                            _with_threads(dict(config["properties"]), threads))
+        used = ov_compiled.get_property("INFERENCE_PRECISION_HINT").get_type_name()
+        recorded = str(compiled.info.get("precision_used", ""))
+        precision = "int8" if recorded == "int8" else _NAMES.get(used, used)  # what this host really computes in
+        return OpenVinoRunner(ov_compiled, compiled.input_specs(), compiled.output_names(), precision)
+
+
+def _with_threads(config: dict[str, Any], threads: int | None) -> dict[str, Any]:
+    return {**config, "INFERENCE_NUM_THREADS": int(threads)} if threads else dict(config)
+
+
+def _choice(opts: Mapping[str, Any], key: str, allowed: tuple[str, ...], default: str) -> str:
+    value = str(opts.get(key, default)).lower()
+    if value not in allowed:
+        raise BadInputError(f"unknown {key} {value!r}", path=f"adapter_options.{key}", hint=f"one of {', '.join(allowed)}")
+    return value

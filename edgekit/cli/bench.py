@@ -1,0 +1,170 @@
+"""`edgekit bench`: latency of a bundle (or an .onnx compiled on the fly), with budgets a CI gates on."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+from rich.table import Table
+
+from edgekit.cli._common import JsonOpt, ThreadsOpt, command, emit_json, fmt_num, out, provenance_style
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from edgekit.checks.budgets import BudgetVerdict
+    from edgekit.checks.latency import BenchResult
+
+_STATUS = {"pass": "[bold green]pass[/]", "fail": "[bold red]FAIL[/]", "not-run": "[dim]not-run[/]"}
+
+BudgetOpt = Annotated[list[str] | None, typer.Option(
+    "--budget", metavar="EXPR", help="Latency budget, e.g. 'p90<=25ms' (p50/p90/p95/p99/mean/max/min; ms/us/s; "
+    "repeatable). Exit 1 when one fails.")]
+JunitOpt = Annotated[Path | None, typer.Option("--junit", metavar="FILE.xml",
+                                               help="Write JUnit XML: one testcase per budget.")]
+PlotOpt = Annotated[Path | None, typer.Option("--plot", metavar="FILE.png", help="Latency histogram + timeline.")]
+WarmupOpt = Annotated[int, typer.Option("--warmup", min=0, help="Untimed runs before timing.")]
+ItersOpt = Annotated[int | None, typer.Option("--iters", min=1, help="Timed runs (default 100, or ~10 s).")]
+DurationOpt = Annotated[float | None, typer.Option("--duration", help="Seconds of timed runs instead of --iters.")]
+EmulatedOpt = Annotated[bool, typer.Option(
+    "--emulated", help="Without the device and without an estimate in the bundle, time host emulation "
+    "(host emulation time, not device latency: budgets are reported not-run, exit 4).")]
+
+
+def budget_table(verdicts: list[BudgetVerdict], title: str = "budgets") -> Table:
+    """Each budget: measured value, limit, margin (headroom; negative = over) and provenance."""
+    from edgekit.checks.budgets import _fmt
+
+    table = Table(title=title, title_justify="left")
+    for col in ("budget", "value", "limit", "margin", "provenance", "verdict"):  # provenance says if measured
+        table.add_column(col, justify="right" if col in ("value", "limit", "margin") else "left")
+    for v in verdicts:
+        margin = v.margin
+        margin_text = "—" if margin is None else f"{margin:+.3g}"
+        if v.margin_pct is not None:
+            margin_text += f" ({v.margin_pct:+.0f}%)"
+        name = v.name if v.kind == "latency" else f"{v.kind}: {v.name}"
+        table.add_row(name, f"{_fmt(v.measured)} {v.unit}".strip(), f"{v.op} {_fmt(v.limit)}",
+                      margin_text, provenance_style(v.provenance), _STATUS.get(v.status, v.status))
+    return table
+
+
+def print_verdict_notes(verdicts: list[BudgetVerdict], console: Console) -> None:
+    for v in verdicts:
+        if v.note:
+            console.print(f"[dim]  {v.name} ({v.source}): {v.note}[/]", highlight=False)
+
+
+def render_bench(result: BenchResult, console: Console) -> None:
+    """Percentile table with provenance, timings, environment, then the budget verdicts."""
+    from edgekit.checks.latency import EMULATION_NOTE
+
+    b = result.bundle
+    prov = provenance_style(result.provenance)
+    console.print(f"[bold]{b.get('target')}[/] · {b.get('adapter')} · {b.get('precision_used') or b.get('precision')}"
+                  f" · batch {result.config.batch} · threads {result.config.threads or 'backend default'} · {prov}",
+                  highlight=False)
+    if result.stats is not None:
+        s = result.stats
+        title = "latency" if result.provenance == "measured" else f"latency — {EMULATION_NOTE}"
+        table = Table(title=title, title_justify="left")
+        table.add_column("statistic")
+        table.add_column("ms", justify="right")
+        table.add_column("provenance")
+        for key in ("min", "mean", "p50", "p90", "p95", "p99", "max", "std"):
+            table.add_row(key, fmt_num(getattr(s, key)), provenance_style(result.provenance))
+        console.print(table)
+        console.print(f"{s.n} runs · CV {s.cv:.1%} (robust {s.robust_cv:.1%}) · throughput "
+                      f"{fmt_num(s.throughput)} items/s", highlight=False)
+        st = result.stability
+        if st is not None:
+            state = "[green]stable[/]" if st.stable else "[yellow]noisy[/]"
+            console.print(f"stability: {state} ({st.metric} {st.cv:.1%}, threshold {st.threshold:.0%}, "
+                          f"{st.rounds}/{st.max_rounds} rounds)", highlight=False)
+    elif result.estimate is not None:
+        console.print(f"latency: [magenta]{fmt_num(result.estimate.get('latency_ms'))} ms estimated[/] "
+                      "(cost model, not measured on the device)", highlight=False)
+        for assumption in list(result.estimate.get("assumptions") or [])[:6]:
+            console.print(f"  [dim]assumes: {assumption}[/]", highlight=False)
+    timings = [(name, value) for name, value in (("compile", result.compile_ms), ("load", result.load_ms),
+                                                 ("cold first run", result.cold_ms)) if value is not None]
+    if timings:
+        console.print(" · ".join(f"{n} {fmt_num(v)} ms" for n, v in timings)
+                      + (f" · peak RSS {fmt_num(result.peak_rss_mb)} MiB" if result.peak_rss_mb else ""),
+                      highlight=False)
+    env = result.environment
+    console.print(f"[dim]{env.get('cpu_model')} ({', '.join(env.get('cpu_flags') or []) or 'no int8 flags'}), "
+                  f"{env.get('usable_cpus')} cpus, governor {env.get('governor') or 'n/a'}, "
+                  f"bundle {str(env.get('bundle_sha256'))[:12]}[/]", highlight=False)
+    if result.verdicts:
+        console.print(budget_table(result.verdicts))
+        print_verdict_notes(result.verdicts, console)
+    for warning in result.warnings:
+        console.print(f"[yellow]warning[/]: {warning}", highlight=False)
+    for note in result.notes:
+        console.print(f"[dim]note: {note}[/]", highlight=False)
+
+
+def finish(result: Any, console: Console, json: str | None) -> None:
+    """Print the overall verdict and exit with the budgets' code (0 pass, 1 fail, 4 not checkable)."""
+    status = result.status
+    if result.verdicts:
+        word = {"pass": "[bold green]all budgets hold[/]", "fail": "[bold red]budget failed[/]",
+                "not-run": "[yellow]budget(s) could not be checked here[/]"}[status]
+        console.print(word)
+    emit_json(result.to_json(), json)
+    if result.exit_code:
+        raise typer.Exit(result.exit_code)
+
+
+@command("bench")
+def bench_cmd(
+    target_or_bundle: Annotated[str, typer.Argument(metavar="TARGET_OR_BUNDLE",
+                                                    help="A bundle dir, an .onnx model, or a target name.")],
+    model: Annotated[Path | None, typer.Argument(metavar="[IN.onnx]", help="Model to compile for TARGET first.")
+                     ] = None,
+    target: Annotated[str | None, typer.Option("--target", "-t", help="Target when compiling an .onnx.")] = None,
+    backend: Annotated[str | None, typer.Option("--backend", "-b", help="Adapter when compiling (default auto).")
+                       ] = None,
+    precision: Annotated[str, typer.Option("--precision", "-p", help="Precision when compiling.")] = "fp32",
+    warmup: WarmupOpt = 10,
+    iters: ItersOpt = None,
+    duration: DurationOpt = None,
+    threads: ThreadsOpt = None,
+    batch: Annotated[int, typer.Option("--batch", min=1, help="Batch size for a dynamic batch dim.")] = 1,
+    budget: BudgetOpt = None,
+    baseline: Annotated[Path | None, typer.Option("--baseline", metavar="OLD.json",
+                                                  help="A previous `bench --json` result to compare with.")] = None,
+    max_regression: Annotated[str | None, typer.Option("--max-regression", metavar="PCT",
+                                                       help="Allowed slowdown vs --baseline (default 10%).")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Compare with a baseline from another environment.")
+                     ] = False,
+    cv_threshold: Annotated[float, typer.Option("--cv-threshold", help="Spread above which a run is extended.")
+                            ] = 0.10,
+    emulated: EmulatedOpt = False,
+    json: JsonOpt = None,
+    junit: JunitOpt = None,
+    plot: PlotOpt = None,
+) -> None:
+    """Time a bundle: percentiles with provenance, cold/load times, environment; gate on budgets."""
+    import edgekit
+    from edgekit.checks.budgets import bench_junit
+
+    console = out(json)
+    result = edgekit.bench(
+        target_or_bundle, model, target=target, backend=backend, precision=precision, warmup=warmup, iters=iters,
+        duration=duration, threads=threads, batch=batch, budgets=tuple(budget or ()),
+        baseline=baseline, max_regression=max_regression, force=force, cv_threshold=cv_threshold,
+        allow_emulated=emulated,
+    )
+    render_bench(result, console)
+    if junit is not None:
+        bench_junit(result, junit)
+        console.print(f"wrote {junit}", highlight=False)
+    if plot is not None:
+        from edgekit.checks.plot import plot_bench
+
+        plot_bench(result, plot)
+        console.print(f"wrote {plot}", highlight=False)
+    finish(result, console, json)

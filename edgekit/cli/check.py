@@ -1,0 +1,69 @@
+"""`edgekit check IN.onnx --target T`: per-op support preflight (exit 3 when a node is unsupported)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from edgekit.cli._common import JsonOpt, command, emit_json, out
+
+_STYLE = {"npu": "green", "supported": "green", "cpu-fallback": "yellow", "unknown": "magenta",
+          "unsupported": "bold red"}
+
+
+@command("check")
+def check_cmd(
+    model: Annotated[Path, typer.Argument(help="ONNX model to check.")],
+    target: Annotated[str, typer.Option("--target", "-t", help="Target profile, e.g. ascend310, mlu220.")] = "cpu",
+    nodes: Annotated[bool, typer.Option("--nodes", help="Also list every non-npu node.")] = False,
+    json: JsonOpt = None,
+) -> None:
+    """Which ops run on the target's NPU, fall back, are unsupported or unknown (each with its source)."""
+    from edgekit.artifact import to_jsonable
+    from edgekit.checks.support import check, op_table
+
+    console = out(json)
+    report = check(model, target)
+    details = report.details
+    table = Table(title=f"{model.name} on {report.target} ({report.adapter})", title_justify="left")
+    for col in ("op type", "nodes", "verdict", "reason", "source"):
+        table.add_column(col, overflow="fold")
+    for row in details.get("op_table") or op_table(report.verdicts):
+        style = _STYLE.get(row["verdict"], "white")
+        counts = ", ".join(f"{k} {v}" for k, v in row["verdicts"].items())
+        mixed = "" if len(row["verdicts"]) == 1 else f" ({counts})"
+        table.add_row(row["op_type"], str(row["count"]), f"[{style}]{row['verdict']}[/]{mixed}",
+                      "; ".join(row["reasons"])[:300], "\n".join(row["sources"]))
+    console.print(table)
+    part = details.get("partition")
+    if part:
+        console.print(
+            f"partition: {part['npu_subgraphs']} NPU subgraph(s), {part['cpu_fallbacks']} CPU fallback node(s), "
+            f"{part['mac_share_npu'] * 100:.1f}% of {part['total_macs'] / 1e6:.1f} M MACs on the NPU, "
+            f"{part['host_device_copies']} host<->device copies ({part['host_device_copy_bytes']} bytes)"
+            + (f"; {part['assumed_on_npu']} node(s) with verdict unknown assumed on the NPU"
+               if part.get("assumed_on_npu") else ""), highlight=False)
+    if nodes:
+        for v in report.verdicts:
+            if v.verdict not in ("npu", "supported"):
+                console.print(f"  {v.node} ({v.op_type}): {v.verdict}: {v.reason}", highlight=False)
+    if report.dynamic_dims:
+        console.print(f"[yellow]dynamic dims to fix[/]: {report.dynamic_dims}", highlight=False)
+        fix = details.get("dynamic_fix", {})
+        if fix:
+            console.print(f"  {fix['why']}", highlight=False)
+            console.print(f"  fix: [bold]{fix['command']}[/]", highlight=False)
+    unsupported = report.unsupported
+    if unsupported:
+        console.print(f"[bold red]{len(unsupported)} node(s) unsupported[/] on {report.target}: "
+                      + ", ".join(sorted({v.op_type for v in unsupported})), highlight=False)
+    else:
+        console.print(f"[green]no unsupported nodes[/] on {report.target}", highlight=False)
+    emit_json({"target": report.target, "adapter": report.adapter, "ok": report.ok,
+               "unsupported": len(unsupported), "dynamic_dims": report.dynamic_dims,
+               "details": to_jsonable(details), "verdicts": to_jsonable(report.verdicts)}, json)
+    if unsupported:
+        raise typer.Exit(3)

@@ -1,0 +1,121 @@
+"""`edgekit compile`: ONNX → a verified bundle for a target (one backend, or `auto`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from edgekit.cli._common import (
+    InputShapeOpt,
+    JsonOpt,
+    ThreadsOpt,
+    command,
+    emit_json,
+    fmt_num,
+    out,
+    provenance_style,
+)
+
+_STATUS_STYLE = {"chosen": "bold green", "passed": "green", "rejected": "yellow", "failed": "red",
+                 "unavailable": "dim"}
+
+
+def _floats(text: str | None, option: str) -> tuple[float, ...] | None:
+    from edgekit.errors import BadInputError
+
+    if text is None:
+        return None
+    try:
+        return tuple(float(v) for v in text.split(","))
+    except ValueError:
+        raise BadInputError(f"cannot parse {text!r}", path=option,
+                            hint="comma-separated numbers, e.g. 123.7,116.3,103.5") from None
+
+
+def _options(pairs: list[str] | None) -> dict[str, Any]:
+    """`-O key=value` → typed adapter options (ints, floats, true/false, else strings)."""
+    from edgekit.errors import BadInputError
+
+    options: dict[str, Any] = {}
+    for pair in pairs or []:
+        key, sep, raw = pair.partition("=")
+        if not sep or not key:
+            raise BadInputError(f"cannot parse {pair!r}", path="--option", hint="KEY=VALUE, e.g. trials=200")
+        value: Any = raw
+        if raw.lower() in ("true", "false"):
+            value = raw.lower() == "true"
+        else:
+            for cast in (int, float):
+                try:
+                    value = cast(raw)
+                    break
+                except ValueError:
+                    continue
+        options[key] = value
+    return options
+
+
+def candidates_table(candidates: list[Any], title: str = "backend auto: candidates") -> Table:
+    table = Table(title=title, title_justify="left")
+    numeric = ("median ms", "p90 ms", "runs", "cosine", "SQNR dB", "max abs")
+    for col in ("candidate", "precision", *numeric, "verdict"):
+        table.add_column(col, justify="right" if col in numeric else "left", no_wrap=True)
+    table.add_column("why", overflow="fold", min_width=20)
+    for c in candidates:
+        style = _STATUS_STYLE.get(c.status, "")
+        table.add_row(
+            c.adapter, c.precision_used or c.precision, fmt_num(c.median_ms), fmt_num(c.p90_ms),
+            str(c.runs or "—"), fmt_num(c.min_cosine, 6), fmt_num(c.min_sqnr_db), fmt_num(c.max_abs),
+            f"[{style}]{c.status}[/]", c.reason,
+        )
+    return table
+
+
+@command("compile")
+def compile_cmd(
+    model: Annotated[Path, typer.Argument(help="ONNX model to compile.")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Bundle directory to write.")],
+    target: Annotated[str, typer.Option("--target", "-t", help="Device profile (see `edgekit targets`).")] = "cpu",
+    backend: Annotated[str, typer.Option("--backend", "-b",
+                                         help="Adapter, or `auto` (fastest that passes), or `null` (reference).")
+                       ] = "auto",
+    precision: Annotated[str, typer.Option("--precision", "-p", help="fp32 | fp16 | bf16 | int8.")] = "fp32",
+    calib: Annotated[str | None, typer.Option(
+        "--calib", help="int8 calibration: dir of .npy/.npz, image folder, or `synthetic` (not for accuracy).")
+    ] = None,
+    threads: ThreadsOpt = None,
+    input_shape: InputShapeOpt = None,
+    mean: Annotated[str | None, typer.Option("--mean", help="Per-channel mean fused by NPU toolchains.")] = None,
+    std: Annotated[str | None, typer.Option("--std", help="Per-channel std fused by NPU toolchains.")] = None,
+    option: Annotated[list[str] | None, typer.Option("--option", "-O", metavar="KEY=VALUE",
+                                                     help="Adapter option, e.g. -O tune=false (repeatable).")] = None,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the verification inputs.")] = 0,
+    allow_code: Annotated[bool, typer.Option("--allow-code", help="Allow `py:module:function` calibration.")
+                          ] = False,
+    json: JsonOpt = None,
+) -> None:
+    """Compile an ONNX model for a target; verify it against the ONNX reference; write a bundle."""
+    import edgekit
+
+    console = out(json)
+    result = edgekit.compile(
+        model, output=output, target=target, backend=backend, precision=precision, threads=threads, calib=calib,
+        input_shapes=tuple(input_shape or ()), mean=_floats(mean, "--mean"), std=_floats(std, "--std"),
+        adapter_options=_options(option), seed=seed, allow_code=allow_code,
+        on_progress=lambda msg: console.print(f"[dim]{msg}[/]", highlight=False),
+    )
+    if backend == "auto" and result.candidates:
+        console.print(candidates_table(result.candidates))
+    info = result.bundle.manifest.info
+    v = result.verification
+    console.print(
+        f"[bold green]compiled[/] {model} → {result.bundle.path} "
+        f"([bold]{result.adapter}[/], {info.get('target')}, {result.precision_used}; "
+        f"runs: {provenance_style(str(info.get('run_provenance')))})", highlight=False)
+    console.print(f"verified vs ONNX reference on {v.get('inputs')}: {v.get('reason')}", highlight=False)
+    if info.get("calibration", {}).get("synthetic"):
+        console.print("[yellow]warning[/]: synthetic calibration — int8 accuracy not validated on real data")
+    emit_json(result.to_json(), json)

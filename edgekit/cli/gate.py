@@ -1,0 +1,64 @@
+"""`edgekit gate`: re-check the accuracy and latency budgets stored with a bundle (what CI runs)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from edgekit.cli._common import JsonOpt, ThreadsOpt, command, out
+from edgekit.cli.bench import (
+    DurationOpt,
+    EmulatedOpt,
+    ItersOpt,
+    JunitOpt,
+    WarmupOpt,
+    budget_table,
+    finish,
+    print_verdict_notes,
+    render_bench,
+)
+
+
+@command("gate")
+def gate_cmd(
+    path: Annotated[Path, typer.Argument(metavar="RECIPE_OR_BUNDLE", help="A bundle dir (or a recipe .toml).")],
+    warmup: WarmupOpt = 10,
+    iters: ItersOpt = None,
+    duration: DurationOpt = None,
+    threads: ThreadsOpt = None,
+    samples: Annotated[int, typer.Option("--samples", min=1, help="Seeded inputs for the accuracy re-run.")] = 4,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the accuracy inputs.")] = 0,
+    emulated: EmulatedOpt = False,
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="Recipe only: output folder of the run.")
+                      ] = None,
+    trust_code: Annotated[bool, typer.Option("--trust-code", help="Recipe only: allow its Python code to run.")
+                          ] = False,
+    json: JsonOpt = None,
+    junit: JunitOpt = None,
+) -> None:
+    """Re-check a bundle's stored budgets (info.budgets): exit 0 all hold, 1 one fails, 4 not checkable."""
+    import edgekit
+    from edgekit.checks.budgets import write_junit
+
+    console = out(json)
+    result = edgekit.gate(path, warmup=warmup, iters=iters, duration=duration, threads=threads, samples=samples,
+                          seed=seed, allow_emulated=emulated, output=output, trust_code=trust_code)
+    if result.bench is not None:
+        bench = result.bench
+        bench_verdicts, bench.verdicts = bench.verdicts, []
+        render_bench(bench, console)
+        bench.verdicts = bench_verdicts
+    console.print(f"accuracy: {result.accuracy_source}" if result.accuracy_source else "accuracy: no thresholds stored",
+                  highlight=False)
+    console.print(budget_table(result.verdicts, title=f"stored budgets of {path}"))
+    print_verdict_notes(result.verdicts, console)
+    for note in result.notes:
+        console.print(f"[dim]note: {note}[/]", highlight=False)
+    for failure in result.failures:
+        console.print(f"[bold red]failed[/]: {failure}", highlight=False)
+    if junit is not None:
+        write_junit(junit, result.verdicts, suite="edgekit.gate", classname=f"edgekit.gate.{path.name}")
+        console.print(f"wrote {junit}", highlight=False)
+    finish(result, console, json)

@@ -1,0 +1,318 @@
+"""Run report: `OUT/report.md` and a self-contained `OUT/report.html` with tables and plots.
+
+Every figure and every number carries its provenance (measured / emulated / estimated /
+not-run), in the table cells, in plot titles and on each plotted point, so an NPU estimate is
+never read as a measurement. Plots are PNG files in `OUT/figures/` (matplotlib, Agg backend);
+the HTML embeds them as base64 so the file can be attached to a CI run on its own. Without
+matplotlib the report is written with tables only and says so.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as _dt
+import html
+import math
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from edgekit.artifact import write_text_atomic
+
+if TYPE_CHECKING:
+    from edgekit.pipeline import Candidate, PipelineResult, TargetResult
+
+_MARKERS = {"measured": "o", "emulated": "s", "estimated": "^", "not-run": "x"}
+
+
+def _num(value: Any, digits: int = 4, unit: str = "") -> str:
+    if value is None:
+        return "—"
+    if isinstance(value, str):
+        return value
+    value = float(value)
+    if math.isinf(value):
+        return "∞" if value > 0 else "-∞"
+    if math.isnan(value):
+        return "nan"
+    text = f"{value:.{digits}g}"
+    return f"{text} {unit}".strip()
+
+
+def _acc_metric(c: Candidate | TargetResult) -> tuple[str, float | None]:
+    """The accuracy figure to plot: task accuracy when labels exist, else SQNR (dB)."""
+    accuracy = c.accuracy if not isinstance(c.accuracy, dict) else c.accuracy.get("accuracy")
+    if accuracy is not None:
+        return "task accuracy", float(accuracy)
+    sqnr = c.sqnr_db if hasattr(c, "sqnr_db") else c.accuracy.get("sqnr_db")  # type: ignore[union-attr]
+    if sqnr is None:
+        return "SQNR (dB)", None
+    return "SQNR (dB) vs FP32", min(float(sqnr), 120.0)  # exact (inf) plotted at 120 dB
+
+
+# ------------------------------------------------------------------------------------------ plots
+
+def _pyplot() -> Any | None:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg", force=True)
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return None
+    return plt
+
+
+def _save(fig: Any, path: Path, plt: Any) -> Path:
+    from edgekit.artifact import atomic_path
+
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    return path
+
+
+def plot_frontier(target: TargetResult, path: Path, *, budget_note: str = "") -> Path | None:
+    """Latency vs accuracy for every (adapter × precision) candidate; the chosen one starred."""
+    plt = _pyplot()
+    if plt is None:
+        return None
+    points = [c for c in target.candidates if c.latency_ms is not None]
+    if not points:
+        return None
+    fig, ax = plt.subplots(figsize=(7.5, 4.6))
+    label = "accuracy"
+    for i, c in enumerate(points):
+        label, y = _acc_metric(c)
+        if y is None:
+            y = 0.0
+        colour = "tab:green" if c.meets_budget else "tab:red"
+        ax.scatter([c.latency_ms], [y], marker=_MARKERS.get(c.latency_provenance, "o"), s=60, c=colour,
+                   edgecolors="black", linewidths=0.5, zorder=3)
+        if c.chosen:
+            ax.scatter([c.latency_ms], [y], marker="*", s=420, facecolors="none", edgecolors="gold",
+                       linewidths=2.0, zorder=4)
+        used = f"→{c.precision_used}" if c.precision_used and c.precision_used != c.precision else ""
+        ax.annotate(f"{c.adapter}/{c.precision}{used}\nlat {c.latency_provenance}, acc {c.accuracy_provenance}",
+                    (c.latency_ms, y), textcoords="offset points", xytext=(6, 4 + 22 * (i % 3)), fontsize=7,
+                    arrowprops={"arrowstyle": "-", "color": "grey", "lw": 0.5})
+    ax.set_xlabel("latency p50 (ms)")
+    ax.set_ylabel(label)
+    ax.grid(alpha=0.3)
+    chosen = next((c for c in points if c.chosen), None)
+    title = f"{target.target}: precision auto frontier"
+    if chosen is not None:
+        title += f" — chosen {chosen.adapter}/{chosen.precision_used or chosen.precision}"
+    ax.set_title(title, fontsize=10)
+    note = "green: meets the accuracy budget, red: does not; ★ chosen; marker = latency provenance " \
+           "(o measured, s emulated, ^ estimated)"
+    if budget_note:
+        note += f"\nbudget: {budget_note}"
+    fig.text(0.01, -0.04, note, fontsize=7, va="top")
+    return _save(fig, path, plt)
+
+
+def plot_latency(result: PipelineResult, path: Path) -> Path | None:
+    """p50 per target (bar) with p90 whisker, labelled with provenance; budget limits as ticks."""
+    plt = _pyplot()
+    rows = [t for t in result.targets if t.latency.get("p50") is not None]
+    if plt is None or not rows:
+        return None
+    fig, ax = plt.subplots(figsize=(max(4.5, 1.6 * len(rows) + 2), 3.8))
+    xs = range(len(rows))
+    p50 = [t.latency["p50"] for t in rows]
+    p90 = [t.latency.get("p90", t.latency["p50"]) for t in rows]
+    colours = ["tab:blue" if t.latency_provenance == "measured" else "tab:purple" for t in rows]
+    ax.bar(xs, p50, color=colours, alpha=0.8)
+    ax.errorbar(xs, p50, yerr=[[0] * len(rows), [max(0.0, b - a) for a, b in zip(p50, p90, strict=True)]],
+                fmt="none", ecolor="black", capsize=4)
+    for i, t in enumerate(rows):
+        ax.annotate(f"{_num(t.latency['p50'], 3)} ms\n{t.latency_provenance}", (i, p50[i]),
+                    textcoords="offset points", xytext=(0, 6), ha="center", fontsize=7)
+        for v in t.verdicts:
+            if v.kind == "latency" and v.limit is not None:
+                ax.hlines(v.limit, i - 0.4, i + 0.4, colors="red", linestyles="dashed")
+    ax.set_xticks(list(xs), [f"{t.target}\n{t.adapter}/{t.precision_used or t.precision}" for t in rows], fontsize=8)
+    ax.set_ylabel("latency (ms): bar p50, whisker p90")
+    ax.set_title("Latency per target (provenance on each bar; red dashes = budget)", fontsize=10)
+    ax.grid(axis="y", alpha=0.3)
+    return _save(fig, path, plt)
+
+
+def plot_accuracy(result: PipelineResult, path: Path) -> Path | None:
+    """Accuracy of each target's build next to the FP32 reference, with provenance."""
+    plt = _pyplot()
+    rows = [t for t in result.targets if _acc_metric(t)[1] is not None]
+    if plt is None or not rows:
+        return None
+    label = _acc_metric(rows[0])[0]
+    fig, ax = plt.subplots(figsize=(max(4.5, 1.6 * len(rows) + 2.5), 3.8))
+    names = ["FP32 ONNX\n(reference)"] if label == "task accuracy" and result.reference.get("accuracy") is not None \
+        else []
+    values = [float(result.reference["accuracy"])] if names else []
+    provs = ["measured"] if names else []
+    for t in rows:
+        names.append(f"{t.target}\n{t.adapter}/{t.precision_used or t.precision}")
+        values.append(float(_acc_metric(t)[1] or 0.0))
+        provs.append(str(t.accuracy.get("provenance", "not-run")))
+    ax.bar(range(len(values)), values, color=["grey"] + ["tab:green"] * (len(values) - 1) if names else None,
+           alpha=0.8)
+    for i, (v, p) in enumerate(zip(values, provs, strict=True)):
+        ax.annotate(f"{_num(v, 4)}\n{p}", (i, v), textcoords="offset points", xytext=(0, 4), ha="center", fontsize=7)
+    ax.set_xticks(range(len(values)), names, fontsize=8)
+    ax.set_ylabel(label)
+    if label == "task accuracy":
+        ax.set_ylim(max(0.0, min(values) - 0.1), 1.02)
+    ax.set_title(f"Accuracy on the eval set ({result.reference.get('eval', 'eval set')})", fontsize=9)
+    ax.grid(axis="y", alpha=0.3)
+    return _save(fig, path, plt)
+
+
+# ------------------------------------------------------------------------------------------ tables
+
+def _target_rows(result: PipelineResult) -> list[list[str]]:
+    rows = []
+    for t in result.targets:
+        label, acc = _acc_metric(t)
+        rows.append([
+            t.target, t.status.upper(), t.adapter or "—", f"{t.precision or '—'} → {t.precision_used or '—'}",
+            f"{_num(t.latency.get('p50'), 4, 'ms')} / {_num(t.latency.get('p90'), 4, 'ms')}",
+            t.latency_provenance,
+            f"{label}: {_num(acc)}" if acc is not None else "—",
+            str(t.accuracy.get("provenance", "not-run")),
+            str(t.bundle) if t.bundle else (t.reason or "—"),
+        ])
+    return rows
+
+
+def _verdict_rows(t: TargetResult) -> list[list[str]]:
+    rows = []
+    for v in t.verdicts:
+        rows.append([t.target, v.name, v.kind, _num(v.measured, 4, v.unit), f"{v.op} {_num(v.limit, 4, v.unit)}",
+                     v.status.upper(), v.provenance, v.note])
+    return rows
+
+
+def _candidate_rows(t: TargetResult) -> list[list[str]]:
+    rows = []
+    for c in t.candidates:
+        rows.append([
+            ("★ " if c.chosen else "") + c.adapter, f"{c.precision} → {c.precision_used or '—'}",
+            _num(c.latency_ms, 4, "ms"), c.latency_provenance,
+            _num(c.accuracy), _num(c.accuracy_drop), _num(c.cosine, 6), _num(c.sqnr_db, 4, "dB"),
+            c.accuracy_provenance, "yes" if c.meets_budget else "no", c.reason,
+        ])
+    return rows
+
+
+def _md_table(header: list[str], rows: list[list[str]]) -> str:
+    def cell(text: str) -> str:
+        return str(text).replace("|", "\\|").replace("\n", " ")
+
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(cell(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def _html_table(header: list[str], rows: list[list[str]]) -> str:
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in row) + "</tr>" for row in rows)
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+TARGET_HEADER = ["target", "status", "adapter", "precision asked → used", "latency p50 / p90", "latency provenance",
+                 "accuracy", "accuracy provenance", "bundle"]
+VERDICT_HEADER = ["target", "budget", "kind", "value", "limit", "status", "provenance", "note"]
+CANDIDATE_HEADER = ["adapter", "precision asked → used", "latency p50", "latency provenance", "task accuracy",
+                    "drop", "cosine", "SQNR", "accuracy provenance", "meets budget", "why"]
+STAGE_HEADER = ["stage", "cache", "seconds", "detail"]
+
+
+def write_report(result: PipelineResult, out: str | Path) -> tuple[Path, Path]:
+    """Write OUT/report.md, OUT/report.html and OUT/figures/*.png; returns the two report paths."""
+    out = Path(out)
+    figures_dir = out / "figures"
+    figures_dir.mkdir(parents=True, exist_ok=True)
+    figures: list[tuple[str, Path]] = []
+    have_plots = _pyplot() is not None
+    if have_plots:
+        if (p := plot_latency(result, figures_dir / "latency.png")) is not None:
+            figures.append(("Latency per target", p))
+        if (p := plot_accuracy(result, figures_dir / "accuracy.png")) is not None:
+            figures.append(("Accuracy per target", p))
+        budget = ", ".join(f"{k}={v}" for k, v in _accuracy_budget(result).items())
+        for t in result.targets:
+            if len(t.candidates) > 1:
+                p = plot_frontier(t, figures_dir / f"frontier-{t.target}.png", budget_note=budget)
+                if p is not None:
+                    figures.append((f"{t.target}: latency vs accuracy frontier (precision auto)", p))
+    stamp = _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
+    verdicts = [r for t in result.targets for r in _verdict_rows(t)]
+    hits = sum(1 for s in result.stages if s.hit)
+    stage_rows = [[s.label, "hit" if s.hit else ("—" if s.stage == "checks" else "built"), f"{s.seconds:.3f}",
+                   s.detail] for s in result.stages]
+    ref = result.reference
+    ref_line = (f"FP32 ONNX reference on {ref.get('eval', 'the eval set')}: task accuracy "
+                f"{_num(ref.get('accuracy'))} (measured)" if ref.get("accuracy") is not None else
+                f"FP32 ONNX reference on {ref.get('eval', 'the eval set')} (no labels: accuracy is cosine/SQNR "
+                "vs FP32; synthetic inputs say nothing about task accuracy)" if ref else "no reference run")
+    status = "PASSED" if result.passed else "FAILED"
+
+    md = [f"# edgekit run: {result.recipe}", "",
+          f"Recipe `{result.recipe_path}` — **{status}** (exit {result.exit_code}) — {stamp} — "
+          f"{result.seconds:.2f} s, {hits}/{len(result.stages)} stages from cache.", "",
+          "Provenance: **measured** = run on this host; **emulated** = numerics reproduced on the host "
+          "(not device time); **estimated** = cost model; **not-run** = could not be run here.", "",
+          ref_line, "", "## Targets", "", _md_table(TARGET_HEADER, _target_rows(result)), ""]
+    if verdicts:
+        md += ["## Budgets", "", _md_table(VERDICT_HEADER, verdicts), ""]
+    for t in result.targets:
+        if len(t.candidates) > 1:
+            md += [f"## {t.target}: every candidate (precision auto)", "",
+                   _md_table(CANDIDATE_HEADER, _candidate_rows(t)), ""]
+    if figures:
+        md += ["## Figures", ""]
+        md += [f"![{title}](figures/{p.name})\n" for title, p in figures]
+    elif not have_plots:
+        md += ["_Plots skipped: matplotlib is not installed (pip install 'edgekit[plot]')._", ""]
+    md += ["## Stages", "", _md_table(STAGE_HEADER, stage_rows), ""]
+    md_path = write_text_atomic(out / "report.md", "\n".join(md) + "\n")
+
+    style = ("body{font-family:system-ui,sans-serif;margin:2em;max-width:1200px}table{border-collapse:collapse;"
+             "margin:1em 0;font-size:13px}td,th{border:1px solid #ccc;padding:4px 8px;text-align:left}"
+             "th{background:#f3f3f3}.PASSED{color:#1a7f37}.FAILED{color:#cf222e}figure{margin:1em 0}"
+             "figcaption{font-size:12px;color:#555}")
+    body = [f"<h1>edgekit run: {html.escape(result.recipe)}</h1>",
+            f"<p>Recipe <code>{html.escape(str(result.recipe_path))}</code> — <b class='{status}'>{status}</b> "
+            f"(exit {result.exit_code}) — {stamp} — {result.seconds:.2f} s, {hits}/{len(result.stages)} stages "
+            "from cache.</p>",
+            "<p><b>measured</b> = run on this host; <b>emulated</b> = numerics reproduced on the host (not device "
+            "time); <b>estimated</b> = cost model; <b>not-run</b> = could not be run here.</p>",
+            f"<p>{html.escape(ref_line)}</p>",
+            "<h2>Targets</h2>", _html_table(TARGET_HEADER, _target_rows(result))]
+    if verdicts:
+        body += ["<h2>Budgets</h2>", _html_table(VERDICT_HEADER, verdicts)]
+    for t in result.targets:
+        if len(t.candidates) > 1:
+            body += [f"<h2>{html.escape(t.target)}: every candidate (precision auto)</h2>",
+                     _html_table(CANDIDATE_HEADER, _candidate_rows(t))]
+    if figures:
+        body.append("<h2>Figures</h2>")
+        for title, p in figures:
+            data = base64.b64encode(p.read_bytes()).decode()
+            body.append(f"<figure><img alt='{html.escape(title)}' src='data:image/png;base64,{data}'>"
+                        f"<figcaption>{html.escape(title)} (file figures/{p.name})</figcaption></figure>")
+    elif not have_plots:
+        body.append("<p><i>Plots skipped: matplotlib is not installed.</i></p>")
+    body += ["<h2>Stages</h2>", _html_table(STAGE_HEADER, stage_rows)]
+    page = (f"<!doctype html><html><head><meta charset='utf-8'><title>edgekit {html.escape(result.recipe)}"
+            f"</title><style>{style}</style></head><body>{''.join(body)}</body></html>\n")
+    html_path = write_text_atomic(out / "report.html", page)
+    return md_path, html_path
+
+
+def _accuracy_budget(result: PipelineResult) -> dict[str, Any]:
+    for t in result.targets:
+        for v in t.verdicts:
+            if v.kind == "accuracy":
+                return {v.name.split("=")[0]: v.limit for v in t.verdicts if v.kind == "accuracy"}
+    return {}

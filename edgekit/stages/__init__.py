@@ -1,0 +1,1 @@
+"""Stages: what happens to a model (export, simplify, inspect, quantize, compile). One module each."""

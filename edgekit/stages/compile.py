@@ -1,0 +1,839 @@
+"""Compile an ONNX model for a target: adapter → bundle, verified against the ONNX reference.
+
+Every compile runs the compiled model on seeded inputs and compares it with onnxruntime CPU on
+the same inputs (dtype-aware: FP32 elementwise, FP16/BF16 elementwise or high SQNR, INT8 by
+cosine/SQNR); a mismatch fails the compile and nothing is written. `backend="auto"` builds every
+available adapter of the target, times the passing ones side by side (interleaved rounds,
+medians) and keeps the fastest, recording every candidate and why it lost in the manifest.
+
+Bundle layout: `manifest.json` (sha256 of every other file), `source.onnx` (the ONNX the
+bundle was compiled from), and the adapter's files. `load` refuses a tampered bundle.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from edgekit.adapters.base import SOURCE_MODEL, CompiledModel, CompileOptions, Provenance, Runner, TargetAdapter
+from edgekit.errors import (
+    BadInputError,
+    CheckFailedError,
+    EdgekitError,
+    ToolchainMissingError,
+    UnsupportedError,
+)
+
+if TYPE_CHECKING:
+    from edgekit.artifact import Artifact
+    from edgekit.checks.numerics import Comparison
+    from edgekit.specs import TensorSpec
+    from edgekit.targets import TargetProfile
+
+PRECISIONS = ("fp32", "fp16", "bf16", "int8")
+
+
+# ---------------------------------------------------------------------------------------------
+# Verification policy
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    """When a compiled model agrees with the reference. Defaults in one place, stored in the manifest.
+
+    fp32: elementwise |ref-got| <= atol + rtol*|ref| (`tolerance_for`), or SQNR >= `fp32_sqnr_db`
+    (accumulation-order noise on large outputs). fp16/bf16: elementwise, or cosine >= `float_cosine`
+    and SQNR >= `float_sqnr_db`. int8: cosine >= `int8_cosine` and SQNR >= `int8_sqnr_db`.
+    """
+
+    fp32_sqnr_db: float = 60.0
+    float_cosine: float = 0.999
+    float_sqnr_db: float = 25.0
+    int8_cosine: float = 0.98
+    int8_sqnr_db: float = 12.0
+
+
+def judge(comparison: Comparison, precision: str, thresholds: Thresholds = Thresholds()) -> tuple[bool, str]:
+    """(passed, why) for a comparison of compiled outputs against the reference."""
+    cos, sqnr = comparison.min_cosine, comparison.min_sqnr_db
+    summary = f"cosine {cos:.6f}, SQNR {sqnr:.1f} dB, max abs {comparison.max_abs:.3g}"
+    if comparison.notes and any("missing" in n or "shape" in n or "NaN" in n for n in comparison.notes):
+        return False, "; ".join(comparison.notes)
+    if precision == "int8":
+        ok = cos >= thresholds.int8_cosine and sqnr >= thresholds.int8_sqnr_db
+        rule = f"int8 rule: cosine >= {thresholds.int8_cosine}, SQNR >= {thresholds.int8_sqnr_db} dB"
+        return ok, f"{summary} ({rule})"
+    if comparison.passed:
+        return True, f"{summary} (elementwise atol {comparison.atol:g}, rtol {comparison.rtol:g})"
+    if precision == "fp32":
+        ok = sqnr >= thresholds.fp32_sqnr_db
+        return ok, f"{summary} (elementwise tolerance exceeded; SQNR rule >= {thresholds.fp32_sqnr_db} dB)"
+    ok = cos >= thresholds.float_cosine and sqnr >= thresholds.float_sqnr_db
+    return ok, (f"{summary} (elementwise tolerance exceeded; {precision} rule: cosine >= "
+                f"{thresholds.float_cosine}, SQNR >= {thresholds.float_sqnr_db} dB)")
+
+
+def _concat(batches: Sequence[Mapping[str, np.ndarray]]) -> dict[str, np.ndarray]:
+    """Join several runs' outputs along axis 0, so one comparison covers every sample."""
+    out: dict[str, np.ndarray] = {}
+    for name in batches[0]:
+        arrays = [np.asarray(b[name]) for b in batches if name in b]
+        out[name] = np.concatenate(arrays, axis=0) if arrays[0].ndim else np.stack(arrays)
+    return out
+
+
+def verify_runner(
+    runner: Runner,
+    reference: Path,
+    feeds: Sequence[Mapping[str, np.ndarray]],
+    precision: str,
+    thresholds: Thresholds = Thresholds(),
+    *,
+    inputs_note: str = "",
+    threads: int | None = None,
+) -> dict[str, Any]:
+    """Run `runner` and the onnxruntime CPU reference on `feeds`; return the recorded verification."""
+    from edgekit.checks.numerics import compare_outputs, tolerance_for
+    from edgekit.onnxio import run_reference
+
+    ref = _concat([run_reference(reference, f, threads=threads) for f in feeds])
+    got_runs = []
+    for f in feeds:
+        got = runner.run(f)
+        got_runs.append({k: v for k, v in got.items() if k in ref})
+    atol, rtol = tolerance_for(precision)
+    comparison = compare_outputs(ref, _concat(got_runs), atol=min(atol, 1e30), rtol=min(rtol, 1e30))
+    passed, why = judge(comparison, precision, thresholds)
+    return {
+        "status": "passed" if passed else "failed",
+        "passed": passed,
+        "reason": why,
+        "reference": "onnxruntime CPU (ORT_ENABLE_ALL) on the model given to compile",
+        "inputs": inputs_note or f"{len(feeds)} seeded random sample(s)",
+        "precision": precision,
+        "min_cosine": comparison.min_cosine,
+        "min_sqnr_db": comparison.min_sqnr_db,
+        "max_abs": comparison.max_abs,
+        "max_rel": comparison.max_rel,
+        "outputs": [_output_json(o) for o in comparison.outputs],
+        "notes": list(comparison.notes),
+        "provenance": str(getattr(runner, "provenance", Provenance.MEASURED)),
+    }
+
+
+def _output_json(o: Any) -> dict[str, Any]:
+    from edgekit.artifact import to_jsonable
+
+    return to_jsonable(o)
+
+
+# ---------------------------------------------------------------------------------------------
+# Timing (small on purpose; `edgekit bench` is the full latency tool)
+
+
+@dataclass
+class TimedCandidate:
+    samples_ms: list[float] = field(default_factory=list)
+    rejected: str = ""
+
+    def stats(self) -> dict[str, float]:
+        arr = np.asarray(self.samples_ms, dtype=np.float64)
+        if arr.size == 0:
+            return {}
+        return {"median_ms": float(np.median(arr)), "p90_ms": float(np.percentile(arr, 90)),
+                "min_ms": float(arr.min()), "n": int(arr.size)}
+
+
+def interleaved_timing(
+    calls: Mapping[str, Callable[[], Any]],
+    *,
+    rounds: int = 5,
+    round_seconds: float = 0.3,
+    max_runs_per_round: int = 50,
+    warmup: int = 2,
+    reject_ratio: float = 10.0,
+) -> dict[str, TimedCandidate]:
+    """Time several callables side by side: warm-up, then `rounds` rounds, each candidate in turn.
+
+    Interleaving (and rotating the order each round) spreads machine noise over every candidate
+    instead of punishing whichever ran during a busy spell. A candidate more than `reject_ratio`×
+    slower than the fastest after warm-up is not timed further (untuned TVM would take minutes).
+    """
+    timed = {name: TimedCandidate() for name in calls}
+    warm: dict[str, float] = {}
+    for name, call in calls.items():
+        call()  # cold run: not timed
+        t0 = time.perf_counter()
+        for _ in range(max(1, warmup)):
+            call()
+        warm[name] = (time.perf_counter() - t0) / max(1, warmup)
+    fastest = min(warm.values())
+    active = []
+    for name, seconds in warm.items():
+        if seconds > reject_ratio * fastest:
+            timed[name].rejected = f"{seconds / fastest:.0f}x slower than the fastest in warm-up (not timed further)"
+            timed[name].samples_ms.append(seconds * 1000)
+        else:
+            active.append(name)
+    for r in range(rounds):
+        order = active[r % len(active):] + active[: r % len(active)] if active else []
+        for name in order:
+            n = max(1, min(max_runs_per_round, int(round_seconds / max(warm[name], 1e-6))))
+            for _ in range(n):
+                t0 = time.perf_counter_ns()
+                calls[name]()
+                timed[name].samples_ms.append((time.perf_counter_ns() - t0) / 1e6)
+    return timed
+
+
+# ---------------------------------------------------------------------------------------------
+# Results
+
+
+@dataclass
+class Candidate:
+    """One adapter tried by compile/auto/compare, and what became of it."""
+
+    adapter: str
+    precision: str
+    status: str  # chosen | passed | rejected | failed | unavailable
+    reason: str = ""
+    precision_used: str | None = None
+    median_ms: float | None = None
+    p90_ms: float | None = None
+    runs: int = 0
+    timing_provenance: str = "not-run"
+    min_cosine: float | None = None
+    min_sqnr_db: float | None = None
+    max_abs: float | None = None
+    compile_s: float | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        from edgekit.artifact import to_jsonable
+
+        return to_jsonable({k: getattr(self, k) for k in self.__dataclass_fields__})
+
+
+@dataclass
+class CompileResult:
+    bundle: Artifact
+    adapter: str
+    precision_used: str
+    verification: dict[str, Any]
+    candidates: list[Candidate] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        info = self.bundle.manifest.info
+        return {
+            "bundle": str(self.bundle.path), "target": info.get("target"), "adapter": self.adapter,
+            "precision": info.get("precision"), "precision_used": self.precision_used,
+            "run_provenance": info.get("run_provenance"), "verification": self.verification,
+            "candidates": [c.to_json() for c in self.candidates], "files": self.bundle.manifest.files,
+        }
+
+
+# ---------------------------------------------------------------------------------------------
+# Building blocks
+
+
+@dataclass
+class _Built:
+    compiled: CompiledModel
+    runner: Runner
+    verification: dict[str, Any]
+    compile_s: float
+    source: Path  # model handed to the adapter
+
+
+def _as_model_path(model: str | Path | Artifact) -> tuple[Path, Artifact | None]:
+    from edgekit.artifact import Artifact
+
+    if isinstance(model, Artifact):
+        return Path(model.path), model
+    path = Path(model)
+    if path.is_dir():
+        raise BadInputError("is a directory (a bundle?), expected an .onnx model", path=path,
+                            hint="compile takes the ONNX model; `edgekit.load` opens bundles")
+    return path, None
+
+
+def _fix_shapes(model_path: Path, specs: Sequence[TensorSpec], work: Path) -> Path:
+    """Write a copy of the model with the given input dims fixed (dynamic → static)."""
+    import onnx
+
+    from edgekit.onnxio import input_specs, load_onnx
+
+    proto = load_onnx(model_path)
+    known = {s.name: s for s in input_specs(proto)}
+    for spec in specs:
+        if spec.name not in known:
+            raise BadInputError(f"model has no input {spec.name!r}", path="--input-shape",
+                                hint=f"inputs: {', '.join(known)}")
+        if len(spec.shape) != len(known[spec.name].shape):
+            raise BadInputError(f"input {spec.name!r} has rank {len(known[spec.name].shape)}, got {spec}",
+                                path="--input-shape")
+    by_name = {s.name: s for s in specs}
+    for value in proto.graph.input:
+        spec = by_name.get(value.name)
+        if spec is None:
+            continue
+        for dim, new in zip(value.type.tensor_type.shape.dim, spec.shape, strict=True):
+            if isinstance(new, int):
+                dim.Clear()
+                dim.dim_value = new
+    del proto.graph.value_info[:]
+    with contextlib.suppress(Exception):
+        proto = onnx.shape_inference.infer_shapes(proto)
+    fixed = work / "input.fixed.onnx"
+    onnx.save(proto, str(fixed))
+    return fixed
+
+
+def _open_calibration(calib: Any, specs: list[TensorSpec], *, allow_code: bool, limit: int | None) -> Any:
+    if calib is None or not isinstance(calib, (str, Path)):
+        return calib  # a reader (any re-iterable of input dicts) or nothing
+    try:
+        from edgekit.stages.calibration import open_source
+    except ImportError:
+        raise UnsupportedError("calibration readers (edgekit.stages.calibration) are not installed") from None
+    return open_source(str(calib), specs, allow_code=allow_code, limit=limit)
+
+
+def _calibration_json(calib: Any, reader: Any) -> dict[str, Any]:
+    if reader is None:
+        return {}
+    synthetic = bool(getattr(reader, "synthetic", False))
+    data = {"source": str(calib) if isinstance(calib, (str, Path)) else type(calib).__name__,
+            "description": str(getattr(reader, "description", "")), "synthetic": synthetic}
+    with contextlib.suppress(TypeError):
+        data["samples"] = len(reader)
+    if synthetic:
+        data["note"] = "synthetic calibration: int8 accuracy figures are not valid for real data"
+    return data
+
+
+def _quantize(model: Path, calib: Any, work: Path, threads: int | None) -> Path:
+    try:
+        from edgekit.stages.quantize import quantize
+    except ImportError:
+        raise UnsupportedError("int8 from a float model needs the quantize stage (edgekit.stages.quantize)",
+                               path=model) from None
+    result = quantize(model, work / "model.int8.onnx", calib, threads=threads)
+    return Path(result.artifact.path)
+
+
+def _feeds(specs: list[TensorSpec], *, seed: int, samples: int, reader: Any = None) -> tuple[list[dict], str]:
+    from edgekit.onnxio import random_inputs
+
+    if reader is not None:
+        feeds = []
+        for sample in reader:
+            feeds.append({k: np.asarray(v) for k, v in sample.items()})
+            if len(feeds) >= samples:
+                break
+        if feeds:
+            kind = "synthetic" if getattr(reader, "synthetic", False) else "real"
+            return feeds, f"{len(feeds)} calibration sample(s) ({kind})"
+    feeds = [random_inputs(specs, seed=seed + i) for i in range(samples)]
+    return feeds, f"{samples} seeded random sample(s) (seed {seed})"
+
+
+def _build(
+    adapter: TargetAdapter, profile: TargetProfile, source: Path, options: CompileOptions, out_dir: Path,
+    *, reference: Path, feeds: list[dict], inputs_note: str, thresholds: Thresholds, verify: bool = True,
+) -> _Built:
+    """source.onnx + adapter.compile + load + verify, inside `out_dir`."""
+    from edgekit.artifact import Manifest
+    from edgekit.onnxio import input_specs, load_onnx, output_specs
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(source, out_dir / SOURCE_MODEL)
+    proto = load_onnx(source, load_weights=False)
+    caps = adapter.capabilities(profile)
+    t0 = time.perf_counter()
+    try:
+        compiled = adapter.compile(source, profile, options, out_dir)
+    except EdgekitError:
+        raise
+    except Exception as exc:  # a backend crashing on a model is "unsupported", with the backend's words
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+        raise UnsupportedError(f"{adapter.name} failed to compile: {type(exc).__name__}: {first}",
+                               path=source, hint="try another --backend, or --debug for the traceback") from exc
+    compile_s = time.perf_counter() - t0
+    compiled.path = out_dir
+    compiled.info.setdefault("precision_used", options.precision)
+    compiled.info.setdefault("run_provenance", caps.run_provenance.value)
+    compiled.manifest = Manifest(kind="bundle", inputs=input_specs(proto), outputs=output_specs(proto),
+                                 info=dict(compiled.info))
+    try:
+        runner = adapter.load(compiled, threads=options.threads)
+    except EdgekitError:
+        raise
+    except Exception as exc:
+        raise UnsupportedError(f"{adapter.name} compiled but failed to load: {type(exc).__name__}: {exc}",
+                               path=source) from exc
+    if verify:
+        verification = verify_runner(runner, reference, feeds, judged_precision(options.precision, compiled.info),
+                                     thresholds, inputs_note=inputs_note, threads=options.threads)
+    else:
+        verification = {"status": "not-run", "passed": None, "reason": "verification skipped"}
+    return _Built(compiled, runner, verification, compile_s, source)
+
+
+def judged_precision(requested: str, info: Mapping[str, Any]) -> str:
+    """The rule to judge by: int8 if either side is int8, else what the backend really computed in.
+
+    OpenVINO may compute FP32 requests in bf16 and Ascend in fp16; the bundle records that as
+    `precision_used`, and the numbers are judged by it (the user sees both in the manifest).
+    """
+    used = str(info.get("precision_used", requested))
+    if "int8" in (requested, used) or used == "mixed":
+        return "int8"
+    return used if used in PRECISIONS else requested
+
+
+def _resolve_adapter(profile: TargetProfile, name: str) -> TargetAdapter:
+    """An explicitly named backend: unknown (exit 2), not serving this target (2), not installed (4)."""
+    from edgekit.adapters.registry import adapter_names, get_adapter
+
+    installed = adapter_names()
+    serving = [a for a in profile.adapters if a in installed and a != "null"]
+    if name not in installed and name not in profile.adapters:
+        raise BadInputError(f"unknown backend {name!r}", path="--backend",
+                            hint=f"available for {profile.name}: {', '.join(['auto', *serving, 'null'])}")
+    if name != "null" and name not in profile.adapters:
+        raise BadInputError(f"backend {name!r} does not serve target {profile.name}", path="--backend",
+                            hint=f"available for {profile.name}: {', '.join(['auto', *serving, 'null'])}")
+    if name not in installed:
+        raise ToolchainMissingError(f"backend {name!r} is named by target {profile.name} but not installed here",
+                                    path="--backend", hint=f"installed: {', '.join(['auto', *serving, 'null'])}")
+    return get_adapter(name)
+
+
+def _unavailable_reason(adapter: TargetAdapter, profile: TargetProfile, precision: str) -> str:
+    avail = adapter.availability(profile)
+    if not avail.available:
+        return avail.reason
+    precisions = adapter.capabilities(profile).precisions
+    if precision not in precisions:
+        return f"{precision} not offered on {profile.name} (offers {', '.join(precisions)})"
+    return ""
+
+
+# ---------------------------------------------------------------------------------------------
+# compile
+
+
+def compile(
+    model: str | Path | Artifact,
+    *,
+    output: str | Path,
+    target: str = "cpu",
+    backend: str = "auto",
+    precision: str = "fp32",
+    threads: int | None = None,
+    calib: Any = None,
+    input_shapes: Sequence[TensorSpec | str] = (),
+    mean: Sequence[float] | None = None,
+    std: Sequence[float] | None = None,
+    adapter_options: Mapping[str, Any] | None = None,
+    seed: int = 0,
+    verify_samples: int = 2,
+    thresholds: Thresholds = Thresholds(),
+    allow_code: bool = False,
+    auto_rounds: int = 5,
+    on_progress: Callable[[str], None] | None = None,
+) -> CompileResult:
+    """Compile `model` for `target` with `backend` (or the fastest passing one) into bundle dir `output`.
+
+    `calib` (int8 on a float model): a calibration source string (dir of .npy/.npz, image folder,
+    `synthetic` — flagged as not valid for accuracy, `py:module:function` with allow_code) or a
+    reader. Raises BadInputError (2), ToolchainMissingError (4), UnsupportedError (3) or
+    CheckFailedError (1, numerics off) and writes nothing on failure.
+    """
+    from edgekit.artifact import Manifest, StageRecord, atomic_dir, hash_tree, sha256_file, tool_versions
+    from edgekit.onnxio import input_specs, load_onnx, quantization_info
+    from edgekit.specs import as_specs
+    from edgekit.targets import get_profile
+
+    note = on_progress or (lambda _msg: None)
+    model_path, model_artifact = _as_model_path(model)
+    output = Path(output)
+    if precision not in PRECISIONS:
+        raise BadInputError(f"unknown precision {precision!r}", path="--precision",
+                            hint=f"one of {', '.join(PRECISIONS)}")
+    if verify_samples < 1:
+        raise BadInputError("must be >= 1", path="verify_samples")
+    if output.exists() and not output.is_dir():
+        raise BadInputError("exists and is not a directory", path=output, hint="a bundle is a directory")
+    profile = get_profile(target)
+    missing: list[Candidate] = []
+    if backend != "auto":
+        chosen_adapters = [_resolve_adapter(profile, backend)]
+    else:
+        from edgekit.adapters.registry import adapter_names, get_adapter
+
+        registered = set(adapter_names())
+        chosen_adapters = []
+        for n in (a for a in profile.adapters if a != "null"):
+            if n not in registered:
+                missing.append(Candidate(n, precision, "unavailable", "adapter not installed in this edgekit"))
+                continue
+            try:
+                chosen_adapters.append(get_adapter(n))
+            except EdgekitError as exc:
+                missing.append(Candidate(n, precision, "unavailable", exc.message))
+        if not chosen_adapters:
+            reasons = "; ".join(f"{c.adapter}: {c.reason}" for c in missing) or "profile names no adapter"
+            raise ToolchainMissingError(f"no adapter can serve target {profile.name} ({reasons})",
+                                        hint=f"see `edgekit targets show {profile.name}`")
+    proto = load_onnx(model_path)
+    specs = as_specs(list(input_shapes))
+    qinfo = quantization_info(proto)
+    if qinfo.format not in (None, "QDQ"):
+        note(f"model is quantized in {qinfo.format} format; only QDQ is portable across backends")
+    if precision != "int8" and qinfo.quantized:
+        raise BadInputError(f"model is already quantized ({qinfo.format}); compile it with --precision int8",
+                            path=model_path)
+
+    output.parent.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix=f".{output.name}.work-", dir=output.parent) as work_name:
+        work = Path(work_name)
+        source = _fix_shapes(model_path, specs, work) if specs else model_path
+        src_specs = input_specs(load_onnx(source, load_weights=False))
+        reader = None
+        calibration: dict[str, Any] = {}
+        float_model_int8 = precision == "int8" and not qinfo.quantized
+        if float_model_int8:
+            if calib is None:
+                raise BadInputError(
+                    "int8 needs calibration data for a float model", path="--calib",
+                    hint="pass --calib DIR_OF_NPY|IMAGE_DIR (or `synthetic`: flagged, not valid for accuracy), "
+                         "or compile a model made by `edgekit quantize`")
+            reader = _open_calibration(calib, src_specs, allow_code=allow_code, limit=None)
+            calibration = _calibration_json(calib, reader)
+            if calibration.get("synthetic"):
+                note("warning: synthetic calibration; int8 accuracy is not validated on real data")
+        n_verify = max(verify_samples, 4) if reader is not None else verify_samples
+        feeds, inputs_note = _feeds(src_specs, seed=seed, samples=n_verify, reader=reader)
+        base_options = CompileOptions(
+            precision=precision, threads=threads if backend != "auto" else (threads or os.cpu_count()),
+            input_shapes=tuple(specs), calibration=reader,
+            mean=tuple(mean) if mean is not None else None, std=tuple(std) if std is not None else None,
+            adapter_options=dict(adapter_options or {}),
+        )
+        qdq_model: Path | None = None
+
+        def source_for(adapter: TargetAdapter) -> Path:
+            nonlocal qdq_model
+            if not float_model_int8 or adapter.native_int8:
+                return source
+            if qdq_model is None:
+                note("quantizing (QDQ) for int8 ...")
+                qdq_model = _quantize(source, calib if isinstance(calib, (str, Path)) else reader, work,
+                                      base_options.threads)
+            return qdq_model
+
+        candidates: list[Candidate] = []
+        built: dict[str, _Built] = {}
+        for adapter in chosen_adapters:
+            why = _unavailable_reason(adapter, profile, precision)
+            if why:
+                if backend != "auto":
+                    if not adapter.availability(profile).available:
+                        raise ToolchainMissingError(f"backend {adapter.name} is unavailable for {profile.name}: {why}",
+                                                    path="--backend", hint=f"see `edgekit targets show {profile.name}`")
+                    raise UnsupportedError(f"backend {adapter.name}: {why}", path="--precision")
+                candidates.append(Candidate(adapter.name, precision, "unavailable", why))
+                continue
+            note(f"compiling with {adapter.name} ({precision}) ...")
+            try:
+                b = _build(adapter, profile, source_for(adapter), base_options, work / f"cand-{adapter.name}",
+                           reference=source, feeds=feeds, inputs_note=inputs_note, thresholds=thresholds)
+            except EdgekitError as exc:
+                if backend != "auto":
+                    raise
+                candidates.append(Candidate(adapter.name, precision, "failed", exc.one_line()))
+                continue
+            v = b.verification
+            cand = Candidate(adapter.name, precision, "passed" if v["passed"] else "rejected",
+                             "" if v["passed"] else f"numerics: {v['reason']}",
+                             precision_used=str(b.compiled.info.get("precision_used", precision)),
+                             min_cosine=v["min_cosine"], min_sqnr_db=v["min_sqnr_db"], max_abs=v["max_abs"],
+                             compile_s=round(b.compile_s, 3))
+            candidates.append(cand)
+            if v["passed"]:
+                built[adapter.name] = b
+            else:
+                b.runner.close()
+                if backend != "auto":
+                    raise CheckFailedError(f"{adapter.name} output disagrees with the ONNX reference: {v['reason']}",
+                                           path=model_path, hint="try another backend or precision")
+
+        candidates.extend(missing)
+        if not built:
+            reasons = "; ".join(f"{c.adapter}: {c.reason}" for c in candidates) or "no candidates"
+            if any(c.status == "rejected" for c in candidates):
+                raise CheckFailedError(f"no backend passed the numerics check ({reasons})", path=model_path)
+            if all(c.status == "unavailable" for c in candidates):
+                raise ToolchainMissingError(f"no backend available for {profile.name} ({reasons})",
+                                            hint=f"see `edgekit targets show {profile.name}`")
+            raise UnsupportedError(f"no backend could compile the model ({reasons})", path=model_path)
+
+        winner = _pick(built, candidates, feeds[0], auto_rounds, note) if backend == "auto" else next(iter(built))
+        for b in built.values():
+            b.runner.close()
+        best = built[winner]
+        compiled = best.compiled
+        caps = get_adapter_caps(winner, profile)
+        run_provenance = str(compiled.info.get("run_provenance", caps.run_provenance.value))
+        with atomic_dir(output) as final:
+            shutil.copytree(best.compiled.path, final, dirs_exist_ok=True)
+            info: dict[str, Any] = dict(compiled.info)
+            info.update({
+                "target": profile.name, "adapter": winner, "precision": precision,
+                "precision_used": str(compiled.info.get("precision_used", precision)),
+                "source_model": SOURCE_MODEL, "run_provenance": run_provenance,
+                "verification": best.verification, "threads": base_options.threads,
+            })
+            if calibration:
+                info["calibration"] = calibration
+            if float_model_int8:
+                info["quantized_by"] = "adapter (native int8)" if best.source == source else "edgekit quantize (QDQ)"
+            if backend == "auto":
+                info["auto"] = {"candidates": [c.to_json() for c in candidates], "chosen": winner,
+                                "timing": "interleaved rounds, same inputs and threads; median ms"}
+            estimate = None
+            with contextlib.suppress(Exception):
+                estimate = get_adapter_by_name(winner).estimate(final / SOURCE_MODEL, profile)
+            if estimate is not None:
+                info["estimate"] = estimate
+            history = list(model_artifact.manifest.history) if model_artifact else []
+            files = hash_tree(final)
+            record = StageRecord(
+                stage="compile",
+                options={"target": profile.name, "backend": backend, "adapter": winner, "precision": precision,
+                         "threads": base_options.threads, "input_shapes": [str(s) for s in specs],
+                         "mean": base_options.mean, "std": base_options.std,
+                         "adapter_options": dict(base_options.adapter_options), "seed": seed,
+                         "verify_samples": verify_samples, "thresholds": thresholds,
+                         "calib": calibration.get("source")},
+                inputs={model_path.name: sha256_file(model_path)},
+                outputs=files,
+                metrics={"min_cosine": best.verification["min_cosine"], "min_sqnr_db": best.verification["min_sqnr_db"],
+                         "max_abs": best.verification["max_abs"], "compile_s": round(best.compile_s, 3)},
+                provenance=run_provenance,
+                tool_versions=tool_versions(),
+                duration_s=round(time.perf_counter() - started, 3),
+            )
+            manifest = Manifest(kind="bundle", inputs=compiled.manifest.inputs if compiled.manifest else [],
+                                outputs=compiled.manifest.outputs if compiled.manifest else [],
+                                files=files, history=[*history, record], info=info)
+            manifest.metrics["compile"] = record.metrics
+            (final / "manifest.json").write_text(manifest.dumps())
+    from edgekit.artifact import Artifact
+
+    bundle = Artifact(output, manifest)
+    return CompileResult(bundle, winner, info["precision_used"], best.verification, candidates)
+
+
+def get_adapter_by_name(name: str) -> TargetAdapter:
+    from edgekit.adapters.registry import get_adapter
+
+    return get_adapter(name)
+
+
+def get_adapter_caps(name: str, profile: TargetProfile) -> Any:
+    return get_adapter_by_name(name).capabilities(profile)
+
+
+def _pick(built: dict[str, _Built], candidates: list[Candidate], feed: dict, rounds: int,
+          note: Callable[[str], None]) -> str:
+    """Time the passing candidates side by side and keep the fastest measured one."""
+    by_name = {c.adapter: c for c in candidates}
+    measured = {n: b for n, b in built.items() if str(b.runner.provenance) == Provenance.MEASURED.value}
+    for name in set(built) - set(measured):
+        by_name[name].reason = f"not timed: runs are {built[name].runner.provenance}, not measured on the device"
+    if not measured:
+        winner = next(iter(built))
+        by_name[winner].status = "chosen"
+        by_name[winner].reason = "no candidate can be measured here; first passing in profile order"
+        return winner
+    note(f"timing {', '.join(measured)} side by side ...")
+    calls = {n: (lambda r=b.runner: r.run(feed)) for n, b in measured.items()}
+    timed = interleaved_timing(calls, rounds=rounds)
+    for name, t in timed.items():
+        stats = t.stats()
+        cand = by_name[name]
+        cand.median_ms, cand.p90_ms, cand.runs = stats.get("median_ms"), stats.get("p90_ms"), int(stats.get("n", 0))
+        cand.timing_provenance = Provenance.MEASURED.value
+        if t.rejected:
+            cand.status, cand.reason = "rejected", t.rejected
+    ranked = sorted((n for n in timed if not timed[n].rejected), key=lambda n: by_name[n].median_ms or float("inf"))
+    winner = ranked[0]
+    best = by_name[winner]
+    best.status = "chosen"
+    best.reason = "fastest median among candidates that passed the numerics check"
+    for name in ranked[1:]:
+        c = by_name[name]
+        c.status = "passed"
+        c.reason = f"{(c.median_ms or 0) / (best.median_ms or 1):.2f}x the median of {winner}"
+    return winner
+
+
+# ---------------------------------------------------------------------------------------------
+# load
+
+
+def load(bundle_path: str | Path, *, threads: int | None = None) -> Runner:
+    """A runner for a bundle, after checking the sha256 of every file (tampered/truncated → exit 2)."""
+    from edgekit.adapters.base import require_available
+    from edgekit.adapters.registry import adapter_names, get_adapter
+    from edgekit.artifact import verify_bundle
+    from edgekit.targets import get_profile
+
+    artifact = verify_bundle(bundle_path)
+    manifest = artifact.manifest
+    if manifest.kind != "bundle":
+        raise BadInputError(f"manifest kind is {manifest.kind!r}, not a bundle", path=bundle_path)
+    info = manifest.info
+    name = str(info.get("adapter", ""))
+    if name not in adapter_names():
+        raise ToolchainMissingError(f"bundle needs adapter {name!r}, not installed here", path=bundle_path,
+                                    hint=f"installed: {', '.join(adapter_names())}")
+    adapter = get_adapter(name)
+    try:
+        profile = get_profile(str(info.get("target", "")))
+    except BadInputError:
+        profile = None
+    if profile is not None:
+        require_available(adapter, profile)
+    compiled = CompiledModel(Path(bundle_path), name, str(info.get("target", "")), str(info.get("precision", "fp32")),
+                             files=sorted(manifest.files), info=dict(info), manifest=manifest)
+    return adapter.load(compiled, threads=threads)
+
+
+# ---------------------------------------------------------------------------------------------
+# compare
+
+
+@dataclass
+class BackendComparison:
+    backend: str
+    status: str  # ok | mismatch | failed | unavailable
+    reason: str = ""
+    precision_used: str | None = None
+    outputs: list[dict[str, Any]] = field(default_factory=list)
+    min_cosine: float | None = None
+    min_sqnr_db: float | None = None
+    max_abs: float | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        from edgekit.artifact import to_jsonable
+
+        return to_jsonable({k: getattr(self, k) for k in self.__dataclass_fields__})
+
+
+@dataclass
+class CompareResult:
+    model: str
+    reference: str
+    inputs: str
+    precision: str
+    backends: list[BackendComparison]
+
+    @property
+    def passed(self) -> bool:
+        return all(b.status in ("ok", "unavailable") for b in self.backends)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"model": self.model, "reference": self.reference, "inputs": self.inputs, "precision": self.precision,
+                "passed": self.passed, "backends": [b.to_json() for b in self.backends]}
+
+
+def _load_inputs(inputs: Any, specs: list[TensorSpec]) -> list[dict[str, np.ndarray]]:
+    if isinstance(inputs, Mapping):
+        return [{k: np.asarray(v) for k, v in inputs.items()}]
+    path = Path(inputs)
+    if path.suffix == ".npz" and path.is_file():
+        with np.load(path) as data:
+            return [{k: data[k] for k in data.files}]
+    if path.suffix == ".npy" and path.is_file() and len(specs) == 1:
+        return [{specs[0].name: np.load(path)}]
+    raise BadInputError("expected a .npz with one array per input (or .npy for one input)", path=path)
+
+
+def compare(
+    model: str | Path,
+    backends: Iterable[str],
+    *,
+    target: str = "cpu",
+    precision: str = "fp32",
+    inputs: Mapping[str, np.ndarray] | str | Path | None = None,
+    seed: int = 0,
+    samples: int = 1,
+    threads: int | None = None,
+    adapter_options: Mapping[str, Mapping[str, Any]] | None = None,
+    thresholds: Thresholds = Thresholds(),
+) -> CompareResult:
+    """Run the same inputs through each backend; per-output cosine/SQNR/max-abs vs onnxruntime CPU.
+
+    Like Polygraphy's `run --onnxrt --trt`: a table of differences, not a pass/fail gate (each row
+    still says whether it is within the compile tolerance for `precision`). `adapter_options` maps
+    a backend name to its options. Nothing is written.
+    """
+    from edgekit.onnxio import input_specs, load_onnx, quantization_info
+    from edgekit.targets import get_profile
+
+    model = Path(model)
+    proto = load_onnx(model)
+    profile = get_profile(target)
+    names = [b.strip() for b in backends if b.strip()]
+    if not names:
+        raise BadInputError("no backends given", path="--backends", hint="e.g. onnxruntime,openvino,tvm")
+    if precision == "int8" and not quantization_info(proto).quantized:
+        raise BadInputError("compare --precision int8 needs a QDQ model", path=model,
+                            hint="run `edgekit quantize` first")
+    specs = input_specs(proto)
+    if inputs is not None:
+        feeds, note = _load_inputs(inputs, specs), "given inputs"
+    else:
+        feeds, note = _feeds(specs, seed=seed, samples=samples)
+    rows: list[BackendComparison] = []
+    with tempfile.TemporaryDirectory(prefix="edgekit-compare-") as work:
+        for name in names:
+            adapter = _resolve_adapter(profile, name)
+            why = _unavailable_reason(adapter, profile, precision)
+            if why:
+                rows.append(BackendComparison(name, "unavailable", why))
+                continue
+            opts = CompileOptions(precision=precision, threads=threads,
+                                  adapter_options=dict((adapter_options or {}).get(name, {})))
+            try:
+                b = _build(adapter, profile, model, opts, Path(work) / name, reference=model, feeds=feeds,
+                           inputs_note=note, thresholds=thresholds)
+            except EdgekitError as exc:
+                rows.append(BackendComparison(name, "failed", exc.one_line()))
+                continue
+            v = b.verification
+            b.runner.close()
+            rows.append(BackendComparison(name, "ok" if v["passed"] else "mismatch", v["reason"],
+                                          str(b.compiled.info.get("precision_used", precision)), v["outputs"],
+                                          v["min_cosine"], v["min_sqnr_db"], v["max_abs"]))
+    return CompareResult(str(model), "onnxruntime CPU (ORT_ENABLE_ALL)", note, precision, rows)
+
+
+__all__ = [
+    "BackendComparison", "Candidate", "CompareResult", "CompileResult", "Thresholds", "compare", "compile",
+    "interleaved_timing", "judge", "load", "verify_runner",
+]

@@ -1,0 +1,424 @@
+"""INT8 post-training quantization you can trust: ORT QDQ + accuracy report + sensitivity + fallback.
+
+Flow: refuse already-quantized input -> validate calibration/eval data against the model inputs ->
+prepare (opset upgrade where per-channel needs it, ORT quant_pre_process) -> calibrate once, streamed
+in chunks (ranges cached) -> write QDQ -> load it in onnxruntime -> compare with FP32 on evaluation
+samples -> rank nodes by the harm of quantizing each alone -> (budget) keep the most sensitive nodes in
+float step by step until the budget holds, or fail with exit 1 -> time FP32 vs INT8 here -> write the
+model and its manifest atomically. Nothing is written when any step fails.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+
+from edgekit.artifact import Artifact, Manifest, StageRecord, save_model_artifact, sha256_file, to_jsonable
+from edgekit.errors import BadInputError, CheckFailedError, UnsupportedError
+from edgekit.onnxio import input_specs, load_onnx, output_specs
+from edgekit.specs import Preprocess
+from edgekit.stages._quant_core import (
+    METHODS,
+    Prepared,
+    QdqSettings,
+    calibrate,
+    check_loads,
+    has_int8_compute,
+    prepare_model,
+    quantize_qdq,
+    quantized_nodes,
+    refuse_quantized,
+    resolve_excludes,
+)
+from edgekit.stages._quant_eval import (
+    AccuracyReport,
+    EvalSet,
+    NodeSensitivity,
+    SpeedReport,
+    accuracy_report,
+    local_error_prefilter,
+    measure_speed,
+    rank_nodes,
+    run_all,
+)
+from edgekit.stages.calibration import CalibrationReader, open_source
+
+MIN_HOLDOUT = 5  # below this many calibration samples, evaluation reuses them (flagged)
+
+
+@dataclass(frozen=True)
+class QuantizeOptions:
+    """Every knob of the quantize stage, with its default (stored in the manifest as JSON)."""
+
+    method: str = "minmax"  # minmax | entropy | percentile
+    per_channel: bool = True  # per-channel weights (opset upgraded to >= 13 when needed)
+    symmetric_activations: bool = False  # int8 symmetric activations (NPU-style) instead of uint8 asymmetric
+    activation_type: str = "auto"  # auto | uint8 | int8
+    weight_type: str = "int8"
+    exclude: tuple[str, ...] = ()  # node names or op types kept in float
+    calib_samples: int = 100
+    eval_samples: int = 200  # cap on evaluation samples held in memory
+    holdout: float = 0.2  # share of calibration samples held out for evaluation when no eval source
+    max_drop: float | None = None  # task accuracy budget in points (needs labels)
+    min_sqnr: float | None = None  # output SQNR budget in dB
+    require_speedup: bool = False
+    threads: int | None = None
+    sensitivity: bool = True
+    sensitivity_nodes: int = 24  # cap on nodes quantized alone (pre-ranked by local SQNR loss above it)
+    sensitivity_samples: int = 32
+    speed: bool = True
+    speed_seconds: float = 1.0  # per model, interleaved
+    pre_process: bool = True  # ORT quant_pre_process (shape inference + optimization)
+    percentile: float = 99.999
+    calib_chunk: int = 16  # samples per calibration batch: bounds memory
+
+    def qdq(self) -> QdqSettings:
+        return QdqSettings(self.method, self.per_channel, self.symmetric_activations, self.activation_type,
+                           self.weight_type)
+
+    def validate(self) -> None:
+        if self.method not in METHODS:
+            raise BadInputError(f"unknown method {self.method!r}", path="--method", hint=f"one of {', '.join(METHODS)}")
+        if self.max_drop is not None and self.min_sqnr is not None:
+            raise BadInputError("give one budget, not both", path="--max-drop/--min-sqnr")
+        if self.max_drop is not None and self.max_drop < 0:
+            raise BadInputError(f"--max-drop must be >= 0 points, got {self.max_drop}", path="--max-drop")
+        for name in ("calib_samples", "eval_samples", "sensitivity_nodes", "sensitivity_samples", "calib_chunk"):
+            if getattr(self, name) < 1:
+                raise BadInputError(f"{name} must be >= 1", path=f"--{name.replace('_', '-')}")
+
+
+@dataclass(frozen=True)
+class BudgetStep:
+    """One try of the accuracy-aware search: which nodes were kept in float and what it gave."""
+
+    kept_float: tuple[str, ...]
+    value: float
+    met: bool
+
+
+@dataclass
+class QuantizeResult:
+    """What `quantize` produced and measured. `artifact` is None only on a failure result attached to an error."""
+
+    artifact: Artifact | None
+    report: AccuracyReport
+    full_int8_report: AccuracyReport
+    sensitivity: list[NodeSensitivity]
+    excluded: list[str]  # kept in float by the accuracy-aware search
+    user_excluded: list[str]
+    speed: SpeedReport | None
+    options: QuantizeOptions
+    calibration: dict[str, Any]
+    quantized: list[tuple[str, str]]  # (node, op_type) running in INT8 in the result
+    steps: list[BudgetStep] = field(default_factory=list)
+    budget: str | None = None
+    notes: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def latency_cost_ms(self) -> float | None:
+        """Extra median latency of the mixed-precision result over full INT8 (measured), when nodes were excluded."""
+        if self.speed is None or "int8_full" not in self.speed.medians_ms:
+            return None
+        return self.speed.medians_ms["int8"] - self.speed.medians_ms["int8_full"]
+
+    def to_json(self) -> dict[str, Any]:
+        return to_jsonable({
+            "output": str(self.artifact.path) if self.artifact else None,
+            "accuracy": self.report.to_json(),
+            "full_int8_accuracy": self.full_int8_report.to_json(),
+            "sensitivity": [asdict(s) for s in self.sensitivity],
+            "excluded": self.excluded,
+            "user_excluded": self.user_excluded,
+            "quantized_nodes": [{"node": n, "op_type": t} for n, t in self.quantized],
+            "speed": self.speed.to_json() if self.speed else None,
+            "latency_cost_ms": self.latency_cost_ms,
+            "budget": self.budget,
+            "steps": [asdict(s) for s in self.steps],
+            "calibration": self.calibration,
+            "options": asdict(self.options),
+            "notes": self.notes,
+            "warnings": self.warnings,
+        })
+
+
+def _options(kw: dict[str, Any], options: QuantizeOptions | None) -> QuantizeOptions:
+    known = {f.name for f in fields(QuantizeOptions)}
+    unknown = sorted(set(kw) - known)
+    if unknown:
+        raise BadInputError(f"unknown quantize option(s) {unknown}", hint=f"known: {sorted(known)}")
+    if "exclude" in kw:
+        kw["exclude"] = tuple(kw["exclude"] or ())
+    opts = replace(options or QuantizeOptions(), **kw)
+    opts.validate()
+    return opts
+
+
+def _split_sources(calib: str | Path | CalibrationReader, eval_source: str | Path | CalibrationReader | None,
+                   inputs: list, opts: QuantizeOptions, preprocess: Preprocess | None, allow_code: bool,
+                   warnings: list[str]) -> tuple[CalibrationReader, CalibrationReader]:
+    kw = {"preprocess": preprocess, "allow_code": allow_code}
+    if eval_source is not None:
+        cal = open_source(calib, inputs, limit=opts.calib_samples, **kw)
+        return cal, open_source(eval_source, inputs, limit=opts.eval_samples, **kw)
+    reader = open_source(calib, inputs, limit=opts.calib_samples + opts.eval_samples, **kw)
+    n = len(reader)
+    if n > opts.calib_samples:
+        return reader.subset(0, opts.calib_samples), reader.subset(opts.calib_samples, None)
+    if n >= MIN_HOLDOUT:
+        hold = max(1, round(n * opts.holdout))
+        warnings.append(f"no --eval source: {hold} of {n} calibration samples held out for evaluation "
+                        f"(calibrating on {n - hold})")
+        return reader.subset(0, n - hold), reader.subset(n - hold, None)
+    warnings.append(f"only {n} calibration sample(s) and no --eval: accuracy is measured on the calibration "
+                    "samples themselves (optimistic)")
+    return reader, reader
+
+
+def _load_evalset(reader: CalibrationReader, reference_session: Any) -> EvalSet:
+    samples, labels = [], []
+    for sample, label in reader.iter_labeled():
+        samples.append(sample)
+        labels.append(label)
+    have = [lab is not None for lab in labels]
+    stacked = np.concatenate([np.asarray(lab).reshape(-1) for lab in labels]) if labels and all(have) else None
+    evalset = EvalSet(samples, stacked, f"{len(samples)} sample(s) from {reader.description}", reader.synthetic)
+    evalset.reference = run_all(reference_session, samples)
+    return evalset
+
+
+def _subset(evalset: EvalSet, k: int) -> EvalSet:
+    if k >= len(evalset.samples):
+        return evalset
+    counts = [next(iter(s.values())).shape[0] if s else 1 for s in evalset.samples[:k]]
+    rows = int(sum(counts))
+    labels = evalset.labels[:rows] if evalset.labels is not None else None
+    sub = EvalSet(evalset.samples[:k], labels, evalset.description, evalset.synthetic)
+    sub.reference = {n: v[:rows] if v.ndim else v for n, v in evalset.reference.items()}
+    return sub
+
+
+def _budget(opts: QuantizeOptions) -> tuple[str | None, Any]:
+    if opts.max_drop is not None:
+        return (f"accuracy drop <= {opts.max_drop:g} points",
+                lambda r: (r.accuracy_drop, r.accuracy_drop <= opts.max_drop))
+    if opts.min_sqnr is not None:
+        return f"output SQNR >= {opts.min_sqnr:g} dB", lambda r: (r.min_sqnr_db, r.min_sqnr_db >= opts.min_sqnr)
+    return None, None
+
+
+def quantize(
+    model: str | Path,
+    output: str | Path,
+    calib: str | Path | CalibrationReader,
+    *,
+    method: str = "minmax",
+    per_channel: bool = True,
+    symmetric_activations: bool = False,
+    exclude: Iterable[str] = (),
+    calib_samples: int = 100,
+    eval: str | Path | CalibrationReader | None = None,
+    max_drop: float | None = None,
+    min_sqnr: float | None = None,
+    require_speedup: bool = False,
+    threads: int | None = None,
+    preprocess: Preprocess | None = None,
+    allow_code: bool = False,
+    options: QuantizeOptions | None = None,
+    **more: Any,
+) -> QuantizeResult:
+    """Quantize an FP32 ONNX model to INT8 (QDQ) and say how good and how fast it is.
+
+    Raises BadInputError (bad data/model, exit 2), CheckFailedError (budget or --require-speedup not met,
+    exit 1; the measured result is attached as `error.result`), UnsupportedError (ORT cannot quantize or
+    load the result, exit 3). Extra keyword arguments are QuantizeOptions fields.
+    """
+    opts = _options({"method": method, "per_channel": per_channel, "symmetric_activations": symmetric_activations,
+                     "exclude": exclude, "calib_samples": calib_samples, "max_drop": max_drop, "min_sqnr": min_sqnr,
+                     "require_speedup": require_speedup, "threads": threads, **more}, options)
+    started = time.perf_counter()
+    source = Artifact.open(model)
+    proto = load_onnx(source.path)
+    refuse_quantized(proto, source.path)
+    inputs = input_specs(proto)
+    warnings: list[str] = []
+    cal_reader, eval_reader = _split_sources(calib, eval, inputs, opts, preprocess, allow_code, warnings)
+    if cal_reader.synthetic:
+        warnings.append("calibration data is SYNTHETIC random noise: activation ranges do not reflect real inputs; "
+                        "this INT8 model is NOT validated for accuracy")
+    if eval_reader.synthetic:
+        warnings.append("evaluation data is synthetic: the accuracy table is NOT valid for real inputs")
+    budget_text, judge = _budget(opts)
+    threads_used = opts.threads or max(1, min(os.cpu_count() or 1, 4))
+    fp32_bytes = source.path.read_bytes()
+
+    with tempfile.TemporaryDirectory(prefix="edgekit-quant-") as tmp:
+        work = Path(tmp)
+        prepared = prepare_model(proto, work, per_channel=opts.per_channel, pre_process=opts.pre_process,
+                                 source=source.path)
+        t_cal = time.perf_counter()
+        ranges = calibrate(prepared, cal_reader, work, method=opts.method, percentile=opts.percentile,
+                           symmetric=opts.symmetric_activations, chunk=opts.calib_chunk)
+        calibration = {"source": cal_reader.description, "samples": len(cal_reader), "synthetic": cal_reader.synthetic,
+                       "method": opts.method, "seconds": round(time.perf_counter() - t_cal, 3),
+                       "eval_source": eval_reader.description, "provenance": "measured"}
+        user_excluded = resolve_excludes(prepared.model, opts.exclude)
+        settings = opts.qdq()
+
+        evalset = _load_evalset(eval_reader, check_loads(fp32_bytes, threads=threads_used, what="FP32 model"))
+        if opts.max_drop is not None and evalset.labels is None:
+            raise BadInputError("--max-drop needs task labels, and the evaluation samples carry none",
+                                path=eval_reader.description,
+                                hint="give --eval a folder of .npz files with a `labels` array, or use --min-sqnr")
+
+        def build(excluded: Iterable[str] = (), only: Iterable[str] | None = None) -> tuple[bytes, Any]:
+            data = quantize_qdq(prepared, ranges, settings, exclude=[*user_excluded, *excluded], only=only,
+                                workdir=work)
+            return data, check_loads(data, threads=threads_used)
+
+        full_bytes, full_session = build()
+        candidates = [c for c in quantized_nodes(full_bytes) if c[0] not in user_excluded]
+        if not has_int8_compute(candidates):
+            raise UnsupportedError("nothing in this model was quantized (no op onnxruntime quantizes, or all excluded)",
+                                   path=source.path, hint="check --exclude; the FP32 model is not an INT8 result")
+        full_report = accuracy_report(evalset, run_all(full_session, evalset.samples))
+
+        sensitivity: list[NodeSensitivity] = []
+        notes = list(prepared.notes)
+        met = True
+        if judge is not None:
+            _, met = judge(full_report)
+        if opts.sensitivity or not met:
+            sens_set = _subset(evalset, opts.sensitivity_samples)
+            ranked = candidates
+            if len(candidates) > opts.sensitivity_nodes:
+                ranked = local_error_prefilter(prepared.model, full_bytes, candidates, sens_set.samples,
+                                               opts.sensitivity_nodes, threads_used)
+                notes.append(f"sensitivity: {len(candidates)} quantized nodes, the {len(ranked)} with the largest "
+                             "local SQNR loss were quantized alone")
+            sensitivity = rank_nodes(ranked, lambda name: build(only=[name])[0],
+                                     lambda data: check_loads(data, threads=threads_used), sens_set)
+
+        chosen_bytes, chosen_report, excluded = full_bytes, full_report, []
+        steps: list[BudgetStep] = []
+        if judge is not None:
+            value, met = judge(full_report)
+            steps.append(BudgetStep((), value, met))
+            order = [s.node for s in sensitivity]
+            k = 0
+            while not met and k < len(order):
+                k += 1
+                trial = order[:k]
+                if len(trial) >= len(candidates):
+                    break  # everything float is FP32, not an INT8 result
+                data, session = build(trial)
+                if not has_int8_compute(quantized_nodes(data)):
+                    break  # only data movement left in INT8: that is FP32 under another name
+                report = accuracy_report(evalset, run_all(session, evalset.samples))
+                value, met = judge(report)
+                steps.append(BudgetStep(tuple(trial), value, met))
+                if met:
+                    chosen_bytes, chosen_report, excluded = data, report, list(trial)
+
+        quantized = quantized_nodes(chosen_bytes)
+        result = QuantizeResult(None, chosen_report, full_report, sensitivity, excluded, user_excluded, None, opts,
+                                calibration, quantized, steps, budget_text, notes, warnings)
+        if not met:
+            best = max(steps[1:] or steps, key=lambda s: s.value if opts.min_sqnr is not None else -s.value)
+            raise _failed(result, f"no INT8 setting meets the budget ({budget_text}): best was {best.value:.3g} with "
+                          f"{len(best.kept_float)} node(s) kept in float", source.path,
+                          "relax the budget, give more representative calibration data, or try --method entropy/"
+                          "percentile; nothing was written")
+
+        if opts.speed:
+            models = {"fp32": fp32_bytes, "int8": chosen_bytes}
+            if excluded:
+                models["int8_full"] = full_bytes
+            result.speed = measure_speed(models, evalset.samples[0], threads=threads_used, seconds=opts.speed_seconds)
+            if opts.require_speedup and result.speed.speedup <= 1.0:
+                raise _failed(result, f"--require-speedup: {result.speed.verdict}", source.path,
+                              "nothing was written; keep FP32 here or compile for another backend")
+        elif opts.require_speedup:
+            raise BadInputError("--require-speedup needs the speed measurement", path="speed")
+
+        manifest = _manifest(source, chosen_bytes, result, time.perf_counter() - started)
+        result.artifact = save_model_artifact(chosen_bytes, output, manifest)
+    return result
+
+
+def _failed(result: QuantizeResult, message: str, path: Path, hint: str) -> CheckFailedError:
+    error = CheckFailedError(message, path=path, hint=hint)
+    error.result = result  # type: ignore[attr-defined]
+    return error
+
+
+def _manifest(source: Artifact, model_bytes: bytes, result: QuantizeResult, seconds: float) -> Manifest:
+    proto = onnx.ModelProto.FromString(model_bytes)
+    old = source.manifest
+    manifest = Manifest(kind="onnx", inputs=input_specs(proto), outputs=output_specs(proto),
+                        history=list(old.history), metrics=dict(old.metrics), info=dict(old.info))
+    metrics = result.to_json()
+    metrics.pop("options", None)
+    manifest.add_stage(StageRecord(
+        stage="quantize", options=asdict(result.options), inputs={source.path.name: sha256_file(source.path)},
+        metrics=metrics, provenance="measured", duration_s=round(seconds, 3),
+    ))
+    manifest.info.update({
+        "precision": "int8" if not result.excluded and not result.user_excluded else "mixed-int8",
+        "quantization": {"format": "QDQ", "method": result.options.method, "per_channel": result.options.per_channel,
+                         "symmetric_activations": result.options.symmetric_activations,
+                         "activation_type": result.options.qdq().resolved_activation_type(),
+                         "weight_type": result.options.weight_type,
+                         "kept_float": sorted({*result.excluded, *result.user_excluded}),
+                         "calibration_synthetic": result.calibration["synthetic"]},
+    })
+    return manifest
+
+
+def quantize_onnx(
+    model: onnx.ModelProto | str | Path,
+    calib: str | Path | CalibrationReader,
+    *,
+    method: str = "minmax",
+    per_channel: bool = True,
+    symmetric_activations: bool = False,
+    activation_type: str = "auto",
+    weight_type: str = "int8",
+    exclude: Iterable[str] = (),
+    calib_samples: int = 100,
+    preprocess: Preprocess | None = None,
+    allow_code: bool = False,
+    pre_process: bool = True,
+) -> onnx.ModelProto:
+    """The bare step, no report: FP32 model + calibration data -> QDQ ModelProto that loads in onnxruntime.
+
+    For stages that judge numerics themselves (NPU emulation: symmetric int8 activations, per-tensor
+    vs per-channel weights).
+    """
+    path = None
+    if not isinstance(model, onnx.ModelProto):
+        path = Path(model)
+        model = load_onnx(path)
+    refuse_quantized(model, path)
+    reader = open_source(calib, input_specs(model), preprocess=preprocess, allow_code=allow_code, limit=calib_samples)
+    settings = QdqSettings(method, per_channel, symmetric_activations, activation_type, weight_type)
+    with tempfile.TemporaryDirectory(prefix="edgekit-quant-") as tmp:
+        work = Path(tmp)
+        prepared: Prepared = prepare_model(model, work, per_channel=per_channel, pre_process=pre_process, source=path)
+        ranges = calibrate(prepared, reader, work, method=method, symmetric=symmetric_activations)
+        data = quantize_qdq(prepared, ranges, settings, exclude=resolve_excludes(prepared.model, exclude),
+                            workdir=work)
+    check_loads(data)
+    return onnx.ModelProto.FromString(data)
+
+
+__all__ = ["BudgetStep", "QuantizeOptions", "QuantizeResult", "quantize", "quantize_onnx"]

@@ -1,0 +1,134 @@
+"""Operator rule engine: verdicts with sources for Ascend (CANN list) and Cambricon (no public list)."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+from edgekit.adapters.npu.rules import (
+    CANN_IF,
+    CANN_ONNX_LIST,
+    MAGICMIND_NO_LIST,
+    GraphFacts,
+    evaluate_model,
+    get_rule_set,
+)
+from edgekit.errors import BadInputError
+from tests._npu_helpers import detector, if_model, loop_model, segmenter
+
+ASCEND = get_rule_set("ascend-cann")
+MAGICMIND = get_rule_set("cambricon-magicmind")
+
+
+def _by_node(model_path):
+    return {v.node: v for v in evaluate_model(onnx.load(str(model_path)), ASCEND)}
+
+
+def test_detector_runs_on_ascend_with_a_resize_note(tmp_path):
+    verdicts = _by_node(detector(tmp_path / "det.onnx"))
+    assert {v.verdict for v in verdicts.values()} == {"npu"}
+    resize = verdicts["upsample"]
+    assert "hiascend.com" in resize.source and "Resize" in resize.source
+    assert "round_prefer_ceil" in resize.reason  # ONNX default nearest_mode differs from Ascend's
+
+
+def test_resize_with_runtime_scales_is_unsupported_on_ascend(tmp_path):
+    resize = _by_node(detector(tmp_path / "det.onnx", dynamic_scales=True))["upsample"]
+    assert resize.verdict == "unsupported"
+    assert "simplify" in resize.reason and "scales" in resize.reason
+
+
+def test_resize_cubic_is_unsupported_linear_is_fine(tmp_path):
+    assert _by_node(detector(tmp_path / "c.onnx", resize_mode="cubic"))["upsample"].verdict == "unsupported"
+    linear = _by_node(detector(tmp_path / "l.onnx", resize_mode="linear"))["upsample"]
+    assert linear.verdict == "npu" and "round_prefer_ceil" not in linear.reason
+
+
+def test_segmenter_convtranspose_and_linear_resize(tmp_path):
+    verdicts = _by_node(segmenter(tmp_path / "seg.onnx"))
+    assert verdicts["up_convT"].verdict == "npu" and verdicts["up_convT"].source == CANN_ONNX_LIST
+    assert verdicts["up_resize"].verdict == "npu"
+
+
+def test_if_is_listed_and_its_branches_are_checked(tmp_path):
+    verdicts = _by_node(if_model(tmp_path / "if.onnx"))
+    assert verdicts["branch"].verdict == "npu" and verdicts["branch"].source == CANN_IF
+    assert "branch/then_branch/then_relu" in verdicts and "branch/else_branch/else_sigmoid" in verdicts
+
+
+def test_loop_is_unsupported_on_ascend_with_the_list_as_source(tmp_path):
+    loop = _by_node(loop_model(tmp_path / "loop.onnx"))["repeat"]
+    assert loop.verdict == "unsupported"
+    assert loop.source == CANN_ONNX_LIST and "not in the CANN" in loop.reason
+
+
+def test_magicmind_never_claims_support_it_cannot_source(tmp_path):
+    for path in (detector(tmp_path / "d.onnx"), if_model(tmp_path / "i.onnx"), loop_model(tmp_path / "l.onnx")):
+        verdicts = evaluate_model(onnx.load(str(path)), MAGICMIND)
+        assert {v.verdict for v in verdicts} == {"unknown"}
+        assert all(v.source == MAGICMIND_NO_LIST for v in verdicts)
+
+
+def _single_node_model(node: onnx.NodeProto, inputs, outputs, inits=(), opset=13) -> onnx.ModelProto:
+    graph = helper.make_graph([node], "one", inputs, outputs, list(inits))
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)], ir_version=8)
+
+
+def test_nms_topk_nonzero_follow_the_vendor_pages():
+    boxes = helper.make_tensor_value_info("boxes", TensorProto.FLOAT, [1, 100, 4])
+    scores = helper.make_tensor_value_info("scores", TensorProto.FLOAT, [1, 1, 100])
+    sel = helper.make_tensor_value_info("sel", TensorProto.INT64, None)
+    for max_boxes, expected in ((100, "npu"), (1000, "unknown")):
+        node = helper.make_node("NonMaxSuppression", ["boxes", "scores", "maxb"], ["sel"], name="nms")
+        model = _single_node_model(node, [boxes, scores], [sel],
+                                   [numpy_helper.from_array(np.array([max_boxes], np.int64), "maxb")], opset=11)
+        (verdict,) = evaluate_model(model, ASCEND)
+        assert verdict.verdict == expected and "atlasoxol_09_0106" in verdict.source
+        assert "float16" in verdict.reason
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [4, 8])
+    nz = _single_node_model(helper.make_node("NonZero", ["x"], ["y"], name="nz"), [x],
+                            [helper.make_tensor_value_info("y", TensorProto.INT64, None)])
+    assert evaluate_model(nz, ASCEND)[0].verdict == "npu"
+    topk = _single_node_model(helper.make_node("TopK", ["x", "k"], ["v", "i"], name="topk"), [x],
+                              [helper.make_tensor_value_info("v", TensorProto.FLOAT, None),
+                               helper.make_tensor_value_info("i", TensorProto.INT64, None)],
+                              [numpy_helper.from_array(np.array([2], np.int64), "k")])
+    assert evaluate_model(topk, ASCEND)[0].verdict == "npu"
+
+
+def test_opset_outside_documented_range_is_unknown_not_supported():
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])
+    model = _single_node_model(helper.make_node("Relu", ["x"], ["y"], name="relu"), [x], [y], opset=21)
+    (verdict,) = evaluate_model(model, ASCEND)
+    assert verdict.verdict == "unknown" and "opset 21" in verdict.reason
+
+
+def test_zero_size_dims_and_custom_ops_are_not_called_supported():
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [0, 4])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [0, 4])
+    model = _single_node_model(helper.make_node("Relu", ["x"], ["y"], name="relu"), [x], [y])
+    assert evaluate_model(model, ASCEND)[0].verdict == "unknown"
+    custom = helper.make_node("MyOp", ["x"], ["y"], name="mine", domain="com.example")
+    assert ASCEND.rule_for(custom.op_type, custom.domain).verdict == "unsupported"
+
+
+def test_qdq_ops_are_unsupported_on_ascend_with_the_amct_hint():
+    rule = ASCEND.rule_for("QuantizeLinear")
+    assert rule.verdict == "unsupported" and "AMCT" in rule.reason
+
+
+def test_profile_overrides_need_a_source():
+    rules = get_rule_set("ascend-cann", {"TopK": {"verdict": "cpu-fallback", "source": "my lab test, 2026"}})
+    assert rules.rule_for("TopK").verdict == "cpu-fallback"
+    with pytest.raises(BadInputError, match="source"):
+        get_rule_set("ascend-cann", {"TopK": {"verdict": "npu"}})
+    with pytest.raises(BadInputError, match="unknown NPU rule set"):
+        get_rule_set("nope")
+
+
+def test_graph_facts_see_constants_and_shapes(tmp_path):
+    facts = GraphFacts.of(onnx.load(str(detector(tmp_path / "d.onnx"))))
+    assert "scales" in facts.constants and facts.shapes["images"] == (1, 3, 32, 32) and facts.opset == 13

@@ -1,0 +1,109 @@
+"""`edgekit bench` and `edgekit gate` as a CI job runs them: exit codes, JSON, JUnit, plot."""
+
+from __future__ import annotations
+
+import json
+import sys
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from _bench_helpers import compile_bundle, edit_manifest, tiny_model
+
+from edgekit.cli import app
+
+runner = CliRunner()
+FAST = ["--warmup", "2", "--iters", "20"]
+
+
+@pytest.fixture(scope="module")
+def bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return compile_bundle(tmp_path_factory.mktemp("clibench"))
+
+
+def _run(*args: str):
+    return runner.invoke(app, [str(a) for a in args], catch_exceptions=False)
+
+
+def test_generous_budget_passes_and_writes_json_junit_plot(bundle: Path, tmp_path: Path) -> None:
+    pytest.importorskip("matplotlib")
+    res = _run("bench", bundle, *FAST, "--budget", "p90<=10s", "--budget", "mean<10s",
+               "--json", tmp_path / "r.json", "--junit", tmp_path / "r.xml", "--plot", tmp_path / "r.png")
+    assert res.exit_code == 0, res.output
+    assert "p99" in res.output and "measured" in res.output and "all budgets hold" in res.output
+    data = json.loads((tmp_path / "r.json").read_text())
+    assert data["verdict"]["exit_code"] == 0 and len(data["budgets"]) == 2
+    cases = ET.parse(tmp_path / "r.xml").getroot().findall("testsuite/testcase")
+    assert len(cases) == 2 and all(c.find("failure") is None for c in cases)
+    assert (tmp_path / "r.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_impossible_budget_fails_with_exit_1(bundle: Path, tmp_path: Path) -> None:
+    res = _run("bench", bundle, *FAST, "--budget", "p50<0.001us", "--junit", tmp_path / "f.xml")
+    assert res.exit_code == 1, res.output
+    assert "FAIL" in res.output
+    failures = ET.parse(tmp_path / "f.xml").getroot().findall("testsuite/testcase/failure")
+    assert len(failures) == 1
+
+
+def test_bad_budget_is_a_usage_error(bundle: Path) -> None:
+    res = _run("bench", bundle, *FAST, "--budget", "p90 under 5ms")
+    assert res.exit_code == 2 and "cannot parse budget" in res.output
+
+
+def test_bare_json_goes_to_stdout(bundle: Path) -> None:
+    res = runner.invoke(app, ["bench", str(bundle), *FAST, "--json"])
+    assert res.exit_code == 0
+    assert json.loads(res.stdout)["schema"] == "edgekit.bench/1"
+
+
+def test_baseline_regression_and_environment_refusal(bundle: Path, tmp_path: Path) -> None:
+    base = tmp_path / "base.json"
+    assert _run("bench", bundle, *FAST, "--json", base).exit_code == 0
+    data = json.loads(base.read_text())
+    data["latency_ms"]["p50"] = data["latency_ms"]["p50"] / 1000  # a baseline 1000x faster: a regression
+    data["samples_ms"] = []
+    faster = tmp_path / "faster.json"
+    faster.write_text(json.dumps(data))
+    res = _run("bench", bundle, *FAST, "--baseline", faster, "--max-regression", "10%")
+    assert res.exit_code == 1, res.output
+    assert "baseline" in res.output
+    data["environment"]["cpu_model"] = "Another CPU"
+    other = tmp_path / "other.json"
+    other.write_text(json.dumps(data))
+    refused = _run("bench", bundle, *FAST, "--baseline", other)
+    assert refused.exit_code == 2 and "different environment" in refused.output
+    forced = _run("bench", bundle, *FAST, "--baseline", other, "--force")
+    assert forced.exit_code == 1 and "forced" in forced.output
+
+
+def test_onnx_is_compiled_on_the_fly(tmp_path: Path) -> None:
+    model = tiny_model(tmp_path / "m.onnx")
+    out = tmp_path / "c.json"
+    res = _run("bench", "cpu", model, "--backend", "onnxruntime", *FAST, "--batch", "2", "--json", out)
+    assert res.exit_code == 0, res.output
+    data = json.loads(out.read_text())
+    assert data["compile_ms"] > 0 and data["config"]["batch"] == 2 and data["bundle"]["adapter"] == "onnxruntime"
+    assert "compile" in res.output
+    assert _run("bench", model, "--target", "cpu", "--backend", "onnxruntime", *FAST).exit_code == 0
+
+
+def test_missing_bundle_is_a_usage_error(tmp_path: Path) -> None:
+    res = _run("bench", tmp_path / "nope", *FAST)
+    assert res.exit_code == 2
+
+
+def test_gate_bundle_exit_codes(tmp_path: Path) -> None:
+    good = edit_manifest(compile_bundle(tmp_path / "a"),
+                         budgets={"latency": ["p90<=10s"], "accuracy": {"min_cosine": 0.99}})
+    res = _run("gate", good, *FAST, "--junit", tmp_path / "g.xml", "--json", tmp_path / "g.json")
+    assert res.exit_code == 0, res.output
+    assert len(ET.parse(tmp_path / "g.xml").getroot().findall("testsuite/testcase")) == 2
+    assert json.loads((tmp_path / "g.json").read_text())["accuracy_source"].startswith("re-run")
+    bad = edit_manifest(compile_bundle(tmp_path / "b"), budgets={"latency": ["p99<0.001us"]})
+    assert _run("gate", bad, *FAST).exit_code == 1
+    none = compile_bundle(tmp_path / "c")
+    assert _run("gate", none).exit_code == 2

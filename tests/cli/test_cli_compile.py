@@ -1,0 +1,98 @@
+"""`edgekit compile`, `compare` and `targets`: exit codes, one-line errors, JSON on stdout."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from edgekit.cli import app
+from tests._adapters_helpers import tiny_conv_model
+
+runner = CliRunner()
+
+
+@pytest.fixture
+def model(tmp_path):
+    return tiny_conv_model(tmp_path / "tiny.onnx")
+
+
+def _run(*args: str):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+def test_compile_auto_prints_the_candidates_table(model, tmp_path):
+    result = _run("compile", model, "--target", "cpu", "-o", tmp_path / "b")
+    assert result.exit_code == 0, result.output
+    assert "backend auto: candidates" in result.output and "chosen" in result.output
+    assert (tmp_path / "b" / "manifest.json").is_file()
+
+
+def test_compile_json_goes_to_stdout(model, tmp_path):
+    result = _run("compile", model, "-b", "onnxruntime", "-o", tmp_path / "b", "--json")
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert data["adapter"] == "onnxruntime" and data["verification"]["passed"] is True
+    assert "compiled" in result.stderr
+
+
+def test_compile_adapter_options_are_typed(model, tmp_path):
+    result = _run("compile", model, "-b", "onnxruntime", "-O", "optimization=basic", "-O", "save_optimized=false",
+                  "-o", tmp_path / "b", "--json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["files"].keys() == {"source.onnx"}
+
+
+@pytest.mark.parametrize("args, code, text", [
+    (["--backend", "tflite"], 2, "unknown backend 'tflite'"),
+    (["--target", "tpu9000"], 2, "unknown target 'tpu9000'"),
+    (["--target", "cuda", "--backend", "onnxruntime"], 4, "unavailable"),
+    (["--precision", "int8", "--backend", "onnxruntime"], 2, "--calib"),
+    (["--backend", "onnxruntime", "-O", "turbo=1"], 2, "unknown option 'turbo'"),
+    (["--mean", "1,x"], 2, "--mean"),
+])
+def test_compile_errors_are_one_line_with_exit_codes(model, tmp_path, args, code, text):
+    if "cuda" in args:
+        from edgekit.adapters.onnxruntime import available_providers
+
+        if "CUDAExecutionProvider" in available_providers():
+            pytest.skip("CUDA present")
+    result = _run("compile", model, "-o", tmp_path / "b", *args)
+    assert result.exit_code == code, result.output
+    assert text in result.stderr and "Traceback" not in result.output
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "b").exists()
+
+
+def test_compile_missing_model_is_bad_input(tmp_path):
+    result = _run("compile", tmp_path / "nope.onnx", "-o", tmp_path / "b")
+    assert result.exit_code == 2 and "no such file" in result.stderr
+
+
+def test_compare_table_and_json(model):
+    result = _run("compare", model, "--backends", "onnxruntime,null", "--json")
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert [b["backend"] for b in data["backends"]] == ["onnxruntime", "null"]
+    assert data["backends"][0]["outputs"][0]["cosine"] > 0.9999
+    assert "logits" in result.stderr
+
+
+def test_targets_lists_profiles_and_adapters():
+    result = _run("targets", "--json")
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    names = {t["name"] for t in data["targets"]}
+    assert {"cpu", "cuda"} <= names
+    cpu = next(t for t in data["targets"] if t["name"] == "cpu")
+    for adapter in cpu["adapters"]:
+        assert adapter["available"] or adapter["reason"]
+    assert any(a["name"] == "null" for a in data["adapters"])
+
+
+def test_targets_show_and_unknown():
+    shown = _run("targets", "show", "cuda")
+    assert shown.exit_code == 0 and "onnxruntime" in shown.output
+    missing = _run("targets", "show", "tpu9000")
+    assert missing.exit_code == 2 and "available:" in missing.stderr

@@ -1,0 +1,201 @@
+"""The compile stage: verification gates the bundle, auto picks among passing candidates, load verifies."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import numpy as np
+import pytest
+
+import edgekit
+import edgekit.targets as targets_mod
+from edgekit.adapters import registry
+from edgekit.artifact import Manifest, StageRecord, save_model_artifact, sha256_file
+from edgekit.checks.numerics import compare_outputs
+from edgekit.errors import BadInputError, CheckFailedError, ToolchainMissingError, UnsupportedError
+from edgekit.stages.compile import Thresholds, compare, interleaved_timing, judge
+from edgekit.targets import TargetProfile
+from tests._adapters_helpers import qdq_model, tiny_conv_model, wrong_adapter_class
+
+INFO_KEYS = {"target", "adapter", "precision", "precision_used", "source_model", "run_provenance", "verification"}
+
+
+@pytest.fixture
+def model(tmp_path):
+    return tiny_conv_model(tmp_path / "tiny.onnx")
+
+
+@pytest.fixture
+def wrong(monkeypatch):
+    """Register adapter `wrong` (outputs off by +1) and target `testcpu` = [wrong, onnxruntime]."""
+    cls = wrong_adapter_class()
+    monkeypatch.setitem(registry.BUILTIN_ADAPTERS, "wrong", "edgekit.adapters.null:NullAdapter")
+    monkeypatch.setattr(registry, "_module_exists", lambda _target: True)
+    real_class = registry._adapter_class.__wrapped__
+    monkeypatch.setattr(registry, "_adapter_class", lambda name: cls if name == "wrong" else real_class(name))
+    profiles = dict(targets_mod.all_profiles())
+    profiles["testcpu"] = TargetProfile("testcpu", "test", "cpu", ("wrong", "onnxruntime"), ("fp32", "int8"))
+    monkeypatch.setattr(targets_mod, "all_profiles", lambda: profiles)
+    return cls
+
+
+def _leftovers(parent):
+    return [p.name for p in parent.iterdir() if p.name.startswith(".")]
+
+
+def test_bundle_manifest_follows_the_contract(model, tmp_path):
+    result = edgekit.compile(model, output=tmp_path / "b", backend="onnxruntime")
+    raw = json.loads((tmp_path / "b" / "manifest.json").read_text())
+    assert raw["kind"] == "bundle"
+    assert set(raw["info"]) >= INFO_KEYS
+    files = {p.relative_to(tmp_path / "b").as_posix(): sha256_file(p) for p in (tmp_path / "b").rglob("*")
+             if p.name != "manifest.json"}
+    assert raw["files"] == files
+    record = raw["history"][-1]
+    assert record["stage"] == "compile" and record["tool_versions"]["onnxruntime"]
+    assert record["inputs"] == {"tiny.onnx": sha256_file(model)}
+    assert result.verification["inputs"].startswith("2 seeded random")
+    assert _leftovers(tmp_path) == []
+
+
+def test_history_of_the_input_model_is_kept(model, tmp_path):
+    art = save_model_artifact(model.read_bytes(), tmp_path / "m.onnx",
+                              Manifest(kind="onnx", history=[StageRecord(stage="export")]))
+    result = edgekit.compile(art, output=tmp_path / "b", backend="null")
+    assert [r.stage for r in result.bundle.manifest.history] == ["export", "compile"]
+
+
+def test_mismatch_fails_and_writes_nothing(model, tmp_path, wrong):
+    with pytest.raises(CheckFailedError, match="disagrees with the ONNX reference"):
+        edgekit.compile(model, output=tmp_path / "b", target="testcpu", backend="wrong")
+    assert not (tmp_path / "b").exists()
+    assert _leftovers(tmp_path) == []
+
+
+def test_existing_bundle_survives_a_failed_compile(model, tmp_path, wrong):
+    edgekit.compile(model, output=tmp_path / "b", target="testcpu", backend="onnxruntime")
+    before = (tmp_path / "b" / "manifest.json").read_text()
+    with pytest.raises(CheckFailedError):
+        edgekit.compile(model, output=tmp_path / "b", target="testcpu", backend="wrong")
+    assert (tmp_path / "b" / "manifest.json").read_text() == before
+
+
+def test_auto_rejects_a_wrong_candidate_and_says_why(model, tmp_path, wrong):
+    result = edgekit.compile(model, output=tmp_path / "b", target="testcpu", backend="auto", auto_rounds=1)
+    assert result.adapter == "onnxruntime"
+    by = {c.adapter: c for c in result.candidates}
+    assert by["wrong"].status == "rejected" and by["wrong"].reason.startswith("numerics")
+    assert by["onnxruntime"].status == "chosen" and by["onnxruntime"].median_ms > 0
+    auto = result.bundle.manifest.info["auto"]
+    assert auto["chosen"] == "onnxruntime" and {c["adapter"] for c in auto["candidates"]} == {"wrong", "onnxruntime"}
+
+
+def test_auto_with_no_passing_candidate_fails(model, tmp_path, wrong, monkeypatch):
+    profiles = dict(targets_mod.all_profiles())
+    profiles["testcpu"] = TargetProfile("testcpu", "test", "cpu", ("wrong",), ("fp32",))
+    monkeypatch.setattr(targets_mod, "all_profiles", lambda: profiles)
+    with pytest.raises(CheckFailedError, match="no backend passed"):
+        edgekit.compile(model, output=tmp_path / "b", target="testcpu")
+
+
+def test_auto_lists_unavailable_adapters_with_reasons(model, tmp_path, monkeypatch):
+    profiles = dict(targets_mod.all_profiles())
+    profiles["testcpu"] = TargetProfile("testcpu", "t", "cpu", ("onnxruntime", "not-an-adapter"), ("fp32",))
+    monkeypatch.setattr(targets_mod, "all_profiles", lambda: profiles)
+    result = edgekit.compile(model, output=tmp_path / "b", target="testcpu", auto_rounds=1)
+    missing = next(c for c in result.candidates if c.adapter == "not-an-adapter")
+    assert missing.status == "unavailable" and "not installed" in missing.reason
+
+
+@pytest.mark.parametrize("backend, precision, error, match", [
+    ("tflite", "fp32", BadInputError, "unknown backend 'tflite'"),
+    ("onnxruntime", "fp64", BadInputError, "unknown precision"),
+    ("onnxruntime", "bf16", UnsupportedError, "bf16 not offered"),
+])
+def test_bad_requests_are_one_line_errors(model, tmp_path, backend, precision, error, match):
+    with pytest.raises(error, match=match):
+        edgekit.compile(model, output=tmp_path / "b", backend=backend, precision=precision)
+
+
+def test_unknown_target_lists_available(model, tmp_path):
+    with pytest.raises(BadInputError, match=r"available: .*cpu"):
+        edgekit.compile(model, output=tmp_path / "b", target="tpu9000")
+
+
+def test_int8_float_model_without_calibration_is_refused(model, tmp_path):
+    with pytest.raises(BadInputError, match="calibration"):
+        edgekit.compile(model, output=tmp_path / "b", backend="onnxruntime", precision="int8")
+
+
+def test_int8_with_synthetic_calibration_is_flagged(model, tmp_path):
+    pytest.importorskip("edgekit.stages.quantize", reason="quantize stage not installed")
+    pytest.importorskip("edgekit.stages.calibration", reason="calibration readers not installed")
+    result = edgekit.compile(model, output=tmp_path / "b", backend="onnxruntime", precision="int8",
+                             calib="synthetic")
+    info = result.bundle.manifest.info
+    assert info["calibration"]["synthetic"] is True and "not valid" in info["calibration"]["note"]
+    assert info["quantized_by"] == "edgekit quantize (QDQ)"
+    assert result.verification["passed"]
+
+
+def test_qdq_model_compiles_as_int8_only(model, tmp_path):
+    qdq = qdq_model(model, tmp_path / "q.onnx")
+    with pytest.raises(BadInputError, match="already quantized"):
+        edgekit.compile(qdq, output=tmp_path / "b", backend="onnxruntime")
+
+
+def test_input_shapes_fix_dynamic_dims(tmp_path):
+    model = tiny_conv_model(tmp_path / "dyn.onnx", dynamic_batch=True)
+    result = edgekit.compile(model, output=tmp_path / "b", backend="onnxruntime", input_shapes=["input:2,3,8,8"])
+    assert result.bundle.manifest.inputs[0].shape == (2, 3, 8, 8)
+    runner = edgekit.load(tmp_path / "b")
+    assert runner.run({"input": np.zeros((2, 3, 8, 8), np.float32)})["logits"].shape == (2, 10)
+    with pytest.raises(BadInputError, match="no input 'image'"):
+        edgekit.compile(model, output=tmp_path / "c", backend="onnxruntime", input_shapes=["image:2,3,8,8"])
+
+
+def test_load_refuses_non_bundles_and_foreign_adapters(model, tmp_path):
+    with pytest.raises(BadInputError):
+        edgekit.load(tmp_path)
+    edgekit.compile(model, output=tmp_path / "b", backend="null")
+    manifest = Manifest.read(tmp_path / "b" / "manifest.json")
+    manifest.info["adapter"] = "quantum-npu"
+    (tmp_path / "b" / "manifest.json").write_text(manifest.dumps())
+    with pytest.raises(ToolchainMissingError, match="quantum-npu"):
+        edgekit.load(tmp_path / "b")
+
+
+def test_compare_reports_each_backend(model, wrong):
+    result = compare(model, ["onnxruntime", "null", "wrong"], target="testcpu")
+    rows = {r.backend: r for r in result.backends}
+    assert rows["onnxruntime"].status == "ok" and rows["null"].status == "ok"
+    assert rows["wrong"].status == "mismatch" and rows["wrong"].max_abs == pytest.approx(1.0, rel=1e-5)
+    assert rows["onnxruntime"].outputs[0]["name"] == "logits"
+    assert not result.passed
+
+
+def test_compare_marks_unavailable_backends(model):
+    result = compare(model, ["onnxruntime"], target="cuda")
+    row = result.backends[0]
+    if row.status != "unavailable":
+        pytest.skip("this host has a CUDA onnxruntime")
+    assert "CUDAExecutionProvider" in row.reason
+
+
+def test_judge_rules():
+    ref = {"y": np.linspace(-3, 3, 1000, dtype=np.float32).reshape(10, 100)}
+    noisy = {"y": ref["y"] + np.random.default_rng(0).normal(0, 0.05, ref["y"].shape).astype(np.float32)}
+    cmp = compare_outputs(ref, noisy, atol=1e-4, rtol=1e-3)
+    assert not judge(cmp, "fp32")[0]
+    assert judge(cmp, "int8")[0]  # cosine ~0.9996
+    strict = Thresholds(int8_cosine=0.99999)
+    ok, why = judge(cmp, "int8", strict)
+    assert not ok and "int8 rule" in why
+
+
+def test_interleaved_timing_stops_timing_a_hopeless_candidate():
+    calls = {"fast": lambda: None, "slow": lambda: time.sleep(0.02)}
+    timed = interleaved_timing(calls, rounds=2, round_seconds=0.01, warmup=1)
+    assert timed["slow"].rejected and not timed["fast"].rejected
+    assert timed["fast"].stats()["n"] >= 2

@@ -1,0 +1,170 @@
+"""The quantize stage: loadable QDQ, honest accuracy, sensitivity, accuracy-aware fallback, refusals."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import pytest
+
+from edgekit.artifact import Manifest, manifest_path_for
+from edgekit.errors import BadInputError, CheckFailedError
+from edgekit.onnxio import opset_version, quantization_info, run_reference
+from edgekit.stages import quantize as qmod
+from edgekit.stages._quant_eval import SpeedReport
+from edgekit.stages.quantize import quantize, quantize_onnx
+from tests._quant_helpers import (
+    OUTLIER_NODES,
+    labelled_by_reference,
+    outlier_model,
+    random_samples,
+    small_conv_model,
+    write_npz,
+)
+
+FAST = {"speed": False, "sensitivity": False}
+
+
+@pytest.fixture(scope="module")
+def outlier(tmp_path_factory):
+    root = tmp_path_factory.mktemp("outlier")
+    model = outlier_model(root / "outlier.onnx")
+    calib = write_npz(root / "calib", random_samples((1, 4, 8, 8), 24, seed=0))
+    evaluation = write_npz(root / "eval", labelled_by_reference(model, random_samples((1, 4, 8, 8), 48, seed=1)))
+    return {"model": model, "calib": calib, "eval": evaluation, "root": root}
+
+
+@pytest.fixture(scope="module")
+def small(tmp_path_factory):
+    root = tmp_path_factory.mktemp("small")
+    model = small_conv_model(root / "small.onnx", opset=12)
+    calib = write_npz(root / "calib", random_samples((1, 3, 8, 8), 20, seed=0))
+    return {"model": model, "calib": calib, "root": root}
+
+
+def _ops(path) -> set[str]:
+    return {n.op_type for n in onnx.load(str(path)).graph.node}
+
+
+def test_naive_int8_hurts_and_max_drop_keeps_the_right_nodes_float(outlier, tmp_path):
+    out = tmp_path / "q.onnx"
+    result = quantize(outlier["model"], out, outlier["calib"], eval=outlier["eval"], max_drop=1.0, speed=False)
+    assert result.full_int8_report.accuracy_drop > 20  # naive INT8 is badly hurt
+    assert set(result.excluded) == set(OUTLIER_NODES)
+    assert result.report.accuracy_drop <= 1.0
+    assert [s.node for s in result.sensitivity[:2]] == sorted(OUTLIER_NODES, key=lambda n: [
+        s.node for s in result.sensitivity].index(n))
+    assert set(OUTLIER_NODES) == {s.node for s in result.sensitivity[:2]}
+    assert result.steps[-1].met and not result.steps[0].met
+    quantized = {n for n, _ in result.quantized}
+    assert "head" in quantized and not quantized & set(OUTLIER_NODES)
+    manifest = Manifest.read(manifest_path_for(out))
+    assert manifest.history[-1].stage == "quantize"
+    assert set(manifest.info["quantization"]["kept_float"]) == set(OUTLIER_NODES)
+    assert manifest.info["precision"] == "mixed-int8"
+
+
+def test_min_sqnr_budget_also_restores(outlier, tmp_path):
+    result = quantize(outlier["model"], tmp_path / "q.onnx", outlier["calib"], eval=outlier["eval"], min_sqnr=25.0,
+                      speed=False)
+    assert result.full_int8_report.min_sqnr_db < 25.0 <= result.report.min_sqnr_db
+    assert set(result.excluded) == set(OUTLIER_NODES)
+
+
+def test_impossible_budget_fails_and_writes_nothing(outlier, tmp_path):
+    out = tmp_path / "q.onnx"
+    with pytest.raises(CheckFailedError, match="no INT8 setting meets") as info:
+        quantize(outlier["model"], out, outlier["calib"], eval=outlier["eval"], min_sqnr=200.0, speed=False)
+    assert info.value.exit_code == 1
+    assert info.value.result.budget.startswith("output SQNR")  # the measured result travels with the error
+    assert not out.exists() and not manifest_path_for(out).exists()
+
+
+def test_max_drop_without_labels_is_bad_input(small, tmp_path):
+    with pytest.raises(BadInputError, match="labels"):
+        quantize(small["model"], tmp_path / "q.onnx", small["calib"], max_drop=1.0, **FAST)
+
+
+def test_per_channel_upgrades_an_old_opset_and_the_result_loads(small, tmp_path):
+    out = tmp_path / "q.onnx"
+    result = quantize(small["model"], out, small["calib"], per_channel=True, **FAST)
+    assert any("opset upgraded 12 -> 13" in n for n in result.notes)
+    model = onnx.load(str(out))
+    assert opset_version(model) >= 13 and quantization_info(model).format == "QDQ"
+    feeds = random_samples((1, 3, 8, 8), 1, seed=5)[0]
+    assert run_reference(out, feeds)["y"].shape == (1, 5)
+    # held-out calibration samples were used for the report
+    assert result.report.samples == 4 and any("held out" in w for w in result.warnings)
+
+
+def test_per_tensor_and_symmetric_activations(small, tmp_path):
+    out = tmp_path / "q.onnx"
+    quantize(small["model"], out, small["calib"], per_channel=False, symmetric_activations=True, **FAST)
+    model = onnx.load(str(out))
+    inits = {i.name: onnx.numpy_helper.to_array(i) for i in model.graph.initializer}
+    q_nodes = [n for n in model.graph.node if n.op_type == "QuantizeLinear"]
+    assert q_nodes
+    for node in q_nodes:  # activations: int8 with zero point 0
+        zp = inits[node.input[2]]
+        assert zp.dtype == np.int8 and np.all(zp == 0)
+    for node in model.graph.node:  # weights: one scale per tensor
+        if node.op_type == "DequantizeLinear" and node.input[0] in inits:
+            assert inits[node.input[1]].size == 1
+
+
+@pytest.mark.parametrize("method", ["entropy", "percentile"])
+def test_histogram_methods_give_loadable_models(small, tmp_path, method):
+    result = quantize(small["model"], tmp_path / "q.onnx", small["calib"], method=method, **FAST)
+    assert result.calibration["method"] == method and result.report.min_cosine > 0.9
+
+
+def test_exclude_by_op_type_and_unknown_exclude(small, tmp_path):
+    result = quantize(small["model"], tmp_path / "q.onnx", small["calib"], exclude=("Gemm",), **FAST)
+    assert result.user_excluded == ["fc"] and "fc" not in {n for n, _ in result.quantized}
+    with pytest.raises(BadInputError, match="matches no node"):
+        quantize(small["model"], tmp_path / "q2.onnx", small["calib"], exclude=("NoSuchThing",), **FAST)
+
+
+def test_already_quantized_input_is_refused(small, tmp_path):
+    first = tmp_path / "q.onnx"
+    quantize(small["model"], first, small["calib"], **FAST)
+    with pytest.raises(BadInputError, match="already quantized") as info:
+        quantize(first, tmp_path / "again.onnx", small["calib"], **FAST)
+    assert info.value.exit_code == 2 and "QDQ" in info.value.one_line()
+
+
+def test_shape_mismatch_stops_before_any_output(small, tmp_path):
+    bad = write_npz(tmp_path / "bad", random_samples((1, 3, 8, 8), 3) + random_samples((1, 3, 9, 8), 1))
+    out = tmp_path / "q.onnx"
+    with pytest.raises(BadInputError, match=r"0003\.npz.*expected shape \(1, 3, 8, 8\), found \(1, 3, 9, 8\)"):
+        quantize(small["model"], out, bad, **FAST)
+    assert not out.exists()
+
+
+def test_synthetic_calibration_is_flagged_not_valid(small, tmp_path):
+    result = quantize(small["model"], tmp_path / "q.onnx", "synthetic", calib_samples=8, eval_samples=4, **FAST)
+    assert not result.report.valid_for_accuracy and result.calibration["synthetic"]
+    assert any("SYNTHETIC" in w for w in result.warnings)
+
+
+def test_require_speedup_fails_when_int8_is_slower(small, tmp_path, monkeypatch):
+    def slower(models, sample, **kw):
+        return SpeedReport({"fp32": 1.0, "int8": 2.0, **({"int8_full": 2.0} if "int8_full" in models else {})}, 10, 1)
+
+    monkeypatch.setattr(qmod, "measure_speed", slower)
+    out = tmp_path / "q.onnx"
+    with pytest.raises(CheckFailedError, match="SLOWER"):
+        quantize(small["model"], out, small["calib"], require_speedup=True, sensitivity=False)
+    assert not out.exists()
+    result = quantize(small["model"], out, small["calib"], sensitivity=False)  # without the flag: a verdict only
+    assert result.speed.speedup == 0.5 and "SLOWER" in result.speed.verdict
+
+
+def test_speed_is_measured_interleaved(small, tmp_path):
+    result = quantize(small["model"], tmp_path / "q.onnx", small["calib"], sensitivity=False, speed_seconds=0.05)
+    assert set(result.speed.medians_ms) == {"fp32", "int8"} and result.speed.provenance == "measured"
+    assert all(v > 0 for v in result.speed.medians_ms.values()) and result.speed.runs >= 15
+
+
+def test_quantize_onnx_api_for_other_stages(small):
+    model = quantize_onnx(small["model"], small["calib"], per_channel=False, symmetric_activations=True)
+    assert quantization_info(model).format == "QDQ"

@@ -1,0 +1,195 @@
+"""Recipe validation, trust_code gating, multi-target bundles, budgets in manifests, cache reuse per stage."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from tests._pipeline_helpers import tiny_classifier, write_recipe
+from edgekit.errors import BadInputError
+from edgekit.pipeline import Pipeline
+from edgekit.recipe import load_recipe
+
+BASE = """
+name = "t"
+[model]
+onnx = "tiny.onnx"
+[[targets]]
+name = "cpu"
+"""
+
+
+@pytest.fixture()
+def folder(tmp_path: Path) -> Path:
+    tiny_classifier(tmp_path / "tiny.onnx")
+    return tmp_path
+
+
+def _load(folder: Path, text: str) -> BadInputError:
+    path = folder / "r.toml"
+    path.write_text(text)
+    with pytest.raises(BadInputError) as info:
+        load_recipe(path)
+    assert info.value.exit_code == 2
+    return info.value
+
+
+@pytest.mark.parametrize(("text", "pattern"), [
+    (BASE + "[quantize]\nmax_drop = 'a lot'\n", r"`quantize\.max_drop` must be a number between 0 and 1, got a string"),
+    (BASE + "[quantize]\nmax_dorp = 0.01\n", r"unknown key `quantize\.max_dorp` in `quantize`.*allowed keys:.*max_drop"),
+    ("colour = 'red'\n" + BASE, r"unknown key `colour` at the top level"),
+    (BASE + "colour = 'red'\n", r"unknown key `targets\[0\]\.colour` in `targets\[0\]`"),
+    (BASE + "[budgets]\nlatency = ['p90 under 5ms']\n", r"`budgets\.latency`: cannot parse budget 'p90 under 5ms'"),
+    (BASE + "[budgets.accuracy]\nmin_cosine = true\n", r"`budgets\.accuracy\.min_cosine` must be a number"),
+    (BASE + "[bench]\niterations = 0\n", r"`bench\.iterations` must be a positive integer"),
+    (BASE.replace('onnx = "tiny.onnx"', 'onnx = "missing.onnx"'), r"`model\.onnx`: file 'missing\.onnx' does not exist"),
+    (BASE + "[data]\neval = 'nowhere/'\n", r"`data\.eval\.source`: 'nowhere/' does not exist"),
+    (BASE + "[data]\neval = { source = 'digits', split = 'dev' }\n", r"`data\.eval\.split` must be one of train, test"),
+    (BASE.replace('name = "cpu"', 'name = "cpu"\nprecision = "int4"'), r"`targets\[0\]\.precision` must be one of"),
+    (BASE.replace('name = "cpu"', 'name = "cpu"\nprecision = "int8"'), r"`data\.calibration` is required"),
+    ('[model]\nonnx = "tiny.onnx"\n', r"missing required key `targets`"),
+    ('targets = ["cpu"]\n', r"missing required table `\[model\]`"),
+    ('targets = ["cpu"]\n[model]\nzoo = "lenet5"\nonnx = "tiny.onnx"\n', r"exactly one of zoo, onnx"),
+    ('targets = ["cpu"]\n[model]\nfactory = "pkg.mod:make"\ninputs = ["x:1,3"]\n', r"does not say `trust_code = true`"),
+    ('targets = ["cpu", "cpu"]\n[model]\nonnx = "tiny.onnx"\n', r"target listed twice"),
+    ("this is = not toml [", r"invalid TOML"),
+])
+def test_validation_names_key_path(folder: Path, text: str, pattern: str) -> None:
+    err = _load(folder, text)
+    assert re.search(pattern, err.one_line()), err.one_line()
+    assert str(folder / "r.toml") in err.one_line()
+
+
+def test_valid_recipe_parses_all_sections(folder: Path) -> None:
+    (folder / "calib").mkdir()
+    path = folder / "r.toml"
+    path.write_text("""
+trust_code = false
+targets = ["cpu", { name = "ascend310", precision = "int8", latency = ["p50<=3ms"] }]
+[model]
+onnx = "tiny.onnx"
+[preprocess]
+size = [32, 32]
+mean = [0.0]
+std = [255.0]
+grayscale = true
+[data]
+calibration = { source = "calib", samples = 8 }
+eval = "digits"
+[quantize]
+per_channel = false
+max_drop = 0.01
+exclude = ["fc2"]
+[budgets]
+latency = ["p90<=25ms", "mean<800us"]
+[budgets.accuracy]
+max_drop = 0.02
+min_sqnr_db = 20
+[bench]
+warmup = 0
+iterations = 10
+threads = 2
+""")
+    recipe = load_recipe(path)
+    assert [t.name for t in recipe.targets] == ["cpu", "ascend310"]
+    assert recipe.targets[1].precision == "int8" and recipe.targets[1].latency == ("p50<=3ms",)
+    assert recipe.calibration is not None and recipe.calibration.path == (folder / "calib").resolve()
+    assert recipe.eval is not None and recipe.eval.source == "digits"
+    assert recipe.quantize.exclude == ("fc2",) and recipe.quantize.per_channel is False
+    assert recipe.budgets.accuracy.to_json() == {"max_drop": 0.02, "min_sqnr_db": 20.0}
+    assert recipe.preprocess is not None and recipe.preprocess.size == (32, 32)
+
+
+def test_trust_code_needs_recipe_and_caller(folder: Path) -> None:
+    path = folder / "r.toml"
+    path.write_text('trust_code = true\ntargets = ["cpu"]\n[model]\nfactory = "mypkg.models:build"\n'
+                    'inputs = ["x:1,16"]\n')
+    with pytest.raises(BadInputError, match="did not confirm"):
+        Pipeline.from_recipe(path)  # recipe says yes, caller did not
+    assert Pipeline.from_recipe(path, trust_code=True).recipe.model.factory == "mypkg.models:build"
+    path.write_text('targets = ["cpu"]\n[model]\nfactory = "mypkg.models:build"\ninputs = ["x:1,16"]\n')
+    with pytest.raises(BadInputError, match="trust_code = true"):
+        Pipeline.from_recipe(path, trust_code=True)  # caller says yes, recipe did not
+
+
+def test_py_data_source_is_gated(folder: Path) -> None:
+    path = folder / "r.toml"
+    path.write_text(BASE + "[data]\neval = 'py:mypkg.data:samples'\n")
+    with pytest.raises(BadInputError, match="would run Python code"):
+        Pipeline.from_recipe(path)
+
+
+def _hits(result) -> dict[str, bool]:
+    return result.stage_hits()
+
+
+def test_run_writes_bundles_budgets_and_reuses_cache(tmp_path: Path) -> None:
+    cache, out = tmp_path / "cache", tmp_path / "out"
+    recipe = write_recipe(tmp_path)
+    first = Pipeline.from_recipe(recipe).run(out, cache_dir=cache)
+    assert first.passed and first.exit_code == 0
+    assert not any(first.stage_hits().values())
+    manifest = json.loads((out / "cpu" / "manifest.json").read_text())
+    assert manifest["info"]["budgets"] == {"latency": ["p90<=1000ms"], "accuracy": {"max_drop": 0.5}}
+    assert manifest["metrics"]["pipeline"]["accuracy"] == pytest.approx(1.0)
+    assert (out / "report.md").is_file() and (out / "report.html").is_file()
+
+    from edgekit.artifact import verify_bundle
+
+    verify_bundle(out / "cpu")  # budgets were added without breaking the bundle's hashes
+
+    second = Pipeline.from_recipe(recipe).run(out, cache_dir=cache)
+    hits = second.stage_hits()
+    assert hits.pop("cpu/checks") is False  # checks always re-run
+    assert all(hits.values()), hits
+
+    # only the latency budget changes: every stage but the checks comes from the cache
+    recipe = write_recipe(tmp_path, latency="p90<=900ms")
+    third = Pipeline.from_recipe(recipe).run(out, cache_dir=cache)
+    hits = third.stage_hits()
+    assert hits.pop("cpu/checks") is False and all(hits.values()), hits
+    assert json.loads((out / "cpu" / "manifest.json").read_text())["info"]["budgets"]["latency"] == ["p90<=900ms"]
+
+    # a changed bench option re-runs from the bench stage on; compile and accuracy stay cached
+    recipe.write_text(recipe.read_text().replace("iterations = 10", "iterations = 12"))
+    fourth = Pipeline.from_recipe(recipe).run(out, cache_dir=cache)
+    hits = fourth.stage_hits()
+    assert hits["cpu/compile[onnxruntime-fp32]"] and hits["cpu/accuracy[onnxruntime-fp32]"]
+    assert hits["cpu/bench[onnxruntime-fp32]"] is False
+
+
+def test_budget_failure_marks_target_failed(tmp_path: Path) -> None:
+    recipe = write_recipe(tmp_path, latency="p90<=1us")
+    result = Pipeline.from_recipe(recipe).run(tmp_path / "out", cache_dir=tmp_path / "cache")
+    assert not result.passed and result.exit_code == 1
+    [target] = result.targets
+    assert target.status == "failed" and "p90<=1us" in target.reason
+    assert (tmp_path / "out" / "cpu" / "manifest.json").is_file()  # the bundle is written anyway, to inspect
+
+
+def test_no_cache_rebuilds_every_stage(tmp_path: Path) -> None:
+    recipe = write_recipe(tmp_path)
+    cache = tmp_path / "cache"
+    Pipeline.from_recipe(recipe).run(tmp_path / "out", cache_dir=cache)
+    again = Pipeline.from_recipe(recipe).run(tmp_path / "out", cache_dir=cache, use_cache=False, report=False)
+    assert not any(again.stage_hits().values())
+
+
+def test_unavailable_target_is_skipped_with_reason(tmp_path: Path) -> None:
+    recipe = write_recipe(tmp_path)
+    recipe.write_text(recipe.read_text().replace('name = "cpu"\nbackend = "onnxruntime"\nprecision = "fp32"',
+                                                 'name = "cuda"\nprecision = "fp16"'))
+    result = Pipeline.from_recipe(recipe).run(tmp_path / "out", cache_dir=tmp_path / "cache")
+    [target] = result.targets
+    if target.status != "skipped":
+        pytest.skip("a CUDA device is present here")
+    assert target.reason and result.exit_code == 0
+
+
+def test_target_selection_and_unknown_target(tmp_path: Path) -> None:
+    recipe = write_recipe(tmp_path)
+    with pytest.raises(BadInputError, match="recipe has no target 'gpu'"):
+        Pipeline.from_recipe(recipe).run(tmp_path / "out", targets=["gpu"], cache_dir=tmp_path / "cache")

@@ -1,0 +1,89 @@
+"""Report: tables, figures with provenance, the precision-auto frontier, and no-matplotlib fallback."""
+
+from __future__ import annotations
+
+import base64
+import re
+from pathlib import Path
+
+import pytest
+
+from edgekit.checks.budgets import BudgetVerdict
+from edgekit.pipeline import Candidate, PipelineResult, StageRun, TargetResult
+from edgekit.report import write_report
+
+
+def _result(tmp_path: Path) -> PipelineResult:
+    cands = [
+        Candidate("onnxruntime", "fp32", "fp32", 8.0, latency_provenance="measured", sqnr_db=float("inf"), cosine=1.0,
+                  accuracy_provenance="measured", meets_budget=True),
+        Candidate("openvino", "bf16", "bf16", 5.0, latency_provenance="measured", sqnr_db=31.0, cosine=0.9995,
+                  accuracy_provenance="measured", meets_budget=True, chosen=True),
+        Candidate("onnxruntime", "int8", "int8", 3.0, latency_provenance="measured", sqnr_db=12.0, cosine=0.97,
+                  accuracy_provenance="measured", meets_budget=False, reason="SQNR 12.0 dB < 20"),
+        Candidate("tvm", "fp32", reason="tvm: not installed"),
+    ]
+    cpu = TargetResult("cpu", "passed", "", tmp_path / "out" / "cpu", "openvino", "auto", "bf16", "measured",
+                       {"p50": 5.0, "p90": 6.0}, "measured",
+                       {"accuracy": None, "sqnr_db": 31.0, "cosine": 0.9995, "provenance": "measured"},
+                       [BudgetVerdict("p90<=25ms", "latency", "p90", "<=", 25.0, 6.0, "ms", "pass", "measured",
+                                      "recipe")], cands)
+    npu = TargetResult("ascend310", "failed", "p50<=1ms: 2.6 ms (estimated)", tmp_path / "out" / "ascend310",
+                       "ascend-atc", "fp16", "fp16", "emulated", {"p50": 2.6, "p90": 2.6}, "estimated",
+                       {"accuracy": None, "sqnr_db": 41.0, "cosine": 0.9999, "provenance": "emulated"},
+                       [BudgetVerdict("p50<=1ms", "latency", "p50", "<=", 1.0, 2.6, "ms", "fail", "estimated",
+                                      "recipe", "estimated by a cost model")])
+    gpu = TargetResult("cuda", "skipped", "no CUDAExecutionProvider")
+    stages = [StageRun("export", None, True, 0.01, "k", "exported"), StageRun("checks", "cpu", False, 0.01)]
+    return PipelineResult("demo", tmp_path / "r.toml", tmp_path / "out", [cpu, npu, gpu], stages,
+                          {"eval": "synthetic", "synthetic": True})
+
+
+def test_report_tables_and_figures(tmp_path: Path) -> None:
+    pytest.importorskip("matplotlib")
+    result = _result(tmp_path)
+    md_path, html_path = write_report(result, tmp_path / "out")
+    md = md_path.read_text()
+    assert "**FAILED** (exit 1)" in md
+    assert re.search(r"\| ascend310 \| FAILED \| ascend-atc \|.*\| estimated \|.*\| emulated \|", md)
+    assert "| cuda | SKIPPED |" in md and "no CUDAExecutionProvider" in md
+    assert "| ★ openvino | auto" not in md and "| ★ openvino | bf16 → bf16 |" in md  # chosen marked
+    assert "SQNR 12.0 dB < 20" in md  # why a candidate lost
+    figures = sorted(p.name for p in (tmp_path / "out" / "figures").glob("*.png"))
+    assert figures == ["accuracy.png", "frontier-cpu.png", "latency.png"]
+    for name in figures:
+        assert f"figures/{name}" in md
+    html = html_path.read_text()
+    embedded = re.findall(r"data:image/png;base64,([A-Za-z0-9+/=]+)", html)
+    assert len(embedded) == 3 and all(base64.b64decode(e).startswith(b"\x89PNG") for e in embedded)
+    assert "estimated" in html and "emulated" in html and "measured" in html
+
+
+def test_frontier_marks_every_candidate_with_provenance(tmp_path: Path, monkeypatch) -> None:
+    pytest.importorskip("matplotlib")
+    import matplotlib.axes
+
+    texts: list[str] = []
+    original = matplotlib.axes.Axes.annotate
+
+    def spy(self, text, *args, **kwargs):
+        texts.append(text)
+        return original(self, text, *args, **kwargs)
+
+    monkeypatch.setattr(matplotlib.axes.Axes, "annotate", spy)
+    from edgekit.report import plot_frontier
+
+    target = _result(tmp_path).targets[0]
+    assert plot_frontier(target, tmp_path / "f.png") is not None
+    plotted = [t for t in texts if "lat " in t]
+    assert len(plotted) == 3  # the tvm candidate was never built: nothing to plot
+    assert all("lat measured, acc measured" in t for t in plotted)
+
+
+def test_report_without_matplotlib(tmp_path: Path, monkeypatch) -> None:
+    import edgekit.report as report
+
+    monkeypatch.setattr(report, "_pyplot", lambda: None)
+    md_path, html_path = write_report(_result(tmp_path), tmp_path / "out")
+    assert "Plots skipped: matplotlib is not installed" in md_path.read_text()
+    assert "<img" not in html_path.read_text()

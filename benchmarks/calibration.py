@@ -74,7 +74,8 @@ def main(argv: list[str] | None = None) -> dict:
         t4 = time.perf_counter()
         figures.update({
             "validate_s": round(t1 - t0, 2), "prepare_s": round(t2 - t1, 2), "calibrate_s": round(t3 - t2, 2),
-            "write_qdq_s": round(t4 - t3, 2), "total_s": round(t4 - t0, 2), "peak_rss_mb": round(_peak_rss_mb(), 1),
+            "write_qdq_s": round(t4 - t3, 2), "total_s": round(t4 - t0, 2),
+            "peak_rss_mb_calibration": round(_peak_rss_mb(), 1),
         })
         if args.full:
             from edgekit.stages.quantize import quantize
@@ -82,7 +83,7 @@ def main(argv: list[str] | None = None) -> dict:
             t5 = time.perf_counter()
             result = quantize(onnx_path, work / "int8.onnx", data, method=args.method, calib_samples=args.samples)
             figures.update({
-                "full_quantize_s": round(time.perf_counter() - t5, 2), "peak_rss_mb": round(_peak_rss_mb(), 1),
+                "full_quantize_s": round(time.perf_counter() - t5, 2), "peak_rss_mb_full": round(_peak_rss_mb(), 1),
                 "min_sqnr_db": result.report.min_sqnr_db, "speed": result.speed.to_json() if result.speed else None,
             })
     for key, value in figures.items():

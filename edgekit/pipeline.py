@@ -64,7 +64,7 @@ class Candidate:
     latency_stat: str = "p50"
     latency_provenance: str = "not-run"
     accuracy: float | None = None  # task metric (labels) or None
-    accuracy_drop: float | None = None
+    accuracy_drop: float | None = None  # percentage points vs the FP32 ONNX model
     cosine: float | None = None
     sqnr_db: float | None = None
     accuracy_provenance: str = "not-run"
@@ -518,6 +518,12 @@ class _Run:
         """(adapter, precision) pairs: one for a fixed precision, every usable pair for `auto`."""
         if settings.precision != "auto":
             backend = None if settings.backend == "auto" else settings.backend
+            if backend is None:
+                from edgekit.adapters.registry import adapter_names
+
+                installed = [a for a in profile.adapters if a in adapter_names()]
+                if len(installed) == 1:  # one adapter serves the target: name it (it decides who quantizes)
+                    backend = installed[0]
             return [(backend, settings.precision)]
         from edgekit.adapters.registry import get_adapter
 
@@ -556,14 +562,17 @@ class _Run:
         if self.calib_entry is None:
             raise BadInputError("INT8 needs `data.calibration` in the recipe", path=self.recipe.path)
         q = self.recipe.quantize
-        max_drop = None
-        if mixed:
-            max_drop = q.max_drop if q.max_drop is not None else self.recipe.budgets.accuracy.max_drop
-            if max_drop is None:
-                max_drop = 0.01
+        budget = self.recipe.budgets.accuracy
+        max_drop = min_sqnr = None
+        if mixed and self.eval_entry.meta.get("labels"):
+            max_drop = q.max_drop if q.max_drop is not None else (budget.max_drop if budget.max_drop is not None
+                                                                  else 1.0)  # points
+        elif mixed:  # no labels: the accuracy-aware search works on output SQNR vs FP32
+            min_sqnr = q.min_sqnr if q.min_sqnr is not None else (budget.min_sqnr_db if budget.min_sqnr_db
+                                                                  is not None else 20.0)
         options = {"method": q.method, "per_channel": q.per_channel, "symmetric_activations": q.symmetric_activations,
                    "exclude": list(q.exclude), "calib_samples": q.calib_samples, "max_drop": max_drop,
-                   "min_sqnr": q.min_sqnr if mixed else None}
+                   "min_sqnr": min_sqnr}
 
         def build(tmp: Path) -> dict[str, Any]:
             return _quantize_model(self.model_path, tmp / "model.onnx", self.calib_entry.file("samples"),
@@ -585,8 +594,10 @@ class _Run:
             if not native:
                 model_entry = self._quantize(mixed=precision == "mixed")
                 plain = self._quantized.get("int8")
-                if precision == "mixed" and plain is not None and plain.digest == model_entry.digest:
-                    raise _SameAsInt8("mixed INT8 kept no node in float: identical to the int8 candidate")
+                same = plain is not None and (plain.digest == model_entry.digest
+                                              or not model_entry.meta.get("excluded"))
+                if precision == "mixed" and same and adapter is not None and not _native_int8(adapter):
+                    raise _SameAsInt8("mixed INT8 kept no node in float: same build as the int8 candidate")
         tag = f"{adapter or 'auto'}-{precision}"
         compile_options = {"target": settings.name, "backend": adapter or "auto", "precision": precision,
                            "threads": settings.threads, "adapter_options": settings.adapter_options,
@@ -639,6 +650,9 @@ class _Run:
         cand._manifest = manifest  # type: ignore[attr-defined]
         ok, why = self._accuracy_ok(cand)
         cand.meets_budget, cand.reason = ok, why
+        if precision == "mixed" and not native:
+            kept = len(model_entry.meta.get("excluded") or [])
+            cand.reason = f"QDQ from the quantize stage, {kept} node(s) kept in float; {why}"
         return cand
 
     def _accuracy_ok(self, cand: Candidate) -> tuple[bool, str]:
@@ -647,7 +661,7 @@ class _Run:
             return (b.empty, "accuracy not run here" if not b.empty else "no accuracy budget")
         fails = []
         if b.max_drop is not None and cand.accuracy_drop is not None and cand.accuracy_drop > b.max_drop:
-            fails.append(f"drop {cand.accuracy_drop:.4f} > {b.max_drop}")
+            fails.append(f"drop {cand.accuracy_drop:.2f} points > {b.max_drop}")
         if b.min_cosine is not None and cand.cosine is not None and cand.cosine < b.min_cosine:
             fails.append(f"cosine {cand.cosine:.5f} < {b.min_cosine}")
         if b.min_sqnr_db is not None and cand.sqnr_db is not None and cand.sqnr_db < b.min_sqnr_db:
@@ -683,6 +697,8 @@ class _Run:
         info["budgets"] = budgets
         info["recipe"] = {"name": recipe.name, "path": str(recipe.path)}
         manifest.info = info
+        if chosen.accuracy_drop is not None:  # top level, so `edgekit gate` finds it first (points)
+            manifest.metrics["accuracy_drop"] = chosen.accuracy_drop
         manifest.metrics["pipeline"] = to_jsonable({
             "latency_ms": stats, "latency_provenance": chosen.latency_provenance,
             "accuracy": chosen.accuracy, "accuracy_drop": chosen.accuracy_drop, "cosine": chosen.cosine,
@@ -790,11 +806,11 @@ def _quantize_model(src: Path, dest: Path, calib: Path, eval_dir: Path | None, o
     kwargs: dict[str, Any] = {k: options[k] for k in ("method", "per_channel", "symmetric_activations",
                                                        "calib_samples")}
     kwargs["exclude"] = tuple(options["exclude"])
+    kwargs["speed"] = False  # the pipeline measures latency itself, per target
+    kwargs["sensitivity"] = False  # per-node search only when full INT8 misses the budget
     if eval_dir is not None:
         kwargs["eval"] = str(eval_dir)
-        kwargs["max_drop"] = options["max_drop"]
-        if options.get("min_sqnr") is not None:
-            kwargs["min_sqnr"] = options["min_sqnr"]
+        kwargs["max_drop"], kwargs["min_sqnr"] = options["max_drop"], options["min_sqnr"]
     result = quantize_stage.quantize(src, dest, str(calib), threads=threads, **kwargs)
     produced = Path(getattr(getattr(result, "artifact", None), "path", dest))
     if produced != dest and produced.exists():
@@ -861,7 +877,7 @@ def _evaluate_bundle(bundle: Path, run: _Run, *, threads: int | None) -> dict[st
     }
     if data.labels is not None:
         meta["accuracy"] = task_accuracy(got[names[0]], data.labels)
-        meta["drop"] = float(run.reference.get("accuracy", meta["accuracy"])) - meta["accuracy"]
+        meta["drop"] = 100.0 * (float(run.reference.get("accuracy", meta["accuracy"])) - meta["accuracy"])  # points
         meta["detail"] = f"accuracy {meta['accuracy']:.4f} ({provenance})"
     else:
         meta["detail"] = f"cosine {meta['cosine']:.5f}, SQNR {meta['sqnr_db']:.1f} dB ({provenance})"
@@ -910,3 +926,48 @@ def _host_fingerprint() -> str:
 
 def result_summary(result: PipelineResult) -> str:
     return json.dumps(result.to_json(), indent=2)
+
+
+def gate(
+    path: str | Path,
+    *,
+    warmup: int = 10,
+    iters: int | None = None,
+    duration: float | None = None,
+    threads: int | None = None,
+    output: str | Path | None = None,
+    cache_dir: str | Path | None = None,
+    trust_code: bool = False,
+) -> Any:
+    """`edgekit gate RECIPE.toml`: run the recipe (cached), then re-check each bundle's stored budgets fresh.
+
+    Returns an `edgekit.checks.budgets.GateResult` whose verdicts are prefixed by target; a target that
+    failed without a bundle is a failure, a skipped target a note. Bundles go to a temp dir unless
+    `output` is given.
+    """
+    import tempfile
+
+    from edgekit.checks.budgets import GateResult
+    from edgekit.checks.budgets import gate as gate_bundle
+
+    pipeline = Pipeline.from_recipe(path, trust_code=trust_code)
+    with contextlib.ExitStack() as stack:
+        out = Path(output) if output is not None else Path(stack.enter_context(
+            tempfile.TemporaryDirectory(prefix="edgekit-gate-")))
+        result = pipeline.run(out, cache_dir=cache_dir, report=output is not None)
+        recipe = pipeline.recipe
+        gated = GateResult(str(path), {"latency": list(recipe.budgets.latency),
+                                       "accuracy": recipe.budgets.accuracy.to_json()})
+        for target in result.targets:
+            if target.status == "skipped":
+                gated.notes.append(f"{target.target}: skipped ({target.reason})")
+                continue
+            if target.bundle is None or not (target.bundle / BUNDLE_MANIFEST).is_file():
+                gated.failures.append(f"{target.target}: {target.reason}")
+                continue
+            sub = gate_bundle(target.bundle, warmup=warmup, iters=iters, duration=duration, threads=threads)
+            for verdict in sub.verdicts:
+                verdict.name = f"{target.target}: {verdict.name}"
+            gated.verdicts += sub.verdicts
+            gated.notes += [f"{target.target}: {n}" for n in sub.notes]
+    return gated

@@ -74,7 +74,7 @@ class QuantizeSettings:
     symmetric_activations: bool = False
     exclude: tuple[str, ...] = ()
     calib_samples: int = 100
-    max_drop: float | None = None  # accuracy-aware: exclude sensitive nodes until the drop holds
+    max_drop: float | None = None  # points; accuracy-aware mixed INT8: keep sensitive nodes in float until it holds
     min_sqnr: float | None = None
 
 
@@ -92,7 +92,7 @@ class TargetSettings:
 class AccuracyBudget:
     """Accuracy budget vs the FP32 ONNX model; task metric when eval labels exist."""
 
-    max_drop: float | None = None  # absolute drop of task accuracy (0.01 = 1 point)
+    max_drop: float | None = None  # task-accuracy drop in percentage points (1.0 = 1 point), needs labels
     min_cosine: float | None = None
     min_sqnr_db: float | None = None
 
@@ -216,10 +216,11 @@ class _Section:
             raise self._fail(key, expected, value)
         return value
 
-    def fraction(self, key: str) -> float | None:
-        value = self.get(key, float, "a number between 0 and 1")
-        if value is not None and not 0.0 <= value <= 1.0:
-            raise self._fail(key, "a number between 0 and 1", value)
+    def points(self, key: str) -> float | None:
+        expected = "a number of accuracy points >= 0 (1.0 = one percentage point)"
+        value = self.get(key, float, expected)
+        if value is not None and not 0.0 <= value <= 100.0:
+            raise self._fail(key, expected, value)
         return value
 
     def file(self, key: str, expected: str, base: Path) -> Path | None:
@@ -367,7 +368,7 @@ def parse_recipe(data: dict[str, Any], path: Path) -> Recipe:
             symmetric_activations=q.get("symmetric_activations", bool, "true or false", False),
             exclude=q.str_list("exclude", "a list of node names"),
             calib_samples=q.positive("calib_samples", 100) or 100,
-            max_drop=q.fraction("max_drop"),
+            max_drop=q.points("max_drop"),
             min_sqnr=q.get("min_sqnr", float, "a number (dB)"),
         )
         q.done()
@@ -386,7 +387,7 @@ def parse_recipe(data: dict[str, Any], path: Path) -> Recipe:
         acc = AccuracyBudget()
         if (a := b.sub("accuracy")) is not None:
             acc = AccuracyBudget(
-                max_drop=a.fraction("max_drop"),
+                max_drop=a.points("max_drop"),
                 min_cosine=a.get("min_cosine", float, "a number (e.g. 0.99)"),
                 min_sqnr_db=a.get("min_sqnr_db", float, "a number in dB (e.g. 20)"),
             )

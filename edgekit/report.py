@@ -223,7 +223,7 @@ TARGET_HEADER = ["target", "status", "adapter", "precision asked → used", "lat
                  "accuracy", "accuracy provenance", "bundle"]
 VERDICT_HEADER = ["target", "budget", "kind", "value", "limit", "status", "provenance", "note"]
 CANDIDATE_HEADER = ["adapter", "precision asked → used", "latency p50", "latency provenance", "task accuracy",
-                    "drop", "cosine", "SQNR", "accuracy provenance", "meets budget", "why"]
+                    "drop (points)", "cosine", "SQNR", "accuracy provenance", "meets budget", "why"]
 STAGE_HEADER = ["stage", "cache", "seconds", "detail"]
 
 

@@ -48,7 +48,7 @@ def labelled_eval(path: Path, model: Path, *, samples: int = 24, seed: int = 1) 
     return path
 
 
-def write_recipe(folder: Path, body: str = "", *, latency: str = "p90<=1000ms", max_drop: float | None = 0.5,
+def write_recipe(folder: Path, body: str = "", *, latency: str = "p90<=1000ms", max_drop: float | None = 5.0,
                  precision: str = "fp32", extra_targets: str = "", name: str = "tiny") -> Path:
     """A recipe next to tiny.onnx and eval.npz in `folder` (built once)."""
     model = folder / "tiny.onnx"

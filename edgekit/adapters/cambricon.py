@@ -164,6 +164,19 @@ class MagicMindAdapter(NpuAdapter):
             return None
         return MagicMindRunner(model, compiled.input_specs(), compiled.output_names())
 
+    def vendor_benchmark(self, compiled: CompiledModel, *, iterations: int = 1000,
+                         timeout_s: int = 600) -> dict[str, Any]:
+        """Run `mm_run --magicmind_model model.mm` and parse its Performance Summary (measured)."""
+        import subprocess
+
+        from edgekit.adapters.npu.vendor_output import parse_mm_run
+
+        argv = ["mm_run", "--magicmind_model", "model.mm", "--iterations", str(iterations), "--devices", "0"]
+        proc = subprocess.run(argv, cwd=compiled.path, capture_output=True, text=True, timeout=timeout_s, check=False)
+        result = parse_mm_run(proc.stdout + proc.stderr)
+        return {"provenance": Provenance.MEASURED.value, "tool": "mm_run", "command": " ".join(argv),
+                "compute_ms": result.compute.to_json(), "throughput_qps": result.throughput_qps}
+
 
 class MagicMindRunner(Runner):
     """model.mm on the MLU through the MagicMind runtime (measured). Untested here: no device."""

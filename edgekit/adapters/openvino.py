@@ -136,7 +136,8 @@ class OpenVinoAdapter(TargetAdapter):
         quant = quantization_info(load_onnx(model, load_weights=False))
         info: dict[str, Any] = {"device": "CPU", "performance_hint": hint.upper()}
         if options.input_shapes:
-            ov_model = ov.convert_model(str(model), input={s.name: list(s.concrete_shape()) for s in options.input_shapes})
+            shapes = {s.name: list(s.concrete_shape()) for s in options.input_shapes}
+            ov_model = ov.convert_model(str(model), input=shapes)
         else:
             ov_model = ov.convert_model(str(model))
         if quant.quantized:
@@ -212,5 +213,6 @@ def _with_threads(config: dict[str, Any], threads: int | None) -> dict[str, Any]
 def _choice(opts: Mapping[str, Any], key: str, allowed: tuple[str, ...], default: str) -> str:
     value = str(opts.get(key, default)).lower()
     if value not in allowed:
-        raise BadInputError(f"unknown {key} {value!r}", path=f"adapter_options.{key}", hint=f"one of {', '.join(allowed)}")
+        raise BadInputError(f"unknown {key} {value!r}", path=f"adapter_options.{key}",
+                            hint=f"one of {', '.join(allowed)}")
     return value

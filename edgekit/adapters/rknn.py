@@ -176,6 +176,49 @@ class RknnRunner(Runner):
             self._client = None  # type: ignore[assignment]
 
 
+class RknnLiteRunner(Runner):
+    """On the board itself, with rknn-toolkit-lite2 importable in edgekit's env: measured (untested here)."""
+
+    provenance = Provenance.MEASURED
+
+    def __init__(self, rknn_file: Path, input_specs: list[TensorSpec], output_specs: list[Any],
+                 means: list[list[float]] | None, stds: list[list[float]] | None):
+        super().__init__(input_specs, [s.name for s in output_specs])
+        from rknnlite.api import RKNNLite  # type: ignore[import-not-found]
+
+        self._means, self._stds = means, stds
+        self._out_shapes = [s.shape for s in output_specs]
+        self._lite = RKNNLite()
+        if self._lite.load_rknn(str(rknn_file)) != 0 or self._lite.init_runtime() != 0:
+            raise UnsupportedError("rknn-toolkit-lite2 could not load the .rknn on this board", path=rknn_file,
+                                   hint="check that the bundle's target matches this SoC and librknnrt is installed")
+
+    def _run_impl(self, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        arrays = [_to_raw(inputs[s.name], self._means[i] if self._means else None,
+                          self._stds[i] if self._stds else None) for i, s in enumerate(self.input_specs)]
+        four_d = all(len(s.shape) == 4 for s in self.input_specs)
+        outputs = self._lite.inference(inputs=arrays, data_format="nchw" if four_d else None)
+        if outputs is None:
+            raise UnsupportedError("rknn-toolkit-lite2 inference returned no outputs")
+        return {name: np.asarray(o, np.float32).reshape(shape) if np.asarray(o).size == int(np.prod(shape))
+                else np.asarray(o, np.float32)
+                for name, shape, o in zip(self.output_names, self._out_shapes, outputs, strict=False)}
+
+    def close(self) -> None:
+        if self._lite is not None:
+            self._lite.release()
+            self._lite = None
+
+
+def _lite_available() -> bool:
+    import importlib.util
+
+    try:
+        return importlib.util.find_spec("rknnlite.api") is not None
+    except (ImportError, ValueError):
+        return False
+
+
 class RknnAdapter(TargetAdapter):
     name: ClassVar[str] = "rknn"
     description: ClassVar[str] = "Rockchip RKNN-Toolkit2 (managed environment; x86 simulator or a board)"
@@ -197,6 +240,11 @@ class RknnAdapter(TargetAdapter):
 
         env = self._env()
         precisions = tuple(p for p in ("fp16", "int8") if p in target.precisions)
+        if env is None and _lite_available():  # edgekit running on the board: run and bench, no compile
+            lite = Availability.yes("rknn-toolkit-lite2 on this board (runs .rknn bundles; compiling needs "
+                                    f"`{install_command('rknn')}` on an x86 host)")
+            return Capabilities(precisions=precisions, dynamic_shapes=False, toolchain=lite, device=lite,
+                                run_provenance=Provenance.MEASURED, notes=("on-device runtime: measured",))
         if env is None:
             why = (f"the rknn toolchain environment is not installed at {toolchains_root() / 'rknn'}: "
                    f"run `{install_command('rknn')}`")
@@ -249,7 +297,7 @@ class RknnAdapter(TargetAdapter):
     # --- compile -----------------------------------------------------------------------------------
     def compile(self, model: Path, target: TargetProfile, options: CompileOptions, out_dir: Path) -> CompiledModel:
         from edgekit.adapters.npu.profile import npu_profile
-        from edgekit.onnxio import input_specs, load_onnx
+        from edgekit.onnxio import input_specs, load_onnx, quantization_info
 
         check_adapter_options(self.name, options.adapter_options, OPTION_TYPES)
         opts = dict(options.adapter_options)
@@ -260,11 +308,20 @@ class RknnAdapter(TargetAdapter):
                                    path="--precision", hint=f"use --precision {offered[-1]}")
         self._require()
         profile = npu_profile(target)
-        specs = input_specs(load_onnx(model, load_weights=False))
+        proto = load_onnx(model, load_weights=False)
+        specs = input_specs(proto)
         for spec in specs:
             _spec_shape(spec)
         means, stds = _norm(specs, options.mean, options.std)
-        quantize = precision == "int8"
+        qformat = quantization_info(proto).format
+        if qformat not in (None, "QDQ"):
+            raise UnsupportedError(f"RKNN-Toolkit2 takes float or QDQ models, not {qformat} quantized ones",
+                                   path=model, hint="give the float model with --calib, or a QDQ model")
+        # A QDQ model (edgekit quantize) carries its scales: the toolkit uses them, no calibration run.
+        prequantized = precision == "int8" and qformat == "QDQ"
+        quantize = precision == "int8" and not prequantized
+        if qformat == "QDQ" and precision != "int8":
+            raise UnsupportedError("the model is already INT8 (QDQ)", path=model, hint="use --precision int8")
         out_dir = Path(out_dir)
         (out_dir / "rknn").mkdir(parents=True, exist_ok=True)
         samples = 0
@@ -276,7 +333,7 @@ class RknnAdapter(TargetAdapter):
                                               int(opts.get("calib_samples", DEFAULT_CALIB_SAMPLES)))
         build = {
             "schema": "edgekit.rknn.build/1", "precision": precision, "target_platform": profile.soc_version,
-            "quantize": quantize, "mean_values": means, "std_values": stds,
+            "quantize": quantize, "prequantized_qdq": prequantized, "mean_values": means, "std_values": stds,
             "quantized_algorithm": opts.get("quantized_algorithm"), "quantized_method": opts.get("quantized_method"),
             "optimization_level": opts.get("optimization_level"), "calibration_samples": samples,
             "dataset": DATASET_FILE if quantize else None, "inputs": [s.name for s in specs],
@@ -301,7 +358,9 @@ class RknnAdapter(TargetAdapter):
             "run_provenance": Provenance.MEASURED.value if self._board() else Provenance.EMULATED.value,
             "rknn": {
                 "toolkit": client.hello.get("versions", {}).get("rknn-toolkit2"),
-                "target_platform": profile.soc_version, "quantized": quantize,
+                "target_platform": profile.soc_version, "quantized": quantize or prequantized,
+                "quantized_by": "RKNN-Toolkit2 calibration" if quantize else
+                                ("QDQ scales of the model (edgekit quantize)" if prequantized else None),
                 "calibration_samples": samples, "mean_values": means, "std_values": stds,
                 "rknn_size_bytes": result.get("size"), "timings_s": result.get("timings", {}),
                 "inputs": "the .rknn takes raw values (x * std + mean); edgekit runners take the ONNX inputs"
@@ -397,6 +456,8 @@ class RknnAdapter(TargetAdapter):
         outputs = output_specs(load_onnx(compiled.source_path, load_weights=False))
         means, stds = build.get("mean_values"), build.get("std_values")
         timeout = 1800.0
+        if self._env() is None and _lite_available():
+            return RknnLiteRunner(bundle / RKNN_FILE, specs, outputs, means, stds)
         board = self._board()
         if board:  # a real board through adb: measured (no board here, so this path is untested)
             client = self._client(timeout)

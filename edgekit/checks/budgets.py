@@ -215,6 +215,7 @@ def check_against_baseline(
     max_regression: str | float | None = None,
     statistics: Sequence[str] | None = None,
     force: bool = False,
+    label: str | None = None,
 ) -> list[BudgetVerdict]:
     """Compare the same statistic(s) with a recorded result; refuse incomparable environments.
 
@@ -226,7 +227,7 @@ def check_against_baseline(
 
     data = load_result_json(baseline)
     fraction = parse_regression(max_regression)
-    where = "baseline" if isinstance(baseline, Mapping) else f"baseline {baseline}"
+    where = label or ("baseline" if isinstance(baseline, Mapping) else f"baseline {baseline}")
     diffs = fingerprint_differences(data.get("environment", {}), result.environment)
     if data.get("config", {}).get("batch", 1) != result.config.batch:
         diffs["batch"] = (data.get("config", {}).get("batch", 1), result.config.batch)
@@ -237,7 +238,7 @@ def check_against_baseline(
         text = "; ".join(f"{k}: {a!r} vs {b!r}" for k, a, b in ((k, *v) for k, v in diffs.items()))
         if not force:
             raise BadInputError(f"baseline was recorded in a different environment ({text})",
-                                path=str(baseline) if not isinstance(baseline, Mapping) else "--baseline",
+                                path=where.removeprefix("baseline ") if where != "baseline" else "--baseline",
                                 hint="re-record the baseline here, or pass --force to compare anyway")
         notes = f"forced despite a different environment ({text})"
     verdicts = []
@@ -411,15 +412,17 @@ def _accuracy_rerun(
 ) -> tuple[float, float, str]:
     """Run the bundle and its source.onnx on the same seeded inputs: worst cosine and SQNR."""
     from edgekit.checks.numerics import cosine_similarity, sqnr_db
-    from edgekit.onnxio import random_inputs, run_reference
+    from edgekit.onnxio import ort_session, random_inputs
 
     source = bundle / str(manifest_info.get("source_model", "source.onnx"))
     if not source.is_file():
         raise BadInputError("bundle has no source model to compare with", path=source)
+    reference = ort_session(source)
+    names = [o.name for o in reference.get_outputs()]
     worst_cos, worst_sqnr = 1.0, float("inf")
     for i in range(samples):
         feeds = random_inputs(runner.input_specs, seed=seed + i)
-        ref = run_reference(source, feeds)
+        ref = dict(zip(names, reference.run(names, feeds), strict=True))
         got = runner.run(feeds)
         for name, ref_out in ref.items():
             if name not in got:
@@ -466,7 +469,8 @@ def gate(
             raise ToolchainMissingError("gating a recipe needs the recipe pipeline (edgekit.pipeline), "
                                         "which this edgekit does not have", path=path,
                                         hint="run the recipe, then gate the bundle it wrote: edgekit gate BUNDLE/")
-        return _gate_recipe(path, output=output, trust_code=trust_code)
+        return _gate_recipe(path, output=output, trust_code=trust_code, warmup=warmup, iters=iters,
+                            duration=duration, threads=threads)
     artifact = verify_bundle(path)
     info = artifact.manifest.info
     stored = info.get("budgets")
@@ -474,7 +478,7 @@ def gate(
         raise BadInputError("bundle stores no budgets (info.budgets)", path=path,
                             hint="compile it from a recipe with budgets, or use `edgekit bench BUNDLE --budget ...`")
     latency = parse_budgets(list(stored.get("latency") or []))
-    accuracy = dict(stored.get("accuracy") or {})
+    accuracy = {k: v for k, v in dict(stored.get("accuracy") or {}).items() if v is not None}
     unknown = sorted(set(accuracy) - set(ACCURACY_KEYS))
     if unknown:
         raise BadInputError(f"unknown accuracy budget(s) {unknown}", path=path / "manifest.json",
@@ -497,27 +501,15 @@ def gate(
     return result
 
 
-def _gate_recipe(path: Path, *, output: str | Path | None, trust_code: bool) -> GateResult:
-    """Run a recipe through the cached pipeline and collect every target's verdicts."""
+def _gate_recipe(path: Path, *, output: str | Path | None, trust_code: bool, **bench_kw: Any) -> GateResult:
+    """A recipe is gated by the pipeline: run it (cached), then `gate` each bundle it wrote."""
     import importlib
 
     pipeline = importlib.import_module("edgekit.pipeline")
-    if callable(getattr(pipeline, "gate", None)):
-        return pipeline.gate(path, output=output, trust_code=trust_code)
-    run = pipeline.Pipeline.from_recipe(path, trust_code=trust_code).run(output, report=False)
-    result = GateResult(str(run.output), {"recipe": str(path)},
-                        accuracy_source=f"recipe {path.name}: pipeline run (cached stages; budgets re-checked)")
-    for target in run.targets:
-        for verdict in target.verdicts:
-            verdict.source = f"recipe target {target.target}"
-            result.verdicts.append(verdict)
-        if target.status == "failed" and not any(v.status == "fail" for v in target.verdicts):
-            result.failures.append(f"{target.target}: {target.reason or 'failed'}")
-        elif target.status == "skipped":
-            result.notes.append(f"{target.target}: skipped ({target.reason})")
-        if target.bundle is not None:
-            result.notes.append(f"{target.target}: bundle {target.bundle}")
-    return result
+    if not callable(getattr(pipeline, "gate", None)):
+        raise ToolchainMissingError("this edgekit's pipeline cannot gate recipes (no edgekit.pipeline.gate)",
+                                    path=path, hint="run the recipe, then gate its bundle: edgekit gate OUT/TARGET/")
+    return pipeline.gate(path, output=output, trust_code=trust_code, **bench_kw)
 
 
 def _accuracy_verdicts(

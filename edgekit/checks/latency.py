@@ -62,6 +62,7 @@ class BenchConfig:
     cv_threshold: float = 0.10  # spread above this is "noisy": extend the run
     stability_metric: str = "robust_cv"  # robust_cv (MAD/median, default) or cv (std/mean)
     max_extend_rounds: int = 4  # a noisy run grows to at most (1 + this) rounds
+    max_extend_seconds: float = 60.0  # ... and no extra round starts once this much has been timed
     min_iters: int = 5
     max_iters: int = 100_000
     allow_emulated: bool = False
@@ -289,6 +290,9 @@ def environment_fingerprint(
         physical = psutil.cpu_count(logical=False)
     cpu = cpu_info()
     bundle = dict(bundle or {})
+    load = None
+    with contextlib.suppress(OSError, AttributeError):
+        load = [round(x, 2) for x in os.getloadavg()]
     return {
         "cpu_model": cpu["model"],
         "cpu_flags": cpu["int8_flags"],
@@ -298,6 +302,8 @@ def environment_fingerprint(
         "usable_cpus": usable,
         "threads": threads,
         "governor": _read("/sys/devices/system/cpu/cpu0/cpufreq/scaling_governor"),
+        "load_average": load,  # 1/5/15-min load when the bench started: a busy host explains noise
+        "thread_env": {k: os.environ[k] for k in THREAD_ENV if k in os.environ},
         "os": platform.platform(),
         "python": platform.python_version(),
         "edgekit": __version__,
@@ -309,6 +315,9 @@ def environment_fingerprint(
         "bundle_sha256": bundle.get("sha256"),
     }
 
+
+THREAD_ENV = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "TVM_NUM_THREADS", "KMP_AFFINITY",
+              "OMP_PROC_BIND", "GOMP_CPU_AFFINITY")
 
 # Fields that make two latency figures incomparable when they differ (a new bundle sha is the point).
 RELEVANT_FIELDS = ("cpu_model", "cpu_flags", "machine", "threads", "usable_cpus", "target", "adapter", "governor")
@@ -413,6 +422,8 @@ def time_runs(
         cv = getattr(LatencyStats.from_samples(samples), config.stability_metric)
         if cv <= config.cv_threshold or rounds >= max_rounds or len(samples) >= config.max_iters:
             break
+        if sum(samples) >= config.max_extend_seconds * 1000:
+            break  # a slow model: more rounds would cost minutes; say it is noisy instead
     stable = cv <= config.cv_threshold
     warning = ""
     if not stable:
@@ -426,13 +437,16 @@ def measure_runner(
     runner: Runner, config: BenchConfig, *, timer: Timer = time.perf_counter_ns
 ) -> tuple[float, list[float], Stability]:
     """Cold first run, untimed warm-up, then timed rounds. Returns (cold_ms, samples_ms, stability)."""
+    from edgekit.adapters.base import Runner
+
     inputs = prepare_inputs(runner, config.batch)
-    run = runner.run
+    cold = _time_once(lambda: runner.run(inputs), timer)  # `run` validates names/shapes: once, here
+    # Later runs skip the ~2 µs validation (it is edgekit's, not the model's) unless `run` is overridden.
+    run = runner._run_impl if type(runner).run is Runner.run else runner.run
 
     def call() -> Any:
         return run(inputs)
 
-    cold = _time_once(call, timer)
     warm_total = 0.0
     for _ in range(config.warmup):
         warm_total += _time_once(call, timer)
@@ -512,7 +526,7 @@ def _looks_like_model(path: Path) -> bool:
 
 
 def bench(
-    target_or_bundle: str | Path,
+    target_or_bundle: str | Path | Artifact,
     model: str | Path | None = None,
     *,
     target: str | None = None,
@@ -540,7 +554,7 @@ def bench(
     `edgekit.bench("cpu", "model.onnx", backend="onnxruntime")`. Budgets like "p90<=25ms" and a
     baseline JSON with `max_regression="10%"` become verdicts on the result (`.exit_code`).
     """
-    from edgekit.checks.budgets import check_against_baseline, evaluate_budgets, parse_budgets
+    from edgekit.checks.budgets import check_against_baseline, evaluate_budgets, load_result_json, parse_budgets
 
     config = BenchConfig(warmup=warmup, iters=iters, duration=duration, threads=threads, batch=batch,
                          cv_threshold=cv_threshold, stability_metric=stability_metric,
@@ -549,6 +563,9 @@ def bench(
     parsed = parse_budgets(budgets)  # bad budgets fail before any work
     if max_regression is not None and baseline is None:
         raise BadInputError("--max-regression needs --baseline", path="--max-regression")
+    baseline_data = load_result_json(baseline) if baseline is not None else None  # a bad file fails before work
+    if hasattr(target_or_bundle, "path") and not isinstance(target_or_bundle, (str, Path)):
+        target_or_bundle = target_or_bundle.path  # an Artifact (e.g. `compile(...).bundle`)
     first = Path(target_or_bundle)
     with contextlib.ExitStack() as stack:
         compile_ms = None
@@ -583,9 +600,11 @@ def bench(
             result.notes.append(f"compiled {model} for {target_name} into a temporary bundle first")
             result.bundle["path"] = None  # the temp bundle is gone after this call
     result.verdicts = evaluate_budgets(result, parsed)
-    if baseline is not None:
-        result.verdicts += check_against_baseline(result, baseline, max_regression=max_regression,
-                                                  statistics=[b.statistic for b in parsed] or None, force=force)
+    if baseline_data is not None:
+        label = "baseline" if isinstance(baseline, Mapping) else f"baseline {baseline}"
+        result.verdicts += check_against_baseline(result, baseline_data, max_regression=max_regression,
+                                                  statistics=[b.statistic for b in parsed] or None, force=force,
+                                                  label=label)
     return result
 
 

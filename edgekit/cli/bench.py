@@ -96,6 +96,7 @@ def render_bench(result: BenchResult, console: Console) -> None:
     env = result.environment
     console.print(f"[dim]{env.get('cpu_model')} ({', '.join(env.get('cpu_flags') or []) or 'no int8 flags'}), "
                   f"{env.get('usable_cpus')} cpus, governor {env.get('governor') or 'n/a'}, "
+                  f"load avg {(env.get('load_average') or ['n/a'])[0]}, "
                   f"bundle {str(env.get('bundle_sha256'))[:12]}[/]", highlight=False)
     if result.verdicts:
         console.print(budget_table(result.verdicts))

@@ -82,10 +82,19 @@ def compile_cmd(
     backend: Annotated[str, typer.Option("--backend", "-b",
                                          help="Adapter, or `auto` (fastest that passes), or `null` (reference).")
                        ] = "auto",
-    precision: Annotated[str, typer.Option("--precision", "-p", help="fp32 | fp16 | bf16 | int8.")] = "fp32",
+    precision: Annotated[str, typer.Option("--precision", "-p", help="fp32 | fp16 | bf16 | int8 | auto (fastest "
+                                           "(adapter × precision) within --accuracy-budget).")] = "fp32",
+    accuracy_budget: Annotated[list[str] | None, typer.Option(
+        "--accuracy-budget", help="With --precision auto: e.g. sqnr>=20dB, cosine>=0.999, drop<=1 (points, needs "
+        "--eval with labels).")] = None,
+    eval_source: Annotated[str | None, typer.Option(
+        "--eval", help="With --precision auto: eval data (dir/.npz with labels, `digits`); default synthetic.")
+    ] = None,
     calib: Annotated[str | None, typer.Option(
         "--calib", help="int8 calibration: dir of .npy/.npz, image folder, or `synthetic` (not for accuracy).")
     ] = None,
+    calib_samples: Annotated[int, typer.Option("--calib-samples", min=1, help="Calibration samples to use.")
+                             ] = 100,
     threads: ThreadsOpt = None,
     input_shape: InputShapeOpt = None,
     mean: Annotated[str | None, typer.Option("--mean", help="Per-channel mean fused by NPU toolchains.")] = None,
@@ -101,10 +110,23 @@ def compile_cmd(
     import edgekit
 
     console = out(json)
+    if precision == "auto":  # owned by the pipeline engineer: edgekit/autotune.py
+        from edgekit.autotune import compile_auto
+        from edgekit.cli.run import render_candidates
+
+        auto = compile_auto(model, output=output, target=target, backend=backend, calib=calib, eval=eval_source,
+                            accuracy_budget=accuracy_budget or ["sqnr>=20dB"], threads=threads)
+        console.print(render_candidates(auto.pipeline.targets[0]))
+        console.print(f"[bold green]compiled[/] {model} → {auto.bundle} ([bold]{auto.adapter}[/], "
+                      f"{auto.precision_used}; fastest candidate within the accuracy budget)", highlight=False)
+        emit_json(auto.to_json(), json)
+        if not auto.passed:
+            raise typer.Exit(1)
+        return
     result = edgekit.compile(
         model, output=output, target=target, backend=backend, precision=precision, threads=threads, calib=calib,
         input_shapes=tuple(input_shape or ()), mean=_floats(mean, "--mean"), std=_floats(std, "--std"),
-        adapter_options=_options(option), seed=seed, allow_code=allow_code,
+        adapter_options=_options(option), seed=seed, allow_code=allow_code, calib_samples=calib_samples,
         on_progress=lambda msg: console.print(f"[dim]{msg}[/]", highlight=False),
     )
     if backend == "auto" and result.candidates:

@@ -54,7 +54,7 @@ def quantize_cmd(
     symmetric_activations: Annotated[bool, typer.Option("--symmetric-activations",
                                                         help="int8 symmetric activations (NPU-style).")] = False,
     exclude: Annotated[list[str] | None, typer.Option("--exclude", help="Node name or op type to keep in float "
-                                                      "(repeatable).")] = None,
+                                                      "(repeatable, or comma-separated).")] = None,
     calib_samples: Annotated[int, typer.Option("--calib-samples", min=1, help="Calibration samples used.")] = 100,
     eval_source: Annotated[str | None, typer.Option("--eval", help="Evaluation data (same kinds as --calib; "
                                                     ".npz may carry `labels`). Default: held-out calibration "
@@ -88,7 +88,8 @@ def quantize_cmd(
         try:
             result = quantize(
                 model, output, calib, method=method.lower(), per_channel=per_channel,
-                symmetric_activations=symmetric_activations, exclude=tuple(exclude or ()),
+                symmetric_activations=symmetric_activations,
+                exclude=tuple(e.strip() for item in exclude or () for e in item.split(",") if e.strip()),
                 calib_samples=calib_samples, eval=eval_source, max_drop=max_drop, min_sqnr=min_sqnr,
                 require_speedup=require_speedup, threads=threads, preprocess=pre, allow_code=trust_code,
                 eval_samples=eval_samples, sensitivity=not no_sensitivity, speed=not no_speed,
@@ -133,12 +134,16 @@ def render(result: QuantizeResult, console: Console) -> None:
     if result.sensitivity:
         sens = Table(title="sensitivity: each node quantized alone (lowest output SQNR = most harmful)",
                      title_justify="left")
-        for col in ("#", "node", "op", "SQNR dB", "cosine", "top-1 agree"):
+        layer = any(s.local_loss_db is not None for s in result.sensitivity)
+        for col in ("#", "node", "op", "SQNR dB", "cosine", "top-1 agree", *(("layer loss dB",) if layer else ())):
             sens.add_column(col, justify="left" if col in ("node", "op") else "right",
                             overflow="fold" if col == "node" else "ellipsis")
         for i, s in enumerate(result.sensitivity[:SENSITIVITY_ROWS], 1):
-            sens.add_row(str(i), s.node, s.op_type, fmt_num(s.sqnr_db, 3), f"{s.cosine:.6f}",
-                         "—" if s.top1_agreement is None else f"{100 * s.top1_agreement:.1f}%")
+            alone = s.method == "alone"
+            sens.add_row(str(i), s.node, s.op_type, fmt_num(s.sqnr_db, 3) if alone else "—",
+                         f"{s.cosine:.6f}" if alone else "—",
+                         "—" if s.top1_agreement is None else f"{100 * s.top1_agreement:.1f}%",
+                         *((fmt_num(s.local_loss_db, 3),) if layer else ()))
         console.print(sens)
         if len(result.sensitivity) > SENSITIVITY_ROWS:
             console.print(f"[dim]… {len(result.sensitivity) - SENSITIVITY_ROWS} more in --json[/]")

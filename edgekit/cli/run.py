@@ -74,6 +74,9 @@ def run(
                       latency, acc_text, escape(str(t.bundle) if t.bundle and t.status != "skipped" else t.reason))
     console.print(table)
     for t in result.targets:
+        if len(t.candidates) > 1:
+            console.print(render_candidates(t))
+    for t in result.targets:
         if t.status == "failed":
             console.print(f"[red]budget failed[/] {escape(t.target)}: {escape(t.reason)}", highlight=False)
     hits = sum(1 for s in result.stages if s.hit)
@@ -82,3 +85,24 @@ def run(
     emit_json(result.to_json(), json_dest)
     if not result.passed:
         raise typer.Exit(1)
+
+
+def render_candidates(target: Any) -> Any:
+    """Rich table of a precision-auto search: every (adapter × precision), its figures and provenance."""
+    from rich.markup import escape
+    from rich.table import Table
+
+    table = Table(title=f"{target.target}: precision auto candidates (★ chosen)")
+    for col in ("adapter", "precision", "latency p50", "accuracy", "cosine", "SQNR", "budget", "why"):
+        table.add_column(col)
+    for c in target.candidates:
+        used = f" → {c.precision_used}" if c.precision_used and c.precision_used != c.precision else ""
+        latency = f"{c.latency_ms:.3f} ms {provenance_style(c.latency_provenance)}" if c.latency_ms is not None \
+            else "—"
+        acc = f"{c.accuracy:.4f}" if c.accuracy is not None else "—"
+        table.add_row(("★ " if c.chosen else "") + c.adapter, c.precision + used, latency, acc,
+                      f"{c.cosine:.5f}" if c.cosine is not None else "—",
+                      f"{c.sqnr_db:.1f} dB" if c.sqnr_db is not None else "—",
+                      "[green]ok[/]" if c.meets_budget else "[red]no[/]",
+                      "" if c.reason == "meets the accuracy budget" else escape(c.reason))
+    return table

@@ -14,11 +14,18 @@ def zoo_cmd(json_dest: JsonOpt = None) -> None:
     from edgekit.cli.inspect import human
 
     entries = zoo.list_models()
+    console = out(json_dest)
+    wide = console.width >= 110  # the description only fits a wide terminal (--json always has it)
     table = Table(title="edgekit zoo (random seeded weights unless noted)", title_justify="left")
-    for col in ("name", "task", "input", "params", f"MACs ({provenance_style('estimated')})", "description"):
-        table.add_column(col, justify="right" if col in ("params",) or col.startswith("MACs") else "left")
+    table.add_column("MODEL", no_wrap=True)
+    table.add_column("input", no_wrap=True)
+    table.add_column("params", justify="right", no_wrap=True)
+    table.add_column(f"MACs ({provenance_style('estimated')})", justify="right", no_wrap=True)
+    if wide:
+        table.add_column("description", ratio=1)
     for e in entries:
-        table.add_row(f"zoo:{e.name}", e.task, " ".join(str(s) for s in e.inputs), human(e.params), human(e.macs),
-                      e.description)
-    out(json_dest).print(table)
+        shapes = " ".join(f"{s.name}:{'x'.join(map(str, s.shape))}" for s in e.inputs)
+        cells = [f"zoo:{e.name}", shapes, human(e.params), human(e.macs)]
+        table.add_row(*cells, *([f"[dim]{e.task}[/] {e.description}"] if wide else []))
+    console.print(table)
     emit_json([e.to_json() for e in entries], json_dest)

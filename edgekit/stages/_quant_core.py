@@ -279,13 +279,28 @@ def has_int8_compute(nodes: Iterable[tuple[str, str]]) -> bool:
 
 
 def quantized_nodes(model_bytes: bytes) -> list[tuple[str, str]]:
-    """(name, op_type) of compute nodes fed by a DequantizeLinear: the nodes that run in INT8."""
+    """(name, op_type) of the nodes that run in INT8: quantized weights, or quantized input and output.
+
+    A float node downstream of a quantized tensor is fed by a DequantizeLinear too, so that alone
+    does not count.
+    """
     model = onnx.ModelProto.FromString(model_bytes)
-    dq_outputs = {o for n in model.graph.node if n.op_type == "DequantizeLinear" for o in n.output}
+    inits = {i.name for i in model.graph.initializer}
+    dq_out, dq_weight_out = set(), set()
+    q_inputs = set()
+    for n in model.graph.node:
+        if n.op_type == "DequantizeLinear":
+            dq_out.update(n.output)
+            if n.input[0] in inits:
+                dq_weight_out.update(n.output)
+        elif n.op_type == "QuantizeLinear":
+            q_inputs.add(n.input[0])
     found = []
     for node in model.graph.node:
         if node.op_type in QUANT_OPS_QDQ:
             continue
-        if any(i in dq_outputs for i in node.input):
+        weights = any(i in dq_weight_out for i in node.input)
+        through = any(i in dq_out for i in node.input) and any(o in q_inputs for o in node.output)
+        if weights or through:
             found.append((node.name, node.op_type))
     return found

@@ -121,6 +121,8 @@ class NodeSensitivity:
     cosine: float
     top1_agreement: float | None
     accuracy_drop: float | None = None  # points, when labels are present
+    method: str = "alone"  # alone: quantized alone and run; local: only the per-layer SQNR loss was measured
+    local_loss_db: float | None = None  # SQNR lost across the node inside the full INT8 model
 
 
 def rank_nodes(
@@ -141,48 +143,69 @@ def rank_nodes(
     return ranked
 
 
-def local_error_prefilter(fp32: onnx.ModelProto, int8_bytes: bytes, nodes: list[tuple[str, str]],
-                          samples: Sequence[Sample], keep: int, threads: int | None) -> list[tuple[str, str]]:
-    """Cheap pre-ranking when there are too many candidates: SQNR lost across each node in the full INT8 model.
+def local_sqnr_loss(fp32: onnx.ModelProto, int8_bytes: bytes, nodes: list[tuple[str, str]],
+                    samples: Sequence[Sample], threads: int | None) -> dict[str, float]:
+    """Cheap per-layer view: SQNR (dB) lost across each node inside the full INT8 model.
 
-    Exposes every candidate's input and output tensor in both models (one run each) and keeps the `keep`
-    nodes whose output SQNR is furthest below their input SQNR (the error that node itself adds).
+    Exposes every node's first input and output tensor in both models, runs both once per sample and
+    accumulates signal/noise energies (nothing held per sample), then reports SQNR(input) - SQNR(output):
+    the error that node itself adds. Used to pick which nodes are worth quantizing alone.
     """
-    from edgekit.checks.numerics import sqnr_db
     from edgekit.onnxio import ort_session
 
     int8 = onnx.ModelProto.FromString(int8_bytes)
     by_name = {n.name: n for n in fp32.graph.node}
-    io_of = {name: (by_name[name].input[0], by_name[name].output[0]) for name, _ in nodes if name in by_name}
-    tensors = sorted({t for pair in io_of.values() for t in pair})
     graph_inputs = {i.name for i in fp32.graph.input}
+    int8_tensors = {o for n in int8.graph.node for o in n.output} | graph_inputs
+    consumers: dict[str, list[onnx.NodeProto]] = {}
+    for n in fp32.graph.node:
+        for i in n.input:
+            consumers.setdefault(i, []).append(n)
 
-    def expose(model: onnx.ModelProto) -> bytes:
+    def visible(tensor: str) -> str | None:
+        """The tensor itself, or the output of the Relu/Clip that QDQ folded into its producer."""
+        if tensor in int8_tensors:
+            return tensor
+        users = consumers.get(tensor, [])
+        if len(users) == 1 and users[0].op_type in ("Relu", "Clip") and users[0].output[0] in int8_tensors:
+            return users[0].output[0]
+        return None
+
+    io_of: dict[str, tuple[str, str]] = {}
+    for name, _ in nodes:
+        node = by_name.get(name)
+        if node is None or not node.input or not node.output:
+            continue
+        t_in, t_out = visible(node.input[0]), visible(node.output[0])
+        if t_in is not None and t_out is not None:
+            io_of[name] = (t_in, t_out)
+    tensors = sorted({t for pair in io_of.values() for t in pair} - graph_inputs)
+
+    def expose(model: onnx.ModelProto) -> Any:
         model = onnx.ModelProto.FromString(model.SerializeToString())
         present = {o.name for o in model.graph.output}
         for t in tensors:
-            if t not in present and t not in graph_inputs:
+            if t not in present:
                 model.graph.output.append(onnx.ValueInfoProto(name=t))
-        return model.SerializeToString()
+        return ort_session(model.SerializeToString(), threads=threads)
 
-    fp_out = run_all(ort_session(expose(fp32), threads=threads), samples)
-    q_out = run_all(ort_session(expose(int8), threads=threads), samples)
+    fp_sess, q_sess = expose(fp32), expose(int8)
+    signal = dict.fromkeys(tensors, 0.0)
+    noise = dict.fromkeys(tensors, 0.0)
+    for sample in samples:
+        ref = dict(zip(tensors, fp_sess.run(tensors, sample), strict=True))
+        got = dict(zip(tensors, q_sess.run(tensors, sample), strict=True))
+        for t in tensors:
+            r = ref[t].astype(np.float64)
+            signal[t] += float(np.sum(r * r))
+            noise[t] += float(np.sum((r - got[t].astype(np.float64)) ** 2))
 
-    def q(t: str) -> float:
-        if t in graph_inputs:
-            return float("inf")
-        return sqnr_db(fp_out[t], q_out[t]) if t in fp_out and t in q_out else float("inf")
+    def sqnr(t: str) -> float:
+        if t in graph_inputs or noise[t] <= 1e-12 * max(signal[t], 1.0):
+            return 120.0  # exact (cap keeps differences finite)
+        return min(120.0, 10.0 * float(np.log10(max(signal[t], 1e-30) / noise[t])))
 
-    loss = []
-    for name, op_type in nodes:
-        if name not in io_of:
-            continue
-        t_in, t_out = io_of[name]
-        s_in, s_out = q(t_in), q(t_out)
-        lost = (s_in - s_out) if np.isfinite(s_in) else (100.0 - s_out)
-        loss.append((lost, name, op_type))
-    loss.sort(reverse=True)
-    return [(name, op) for _, name, op in loss[:keep]]
+    return {name: sqnr(t_in) - sqnr(t_out) for name, (t_in, t_out) in io_of.items()}
 
 
 # ------------------------------------------------------------------------------------ speed

@@ -8,7 +8,8 @@ A reader is a re-iterable of `dict[input name, np.ndarray]` with `len()`, `.desc
 - a folder of images (Pillow) with `Preprocess` (size, mean/std in pixel units, layout, grayscale),
 - `py:module:function` (or `py:path/file.py:function`): a callable returning an iterable of input
   dicts. It runs user code, so it needs `allow_code=True` (CLI `--trust-code`),
-- `synthetic`: seeded random inputs, flagged as not valid for accuracy.
+- `synthetic`: seeded random inputs, flagged as not valid for accuracy,
+- from Python, any re-iterable of input dicts (a list; an iterator is read once and kept).
 
 `open_source` validates every sample (shape, dtype, NaN/Inf, readability) against the model inputs
 before any work starts, streaming one sample at a time, so a bad file fails fast with its name and
@@ -20,7 +21,7 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from itertools import islice
 from pathlib import Path
 from typing import Any
@@ -250,6 +251,27 @@ class CallableReader(CalibrationReader):
             yield f"{self.ref}[{i}]", raw, labels
 
 
+class IterableReader(CalibrationReader):
+    """Any re-iterable of input dicts given from Python (a list, another reader); one-shot iterators are listed."""
+
+    def __init__(self, items: Iterable[Any], inputs: list[TensorSpec], limit: int | None = None, **kw: Any):
+        if iter(items) is items:  # a generator/iterator can only be read once: keep the first `limit`
+            items = list(islice(items, limit))
+        super().__init__(inputs, str(getattr(items, "description", f"{type(items).__name__} of input dicts")),
+                         stop=limit, **kw)
+        self.items = items
+        self.synthetic = bool(getattr(items, "synthetic", False))
+
+    def _iter_impl(self) -> Iterator[tuple[str, Sample, np.ndarray | None]]:
+        for i, item in enumerate(self.items):
+            if not isinstance(item, dict):
+                raise BadInputError(f"item {i} is {type(item).__name__}, expected a dict of input arrays",
+                                    path=self.description)
+            raw = dict(item)
+            labels = raw.pop(LABELS_KEY, None)
+            yield f"{self.description}[{i}]", raw, labels
+
+
 class SyntheticReader(CalibrationReader):
     """Seeded random inputs. Useful to exercise the pipeline; the resulting INT8 accuracy means nothing."""
 
@@ -297,7 +319,7 @@ def _load_callable(ref: str) -> Callable[[], Any]:
 
 
 def open_source(
-    source: str | Path | CalibrationReader,
+    source: str | Path | CalibrationReader | Iterable[dict[str, np.ndarray]],
     inputs: list[TensorSpec],
     *,
     preprocess: Preprocess | None = None,
@@ -315,6 +337,8 @@ def open_source(
         raise BadInputError(f"sample limit must be >= 1, got {limit}", path="--calib-samples")
     if isinstance(source, CalibrationReader):
         reader = source if limit is None else source.subset(0, limit)
+    elif not isinstance(source, (str, Path)) and hasattr(source, "__iter__"):
+        reader = IterableReader(source, inputs, limit)
     else:
         reader = _open(str(source), inputs, preprocess or Preprocess(), allow_code, limit)
     if validate:
@@ -357,6 +381,6 @@ def _open(text: str, inputs: list[TensorSpec], pre: Preprocess, allow_code: bool
 
 
 __all__ = [
-    "ArrayFolderReader", "CalibrationReader", "CallableReader", "ImageFolderReader", "Preprocess",
+    "ArrayFolderReader", "CalibrationReader", "CallableReader", "ImageFolderReader", "IterableReader", "Preprocess",
     "SyntheticReader", "conform", "load_image", "open_source",
 ]

@@ -321,14 +321,18 @@ def _calibration_json(calib: Any, reader: Any) -> dict[str, Any]:
     return data
 
 
-def _quantize(model: Path, calib: Any, work: Path, threads: int | None) -> Path:
+def _quantize(model: Path, calib: Any, work: Path, calib_samples: int) -> Path:
+    """QDQ model by the quantize stage's bare step (no accuracy report: compile verifies on its own)."""
+    import onnx
+
     try:
-        from edgekit.stages.quantize import quantize
+        from edgekit.stages.quantize import quantize_onnx
     except ImportError:
         raise UnsupportedError("int8 from a float model needs the quantize stage (edgekit.stages.quantize)",
                                path=model) from None
-    result = quantize(model, work / "model.int8.onnx", calib, threads=threads)
-    return Path(result.artifact.path)
+    out = work / "model.int8.onnx"
+    onnx.save(quantize_onnx(model, calib, calib_samples=calib_samples), str(out))
+    return out
 
 
 def _feeds(specs: list[TensorSpec], *, seed: int, samples: int, reader: Any = None) -> tuple[list[dict], str]:
@@ -450,6 +454,7 @@ def compile(
     verify_samples: int = 2,
     thresholds: Thresholds = Thresholds(),
     allow_code: bool = False,
+    calib_samples: int = 100,
     auto_rounds: int = 5,
     on_progress: Callable[[str], None] | None = None,
 ) -> CompileResult:
@@ -520,7 +525,7 @@ def compile(
                     "int8 needs calibration data for a float model", path="--calib",
                     hint="pass --calib DIR_OF_NPY|IMAGE_DIR (or `synthetic`: flagged, not valid for accuracy), "
                          "or compile a model made by `edgekit quantize`")
-            reader = _open_calibration(calib, src_specs, allow_code=allow_code, limit=None)
+            reader = _open_calibration(calib, src_specs, allow_code=allow_code, limit=calib_samples)
             calibration = _calibration_json(calib, reader)
             if calibration.get("synthetic"):
                 note("warning: synthetic calibration; int8 accuracy is not validated on real data")
@@ -540,8 +545,7 @@ def compile(
                 return source
             if qdq_model is None:
                 note("quantizing (QDQ) for int8 ...")
-                qdq_model = _quantize(source, calib if isinstance(calib, (str, Path)) else reader, work,
-                                      base_options.threads)
+                qdq_model = _quantize(source, reader, work, calib_samples)
             return qdq_model
 
         candidates: list[Candidate] = []
@@ -627,7 +631,7 @@ def compile(
                          "mean": base_options.mean, "std": base_options.std,
                          "adapter_options": dict(base_options.adapter_options), "seed": seed,
                          "verify_samples": verify_samples, "thresholds": thresholds,
-                         "calib": calibration.get("source")},
+                         "calib": calibration.get("source"), "calib_samples": calib_samples},
                 inputs={model_path.name: sha256_file(model_path)},
                 outputs=files,
                 metrics={"min_cosine": best.verification["min_cosine"], "min_sqnr_db": best.verification["min_sqnr_db"],

@@ -138,6 +138,7 @@ class LoadedModel:
     default_inputs: list[TensorSpec]
     output_names: list[str]
     zoo: str | None = None
+    program: Any = None  # the torch.export ExportedProgram of a .pt2 file (exported with the dynamo exporter)
 
 
 def load_model(model: Any, *, weights: str | Path | None = None, trust_pickle: bool = False) -> LoadedModel:
@@ -167,7 +168,8 @@ def load_model(model: Any, *, weights: str | Path | None = None, trust_pickle: b
         loaded = dataclasses.replace(loaded, source_sha256={**loaded.source_sha256,
                                                              Path(weights).name: sha256_file(weights)})
     if hasattr(module, "eval"):
-        module.eval()
+        with contextlib.suppress(NotImplementedError):  # an ExportedProgram's module() refuses eval()
+            module.eval()
     return loaded
 
 
@@ -196,13 +198,13 @@ def _load_file(path: Path, *, trust_pickle: bool) -> LoadedModel:
         except Exception as exc:
             raise BadInputError(f"not a torch.export .pt2 file ({_first_line(exc)})", path=path,
                                 hint="save it with torch.export.save(torch.export.export(model, args), path)") from None
-        return LoadedModel(program.module(), name, str(path), digest, [], [])
+        return LoadedModel(program.module(), name, str(path), digest, [], [], program=program)
     with contextlib.suppress(Exception), _quiet():
         return LoadedModel(torch.jit.load(str(path), map_location="cpu"), name, str(path), digest, [], [])
     try:
         obj = torch.load(str(path), map_location="cpu", weights_only=True)
     except Exception as exc:
-        if "weights_only" not in str(exc) and "Unpickl" not in type(exc).__name__ + str(exc):
+        if "unsupported global" not in str(exc).lower():  # anything else: not a torch file at all
             raise BadInputError(f"not a TorchScript, .pt2 or torch file ({_first_line(exc)})", path=path,
                                 hint="pass zoo:NAME, package.module:factory, a TorchScript or a .pt2 file") from None
         if not trust_pickle:
@@ -230,6 +232,7 @@ def _load_factory(text: str) -> LoadedModel:
     added = cwd not in sys.path
     if added:
         sys.path.insert(0, cwd)  # `mymodels:build` from the current folder, like uvicorn
+    importlib.invalidate_caches()  # a module file created a moment ago must be found
     try:
         try:
             module = importlib.import_module(module_name)
@@ -337,14 +340,19 @@ def export(
     exporter cannot convert the model.
     """
     started = time.perf_counter()
-    options = ExportOptions(opset=opset, dynamic_batch=dynamic_batch, exporter=exporter, atol=atol, rtol=rtol,
-                            seed=seed, trust_pickle=trust_pickle)
     if exporter not in EXPORTERS:
         raise BadInputError(f"unknown exporter {exporter!r}", path="--exporter", hint=f"one of {', '.join(EXPORTERS)}")
     if not 7 <= opset <= 23:
         raise BadInputError(f"opset {opset} is out of range", path="--opset", hint="use 13..21 (default 17)")
     specs = as_specs(list(input_shapes or []))
     loaded = load_model(model, weights=weights, trust_pickle=trust_pickle)
+    if loaded.program is not None:  # a .pt2 is already a torch.export program: only the dynamo exporter takes it
+        if dynamic_batch:
+            raise BadInputError("a .pt2 program's shapes were fixed when it was exported", path="--dynamic-batch",
+                                hint="export the .pt2 with dynamic_shapes, or pass package.module:factory")
+        exporter = "dynamo"
+    options = ExportOptions(opset=opset, dynamic_batch=dynamic_batch, exporter=exporter, atol=atol, rtol=rtol,
+                            seed=seed, trust_pickle=trust_pickle)
     if not specs:
         if not loaded.default_inputs:
             raise BadInputError("input shapes are needed for this model", path="--input-shape",
@@ -365,7 +373,8 @@ def export(
     if dest.is_dir():
         raise BadInputError("is a directory", path=dest, hint="give a file name ending in .onnx")
     with atomic_path(dest) as tmp:
-        _run_exporter(loaded.module, args, tmp, specs, names, options)
+        _run_exporter(loaded.program if loaded.program is not None else loaded.module, args, tmp, specs, names,
+                      options)
         try:
             got = onnxio.run_reference(tmp, feeds)
         except Exception as exc:

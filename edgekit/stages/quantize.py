@@ -26,6 +26,7 @@ from edgekit.errors import BadInputError, CheckFailedError, UnsupportedError
 from edgekit.onnxio import input_specs, load_onnx, output_specs
 from edgekit.specs import Preprocess
 from edgekit.stages._quant_core import (
+    DATA_MOVEMENT_OPS,
     METHODS,
     Prepared,
     QdqSettings,
@@ -44,13 +45,14 @@ from edgekit.stages._quant_eval import (
     NodeSensitivity,
     SpeedReport,
     accuracy_report,
-    local_error_prefilter,
+    local_sqnr_loss,
     measure_speed,
     rank_nodes,
     run_all,
 )
 from edgekit.stages.calibration import CalibrationReader, open_source
 
+LOCAL_SAMPLES = 8  # samples for the per-layer SQNR pre-ranking
 MIN_HOLDOUT = 5  # below this many calibration samples, evaluation reuses them (flagged)
 
 
@@ -72,7 +74,7 @@ class QuantizeOptions:
     require_speedup: bool = False
     threads: int | None = None
     sensitivity: bool = True
-    sensitivity_nodes: int = 24  # cap on nodes quantized alone (pre-ranked by local SQNR loss above it)
+    sensitivity_nodes: int = 12  # cap on nodes quantized alone (pre-ranked by per-layer SQNR loss above it)
     sensitivity_samples: int = 32
     speed: bool = True
     speed_seconds: float = 1.0  # per model, interleaved
@@ -298,15 +300,9 @@ def quantize(
         if judge is not None:
             _, met = judge(full_report)
         if opts.sensitivity or not met:
-            sens_set = _subset(evalset, opts.sensitivity_samples)
-            ranked = candidates
-            if len(candidates) > opts.sensitivity_nodes:
-                ranked = local_error_prefilter(prepared.model, full_bytes, candidates, sens_set.samples,
-                                               opts.sensitivity_nodes, threads_used)
-                notes.append(f"sensitivity: {len(candidates)} quantized nodes, the {len(ranked)} with the largest "
-                             "local SQNR loss were quantized alone")
-            sensitivity = rank_nodes(ranked, lambda name: build(only=[name])[0],
-                                     lambda data: check_loads(data, threads=threads_used), sens_set)
+            sensitivity = _sensitivity(prepared, full_bytes, candidates, _subset(evalset, opts.sensitivity_samples),
+                                       opts, notes, threads_used,
+                                       lambda name: build(only=[name])[0])
 
         chosen_bytes, chosen_report, excluded = full_bytes, full_report, []
         steps: list[BudgetStep] = []
@@ -353,6 +349,25 @@ def quantize(
         manifest = _manifest(source, chosen_bytes, result, time.perf_counter() - started)
         result.artifact = save_model_artifact(chosen_bytes, output, manifest)
     return result
+
+
+def _sensitivity(prepared: Prepared, full_bytes: bytes, candidates: list[tuple[str, str]], sens_set: EvalSet,
+                 opts: QuantizeOptions, notes: list[str], threads: int,
+                 quantize_only: Any) -> list[NodeSensitivity]:
+    """Rank arithmetic nodes: quantize each alone (capped); above the cap, pre-rank by per-layer SQNR loss."""
+    compute = [c for c in candidates if c[1] not in DATA_MOVEMENT_OPS]
+    loss: dict[str, float] = {}
+    alone, rest = compute, []
+    if len(compute) > opts.sensitivity_nodes:
+        loss = local_sqnr_loss(prepared.model, full_bytes, compute, sens_set.samples[:LOCAL_SAMPLES], threads)
+        ordered = sorted(compute, key=lambda c: -loss.get(c[0], float("-inf")))
+        alone, rest = ordered[:opts.sensitivity_nodes], ordered[opts.sensitivity_nodes:]
+        notes.append(f"sensitivity: {len(compute)} quantized arithmetic nodes; the {len(alone)} losing the most "
+                     f"SQNR inside the full INT8 model were quantized alone, the rest ranked by that loss only")
+    ranked = rank_nodes(alone, quantize_only, lambda data: check_loads(data, threads=threads), sens_set)
+    ranked = [replace(r, local_loss_db=loss.get(r.node)) for r in ranked]
+    nan = float("nan")
+    return ranked + [NodeSensitivity(n, op, nan, nan, None, None, "local", loss.get(n)) for n, op in rest]
 
 
 def _failed(result: QuantizeResult, message: str, path: Path, hint: str) -> CheckFailedError:

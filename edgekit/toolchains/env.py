@@ -250,7 +250,7 @@ def install(
             for step in spec.steps:
                 t0 = time.perf_counter()
                 _run([str(env_python), "-m", "pip", "install", "--disable-pip-version-check", "--no-input",
-                      "--progress-bar", "off", *step], log)
+                      "--progress-bar", "off", "--no-compile", *step], log)
                 step_seconds.append(round(time.perf_counter() - t0, 2))
             freeze = _run([str(env_python), "-m", "pip", "freeze", "--all"], None).strip().splitlines()
             version = _run([str(env_python), "-c", "import sys; print(sys.version.split()[0])"], None).strip()

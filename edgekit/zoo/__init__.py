@@ -11,6 +11,7 @@ Other modules add entries with `register` (e.g. `edgekit.zoo.digits` adds `lenet
 
 from __future__ import annotations
 
+import copy
 import importlib
 import importlib.util
 from collections.abc import Callable
@@ -119,15 +120,20 @@ def create(name: str, *, seed: int | None = None) -> torch.nn.Module:
 
     entry = get_entry(name)
     if entry.name in _REGISTERED:
-        model = _REGISTERED[entry.name][1]()
-    else:
+        return _REGISTERED[entry.name][1]().eval()
+    key = (entry.name, entry.seed if seed is None else seed)
+    if key not in _BUILT:  # building + BN calibration takes seconds on 2 cores: once per process
         from edgekit.zoo.models import BUILDERS
 
         with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(entry.seed if seed is None else seed)
+            torch.manual_seed(key[1])
             model = BUILDERS[entry.builder](**entry.config)
             _calibrate_batchnorm(model, entry)
-    return model.eval()
+        _BUILT[key] = model.eval()
+    return copy.deepcopy(_BUILT[key])
+
+
+_BUILT: dict[tuple[str, int], Any] = {}
 
 
 def _calibrate_batchnorm(model: torch.nn.Module, entry: ZooEntry) -> None:

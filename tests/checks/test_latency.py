@@ -2,19 +2,16 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from _bench_helpers import FakeClock, FakeRunner, compile_bundle, edit_manifest, fake_loader
-
 from edgekit.checks import latency
 from edgekit.checks.latency import BenchConfig, LatencyStats, bench, measure_runner, time_runs
 from edgekit.errors import BadInputError, ToolchainMissingError
 from edgekit.specs import TensorSpec
+from tests._bench_helpers import FakeClock, FakeRunner, compile_bundle, edit_manifest, fake_loader
 
 
 @pytest.fixture(scope="module")
@@ -183,3 +180,12 @@ def test_tampered_bundle_is_refused(tmp_path: Path) -> None:
 
 def _no_loader(*_a, **_k):
     raise AssertionError("an estimated bench must not load the bundle")
+
+
+def test_extension_stops_once_a_slow_run_has_taken_long_enough() -> None:
+    clock = FakeClock()
+    runner = FakeRunner(clock, [1000.0, 9000.0])  # seconds per run, noisy: extending would take minutes
+    config = BenchConfig(warmup=0, iters=10, max_extend_rounds=4, max_extend_seconds=60.0)
+    samples, stability = time_runs(lambda: runner.run({"x": np.zeros((1, 16), np.float32)}), config, timer=clock)
+    assert stability.rounds == 2 and len(samples) == 20  # 50 s after round 1 (< 60 s), 100 s after round 2
+    assert not stability.stable and stability.warning

@@ -3,17 +3,14 @@
 from __future__ import annotations
 
 import json
-import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from _bench_helpers import compile_bundle, edit_manifest, tiny_model
-
 from edgekit.cli import app
+from tests._bench_helpers import compile_bundle, edit_manifest, tiny_model
 
 runner = CliRunner()
 FAST = ["--warmup", "2", "--iters", "20"]
@@ -107,3 +104,17 @@ def test_gate_bundle_exit_codes(tmp_path: Path) -> None:
     assert _run("gate", bad, *FAST).exit_code == 1
     none = compile_bundle(tmp_path / "c")
     assert _run("gate", none).exit_code == 2
+
+
+def test_npu_estimate_is_gated_and_labelled_estimated(tmp_path: Path) -> None:
+    pytest.importorskip("matplotlib")
+    npu = edit_manifest(compile_bundle(tmp_path, backend="null"), target="ascend310", run_provenance="emulated",
+                        estimate={"latency_ms": 3.5, "assumptions": ["roofline (test)"], "provenance": "estimated"})
+    res = _run("bench", npu, "--budget", "p90<=1ms", "--json", tmp_path / "e.json", "--plot", tmp_path / "e.png")
+    assert res.exit_code == 1, res.output
+    assert "estimated" in res.output and "3.5 ms estimated" in res.output
+    data = json.loads((tmp_path / "e.json").read_text())
+    assert data["provenance"] == "estimated" and data["latency_ms"] is None
+    assert data["budgets"][0]["provenance"] == "estimated" and data["budgets"][0]["status"] == "fail"
+    assert (tmp_path / "e.png").stat().st_size > 0
+    assert _run("bench", npu, "--budget", "p90<=5ms").exit_code == 0

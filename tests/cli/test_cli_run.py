@@ -67,3 +67,27 @@ def test_run_unknown_target_exits_2(tmp_path):
     recipe = write_recipe(tmp_path)
     result = _run("run", recipe, "--target", "gpu", "-o", tmp_path / "out", "--no-cache")
     assert result.exit_code == 2 and "recipe has no target 'gpu'" in result.stderr
+
+
+def test_compile_precision_auto(tmp_path):
+    from tests._pipeline_helpers import labelled_eval, tiny_classifier
+
+    model = tiny_classifier(tmp_path / "tiny.onnx")
+    data = labelled_eval(tmp_path / "eval.npz", model)
+    result = _run("compile", model, "-o", tmp_path / "bundle", "--precision", "auto", "-b", "onnxruntime",
+                  "--calib", data, "--eval", data, "--accuracy-budget", "drop<=1", "--json")
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    [target] = data["targets"]
+    assert {c["precision"] for c in target["candidates"]} >= {"fp32", "int8"}
+    assert sum(c["chosen"] for c in target["candidates"]) == 1
+    assert (tmp_path / "bundle" / "manifest.json").is_file()
+    assert "precision auto candidates" in result.stderr
+
+
+def test_compile_precision_auto_bad_budget_exits_2(tmp_path):
+    from tests._pipeline_helpers import tiny_classifier
+
+    model = tiny_classifier(tmp_path / "tiny.onnx")
+    result = _run("compile", model, "-o", tmp_path / "bundle", "--precision", "auto", "--accuracy-budget", "fast")
+    assert result.exit_code == 2 and "--accuracy-budget" in result.stderr

@@ -9,10 +9,8 @@ from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from _bench_helpers import compile_bundle, edit_manifest
-
 from edgekit.errors import BadInputError
+from tests._bench_helpers import compile_bundle, edit_manifest
 
 HEAVY = ("torch", "onnxsim", "typer", "rich", "tvm", "openvino", "matplotlib")
 

@@ -99,7 +99,7 @@ def test_empty_and_missing_folders(tmp_path):
         open_source(tmp_path / "nope", SPEC)
     (tmp_path / "txt").mkdir()
     (tmp_path / "txt" / "a.txt").write_text("hi")
-    with pytest.raises(BadInputError, match="none is .npy"):
+    with pytest.raises(BadInputError, match=r"none is \.npy"):
         open_source(tmp_path / "txt", SPEC)
 
 
@@ -120,7 +120,7 @@ def test_image_folder_nhwc_grayscale_uses_model_size(tmp_path):
     spec = [TensorSpec("x", (1, 6, 5, 1))]
     reader = open_source(folder, spec, preprocess=Preprocess(layout="nhwc", grayscale=True, mean=(0.0,), std=(255.0,)))
     sample = next(iter(reader))["x"]
-    assert sample.shape == (1, 6, 5, 1) and 0.0 <= sample.min() and sample.max() <= 1.0
+    assert sample.shape == (1, 6, 5, 1) and sample.min() >= 0.0 and sample.max() <= 1.0
 
 
 def test_unreadable_image_is_named(tmp_path):
@@ -152,3 +152,13 @@ def test_synthetic_is_flagged(tmp_path):
     assert reader.synthetic and len(reader) == 7 and "NOT valid for accuracy" in reader.description
     a, b = next(iter(reader))["x"], next(iter(reader))["x"]
     np.testing.assert_array_equal(a, b)  # seeded: the same on every pass
+
+
+def test_python_iterables_are_accepted(tmp_path):
+    items = [{"x": np.full((1, 3, 4, 4), i, np.float32), "labels": np.array([i])} for i in range(5)]
+    reader = open_source(items, SPEC, limit=3)
+    assert len(reader) == 3 and [int(lab[0]) for _, lab in reader.iter_labeled()] == [0, 1, 2]
+    once = open_source(iter(items), SPEC)
+    assert len(list(once)) == 5 and len(list(once)) == 5  # a one-shot iterator is kept, re-iterable
+    with pytest.raises(BadInputError, match="expected shape"):
+        open_source([{"x": np.zeros((2, 2), np.float32)}], SPEC)

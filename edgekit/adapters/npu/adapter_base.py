@@ -197,7 +197,7 @@ class NpuAdapter(TargetAdapter):
     def compile(self, model: Path, target: TargetProfile, options: CompileOptions, out_dir: Path) -> CompiledModel:
         from edgekit.adapters.npu.emulate import emulate, emulated_accuracy, scheme_for
         from edgekit.adapters.npu.roofline import estimate_latency, estimate_to_json
-        from edgekit.onnxio import QUANT_OPS_QDQ, input_specs, load_onnx, quantization_info, random_inputs
+        from edgekit.onnxio import QUANT_OPS_QDQ, input_specs, load_onnx, quantization_info
 
         check_adapter_options(self.name, options.adapter_options, self.option_types)
         profile = npu_profile(target)
@@ -246,10 +246,10 @@ class NpuAdapter(TargetAdapter):
         else:
             emulated = out_dir / EMULATED_DIR / f"model.{scheme.precision}.onnx"
             emulation = emulate(Path(model), emulated, scheme, calibration=options.calibration, input_shapes=shapes)
-        feeds = [random_inputs(specs, seed=100 + i) for i in range(2)]
+        feeds, note = self._accuracy_feeds(specs, options.calibration)
         accuracy = emulated_accuracy(Path(model), emulated, feeds,
                                      "int8" if options.precision == "int8" else precision_used)
-        accuracy["inputs"] = "2 seeded random samples (not task accuracy)"
+        accuracy["inputs"] = note
         info["emulation"] = {**emulation, "path": f"{EMULATED_DIR}/{emulated.name}", "note": EMULATION_NOTE}
         info["emulated_accuracy"] = accuracy
 
@@ -297,6 +297,23 @@ class NpuAdapter(TargetAdapter):
         return EmulatorRunner(path, compiled.input_specs(), compiled.output_names(), threads)
 
     # --- helpers ---------------------------------------------------------------------------------
+    @staticmethod
+    def _accuracy_feeds(specs: list[TensorSpec], calibration: Any, count: int = 4) -> tuple[list[dict], str]:
+        """Calibration samples when given (in-distribution), else seeded random inputs (flagged)."""
+        from edgekit.onnxio import random_inputs
+
+        feeds: list[dict] = []
+        if calibration is not None:
+            for sample in calibration:
+                feeds.append({k: np.asarray(v) for k, v in sample.items()})
+                if len(feeds) >= count:
+                    break
+        if feeds:
+            kind = "synthetic" if getattr(calibration, "synthetic", False) else "real"
+            return feeds, f"{len(feeds)} calibration samples ({kind}); output agreement, not task accuracy"
+        return ([random_inputs(specs, seed=100 + i) for i in range(2)],
+                "2 seeded random samples (not task accuracy; out-of-distribution for int8 ranges)")
+
     def _static_specs(self, specs: list[TensorSpec], options: CompileOptions, model: Path) -> list[TensorSpec]:
         """Inputs with every dim fixed, or an error naming the dims and the command that fixes them."""
         from edgekit.specs import TensorSpec

@@ -1,0 +1,182 @@
+"""MetaSchedule tuning for the TVM adapter: a persistent database, reused across runs.
+
+Why not `tune_relax` as it is: its LocalBuilder/LocalRunner start fresh worker processes for
+every batch, each importing TVM (20+ s on a busy 2-core host), so with the default 30 s build
+timeout every candidate "fails" and nothing is learnt. Here candidates are built and timed in this
+process (the search itself still runs in MetaSchedule's threads), and only tasks that have no
+record in the database yet are tuned, so a second compile of the same model tunes nothing.
+
+The database lives in `tvm-db/<target-hash>/` under the user cache dir (or a given path): MetaSchedule's
+JSON files (`database_workload.json`, `database_tuning_record.json`), applied before `tvm.compile`
+with `relax.transform.MetaScheduleApplyDatabase(work_dir)`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+def default_db_dir(target: Any) -> Path:
+    """`<user cache>/edgekit/tvm-db/<hash of the target JSON>/`: one database per exact target."""
+    from platformdirs import user_cache_dir
+
+    return Path(user_cache_dir("edgekit")) / "tvm-db" / target_hash(target)
+
+
+def target_hash(target: Any) -> str:
+    text = json.dumps(_plain(target.export()), sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, dict) or hasattr(value, "items"):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple) or (hasattr(value, "__iter__") and not isinstance(value, str)):
+        return [_plain(v) for v in value]
+    return value
+
+
+@dataclass
+class TuningOutcome:
+    """What a tuning pass did, for the bundle's manifest."""
+
+    db_path: str
+    tasks: int  # tuning tasks in the model
+    tasks_with_records: int  # of those, how many the database now covers
+    tasks_tuned_now: int  # tuned in this run (0 = everything came from the database)
+    trials: int  # trial budget asked for
+    trials_run: int  # candidates measured in this run
+    seconds: float
+    task_names: list[str] = field(default_factory=list)
+
+
+def open_database(db_dir: Path) -> Any:
+    from tvm.s_tir import meta_schedule as ms
+
+    db_dir.mkdir(parents=True, exist_ok=True)
+    return ms.database.JSONDatabase(work_dir=str(db_dir))
+
+
+def tune(mod: Any, target: Any, db_dir: Path, *, trials: int, seed: int = 0) -> TuningOutcome:
+    """Tune the tasks of `mod` (already legalized and fused) that the database lacks, within `trials`."""
+    from tvm.s_tir import meta_schedule as ms
+
+    t0 = time.perf_counter()
+    database = open_database(db_dir)
+    tasks = ms.relax_integration.extract_tasks(mod, target)
+    todo = [t for t in tasks if not _has_record(database, t)]
+    before = len(database.get_all_tuning_records())
+    if todo and trials > 0:
+        work = Path(tempfile.mkdtemp(prefix="edgekit-tvm-tune-"))
+        logging.getLogger("tvm.s_tir.meta_schedule").setLevel(logging.WARNING)
+        try:
+            contexts, weights = ms.relax_integration.extracted_tasks_to_tune_contexts(
+                todo, work_dir=str(work / "logs"), num_threads=1, seed=seed)
+            per_task = max(1, trials // len(todo))
+            store: dict[str, Any] = {}
+            ms.tune.tune_tasks(
+                tasks=contexts, task_weights=weights, work_dir=str(work), max_trials_global=trials,
+                max_trials_per_task=per_task, num_trials_per_iter=min(per_task, 16), database=database,
+                builder=_in_process_builder(store, work), runner=_in_process_runner(store),
+                cost_model="xgb")
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+    covered = sum(_has_record(database, t) for t in tasks)
+    after = len(database.get_all_tuning_records())
+    return TuningOutcome(
+        db_path=str(db_dir), tasks=len(tasks), tasks_with_records=covered,
+        tasks_tuned_now=len(todo) if trials > 0 else 0, trials=trials, trials_run=after - before,
+        seconds=round(time.perf_counter() - t0, 2), task_names=[t.task_name for t in tasks])
+
+
+def covered_tasks(mod: Any, target: Any, db_dir: Path) -> tuple[int, int]:
+    """(tasks in the model, tasks the database has a record for), without tuning."""
+    from tvm.s_tir import meta_schedule as ms
+
+    if not (db_dir / "database_tuning_record.json").exists():
+        return len(ms.relax_integration.extract_tasks(mod, target)), 0
+    database = open_database(db_dir)
+    tasks = ms.relax_integration.extract_tasks(mod, target)
+    return len(tasks), sum(_has_record(database, t) for t in tasks)
+
+
+def _has_record(database: Any, task: Any) -> bool:
+    mod = task.dispatched[0]
+    if not database.has_workload(mod):
+        return False
+    return bool(database.get_top_k(database.commit_workload(mod), 1))
+
+
+def _in_process_builder(store: dict[str, Any], work: Path) -> Any:
+    from tvm.s_tir.meta_schedule.builder import BuilderResult, PyBuilder
+    from tvm.s_tir.meta_schedule.builder.local_builder import default_build
+    from tvm.ir.utils import derived_object
+
+    @derived_object
+    class InProcessBuilder(PyBuilder):
+        def build(self, build_inputs: list) -> list:
+            results = []
+            for item in build_inputs:
+                # a real (empty) dir per candidate: MetaSchedule's RemoveBuildArtifact rmtree's its parent
+                path = tempfile.mkdtemp(dir=work) + "/candidate"
+                try:
+                    store[path] = default_build(item.mod, item.target, None)
+                    results.append(BuilderResult(path, None))
+                except Exception as exc:  # a candidate that does not build is a normal search outcome
+                    results.append(BuilderResult(None, f"build failed: {type(exc).__name__}: {exc}"))
+            return results
+
+    return InProcessBuilder()
+
+
+def _in_process_runner(store: dict[str, Any]) -> Any:
+    import tvm
+    from tvm.s_tir.meta_schedule.runner import EvaluatorConfig, PyRunner
+    from tvm.s_tir.meta_schedule.runner.local_runner import LocalRunnerFuture, default_alloc_argument
+    from tvm.s_tir.meta_schedule.runner.utils import run_evaluator_common
+    from tvm.ir.utils import derived_object
+
+    config = EvaluatorConfig(number=3, repeat=1, min_repeat_ms=20, enable_cpu_cache_flush=False)
+
+    @derived_object
+    class InProcessRunner(PyRunner):
+        def run(self, runner_inputs: list) -> list:
+            futures = []
+            for item in runner_inputs:
+                rt_mod = store.pop(item.artifact_path, None)
+                if rt_mod is None:
+                    futures.append(LocalRunnerFuture(error_message="no built module"))
+                    continue
+                try:
+                    device = tvm.runtime.device(item.device_type, 0)
+                    args = default_alloc_argument(device, [a.as_json() for a in item.args_info], 1)
+                    costs = run_evaluator_common(rt_mod, device, config, args)
+                    futures.append(LocalRunnerFuture(res=costs))
+                except Exception as exc:
+                    futures.append(LocalRunnerFuture(error_message=f"{type(exc).__name__}: {exc}"))
+            return futures
+
+    return InProcessRunner()
+
+
+@contextlib.contextmanager
+def quiet_tvm_logs() -> Any:
+    """MetaSchedule logs every task table at INFO to the root logger; keep library output quiet."""
+    loggers = [logging.getLogger(n) for n in ("tvm", "tvm.s_tir", "tvm.s_tir.meta_schedule")]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        for lg, level in zip(loggers, levels, strict=True):
+            lg.setLevel(level)

@@ -1,0 +1,130 @@
+"""OpenVINO adapter: IR in the bundle, fp32 really f32 (not OpenVINO's silent bf16), bf16 and int8 paths."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+import edgekit
+from edgekit.adapters.base import CompileOptions
+from edgekit.adapters.openvino import CONFIG_FILE, OpenVinoAdapter, cpu_precisions
+from edgekit.errors import BadInputError, UnsupportedError
+from edgekit.onnxio import random_inputs, run_reference
+from edgekit.targets import get_profile
+from tests._adapters_helpers import qdq_model, tiny_conv_model
+
+pytest.importorskip("openvino", reason="openvino is not installed (pip install 'edgekit[openvino]')")
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory):
+    return tiny_conv_model(tmp_path_factory.mktemp("ov") / "tiny.onnx", channels=8, size=16)
+
+
+def _feeds(n: int = 4) -> list[dict[str, np.ndarray]]:
+    rng = np.random.default_rng(7)
+    return [{"input": rng.standard_normal((1, 3, 16, 16)).astype(np.float32)} for _ in range(n)]
+
+
+def test_fp32_is_pinned_to_f32_and_agrees_with_onnxruntime(model, tmp_path):
+    result = edgekit.compile(model, output=tmp_path / "b", backend="openvino", precision="fp32", threads=1)
+    bundle = result.bundle
+    info = bundle.manifest.info
+    assert info["precision_used"] == "fp32"
+    assert info["inference_precision_hint"] == "f32"
+    assert "bf16" not in info["runtime_precisions"]  # no kernel silently in bf16
+    assert {"model.xml", "model.bin", CONFIG_FILE} <= set(bundle.manifest.files)
+    config = json.loads((bundle.path / CONFIG_FILE).read_text())
+    assert config["properties"]["INFERENCE_PRECISION_HINT"] == "f32"
+    runner = edgekit.load(bundle.path, threads=1)
+    for feeds in _feeds():
+        got = runner.run(feeds)
+        np.testing.assert_allclose(got["logits"], run_reference(model, feeds)["logits"], rtol=1e-4, atol=1e-5)
+
+
+def test_outputs_are_copies_not_reused_buffers(model, tmp_path):
+    result = edgekit.compile(model, output=tmp_path / "b", backend="openvino", threads=1)
+    runner = edgekit.load(result.bundle.path)
+    a, b = _feeds(2)
+    first = runner.run(a)["logits"]
+    kept = first.copy()
+    runner.run(b)
+    np.testing.assert_array_equal(first, kept)
+
+
+def test_bf16_computes_in_bf16_when_the_cpu_has_it(model, tmp_path):
+    if "bf16" not in cpu_precisions():
+        with pytest.raises(UnsupportedError):
+            OpenVinoAdapter().compile(model, get_profile("cpu"), CompileOptions(precision="bf16"), tmp_path)
+        return
+    result = edgekit.compile(model, output=tmp_path / "b", backend="openvino", precision="bf16", threads=1)
+    info = result.bundle.manifest.info
+    assert info["precision_used"] == "bf16"
+    assert info["runtime_precisions"].get("bf16", 0) > 0
+    assert info["verification"]["passed"]
+    assert info["verification"]["precision"] == "bf16"  # judged with the bf16 tolerance
+
+
+def test_fp16_is_refused_not_relabelled_when_the_cpu_lacks_it(model, tmp_path):
+    if "fp16" in cpu_precisions():
+        pytest.skip("this CPU computes fp16 natively")
+    with pytest.raises(UnsupportedError, match="fp16"):
+        OpenVinoAdapter().compile(model, get_profile("cpu"), CompileOptions(precision="fp16"), tmp_path)
+
+
+def test_int8_from_float_model_uses_nncf_with_calibration(model, tmp_path):
+    pytest.importorskip("nncf", reason="nncf is not installed")
+    result = edgekit.compile(model, output=tmp_path / "b", backend="openvino", precision="int8", calib="synthetic",
+                             threads=1)
+    info = result.bundle.manifest.info
+    assert info["precision_used"] == "int8"
+    assert info["int8"].startswith("NNCF")
+    assert {"u8", "i8"} & set(info["runtime_precisions"])  # integer kernels really run
+    assert info["verification"]["passed"]
+
+
+def test_int8_from_float_model_without_calibration_is_refused(model, tmp_path):
+    with pytest.raises(BadInputError, match="calibration"):
+        OpenVinoAdapter().compile(model, get_profile("cpu"), CompileOptions(precision="int8"), tmp_path)
+
+
+def test_qdq_model_runs_as_int8_directly(model, tmp_path):
+    qdq = qdq_model(model, tmp_path / "tiny.qdq.onnx")
+    result = edgekit.compile(qdq, output=tmp_path / "b", backend="openvino", precision="int8", threads=1)
+    info = result.bundle.manifest.info
+    assert info["precision_used"] == "int8"
+    assert info["int8"].startswith("QDQ")
+    assert {"u8", "i8"} & set(info["runtime_precisions"])
+    runner = edgekit.load(result.bundle.path, threads=1)
+    feeds = _feeds(1)[0]
+    got, ref = runner.run(feeds)["logits"], run_reference(qdq, feeds)["logits"]
+    assert float(np.dot(got.ravel(), ref.ravel()) / (np.linalg.norm(got) * np.linalg.norm(ref))) > 0.99
+
+
+@pytest.mark.parametrize("options, match", [
+    ({"perf_hint": "latency"}, "unknown option 'perf_hint'"),
+    ({"performance_hint": "fastest"}, "unknown performance_hint"),
+    ({"subset_size": "10"}, "has type str"),
+])
+def test_bad_adapter_options_are_refused(model, tmp_path, options, match):
+    with pytest.raises(BadInputError, match=match):
+        OpenVinoAdapter().compile(model, get_profile("cpu"), CompileOptions(adapter_options=options), tmp_path)
+
+
+def test_capabilities_follow_the_cpu_flags():
+    caps = OpenVinoAdapter().capabilities(get_profile("cpu"))
+    assert caps.toolchain.available and caps.device.available
+    assert caps.precisions == cpu_precisions()
+    assert "fp32" in caps.precisions
+    gpu = OpenVinoAdapter().capabilities(get_profile("cuda"))
+    assert not gpu.device.available and "CPU targets only" in gpu.device.reason
+
+
+def test_input_shapes_fix_a_dynamic_batch(tmp_path):
+    dyn = tiny_conv_model(tmp_path / "dyn.onnx", dynamic_batch=True)
+    result = edgekit.compile(dyn, output=tmp_path / "b", backend="openvino", input_shapes=["input:2,3,8,8"], threads=1)
+    runner = edgekit.load(result.bundle.path)
+    feeds = random_inputs(runner.input_specs, dims={"batch": 2})
+    assert runner.run(feeds)["logits"].shape == (2, 10)

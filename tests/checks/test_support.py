@@ -1,0 +1,104 @@
+"""`edgekit check`: sourced per-op verdicts, partition, dynamic dims with the fix, exit code 3."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from edgekit.checks.support import check, simplify_command
+from edgekit.cli import app
+from edgekit.onnxio import input_specs, load_onnx
+from tests._npu_helpers import detector, if_model, loop_model, segmenter
+
+runner = CliRunner()
+
+
+def _cli(*args):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+def test_detector_on_ascend_is_all_npu_one_subgraph(tmp_path):
+    report = check(detector(tmp_path / "det.onnx"), "ascend310")
+    assert report.ok and report.adapter == "ascend-atc"
+    part = report.details["partition"]
+    assert part["npu_subgraphs"] == 1 and part["cpu_fallbacks"] == 0 and part["mac_share_npu"] == 1.0
+    rows = {r["op_type"]: r for r in report.details["op_table"]}
+    assert rows["Resize"]["verdict"] == "npu" and any("hiascend" in s for s in rows["Resize"]["sources"])
+
+
+def test_loop_makes_a_cpu_fallback_and_fails_the_check(tmp_path):
+    report = check(loop_model(tmp_path / "loop.onnx"), "ascend310")
+    assert not report.ok and [v.op_type for v in report.unsupported] == ["Loop"]
+    part = report.details["partition"]
+    assert part["cpu_fallbacks"] == 1 and part["npu_subgraphs"] == 1
+    assert {(c["tensor"], c["direction"]) for c in part["copies"]} == {("x", "H2D"), ("c", "D2H")}
+
+
+def test_dynamic_dims_come_with_the_exact_simplify_command(tmp_path):
+    path = detector(tmp_path / "dyn.onnx", batch="N")
+    report = check(path, "ascend310")
+    assert report.dynamic_dims == {"images": {0: "N"}}
+    assert report.details["dynamic_fix"]["command"] == (
+        f"edgekit simplify {path} -o {tmp_path / 'dyn.static.onnx'} --input-shape images:1,3,32,32")
+    assert "--dynamic_batch_size" in report.details["dynamic_fix"]["why"]
+
+
+def test_simplify_command_keeps_unknown_spatial_dims_named(tmp_path):
+    from edgekit.specs import TensorSpec
+
+    cmd = simplify_command(tmp_path / "m.onnx", [TensorSpec("x", ("batch", 3, "h", "w"))])
+    assert cmd.endswith("--input-shape x:1,3,<h>,<w>")
+
+
+def test_non_npu_targets_use_their_adapter(tmp_path):
+    report = check(segmenter(tmp_path / "seg.onnx"), "cpu")
+    assert report.ok and report.adapter == "onnxruntime"
+    assert {v.verdict for v in report.verdicts} == {"supported"}
+
+
+def test_cli_prints_table_partition_and_exits_3_when_unsupported(tmp_path):
+    ok = _cli("check", if_model(tmp_path / "if.onnx"), "--target", "ascend310")
+    assert ok.exit_code == 0, ok.output
+    assert "If" in ok.output and "NPU subgraph" in ok.output and "no unsupported nodes" in ok.output
+    bad = _cli("check", loop_model(tmp_path / "loop.onnx"), "--target", "ascend310")
+    assert bad.exit_code == 3
+    assert "unsupported" in bad.output and "Loop" in bad.output
+    dyn = _cli("check", detector(tmp_path / "dyn.onnx", dynamic_scales=True, batch="N"), "--target", "ascend310")
+    assert dyn.exit_code == 3 and "edgekit simplify" in dyn.output
+
+
+def test_cli_json_is_parseable(tmp_path):
+    result = _cli("check", detector(tmp_path / "det.onnx"), "--target", "mlu220", "--json")
+    assert result.exit_code == 0
+    data = json.loads(result.stdout)
+    assert data["ok"] and data["adapter"] == "magicmind"
+    assert {v["verdict"] for v in data["verdicts"]} == {"unknown"}
+    assert data["details"]["partition"]["assumed_on_npu"] == 8
+
+
+def _zoo_export(name: str, shape: str, path):
+    pytest.importorskip("torch")
+    import edgekit
+
+    edgekit.export(f"zoo:{name}", [shape], path)
+    return path
+
+
+def test_zoo_unet_segmenter_convtranspose_resize_on_ascend(tmp_path):
+    path = _zoo_export("unet", "image:1,1,64,64", tmp_path / "unet.onnx")
+    report = check(path, "ascend310")
+    ops = {r["op_type"]: r["verdict"] for r in report.details["op_table"]}
+    assert ops["ConvTranspose"] == "npu" and ops["Resize"] == "npu" and report.ok
+    assert report.details["partition"]["npu_subgraphs"] == 1
+    assert not input_specs(load_onnx(path))[0].dynamic_dims
+
+
+@pytest.mark.slow
+def test_zoo_yolov5n_detector_on_ascend_and_mlu(tmp_path):
+    path = _zoo_export("yolov5n", "images:1,3,64,64", tmp_path / "yolo.onnx")
+    ascend = check(path, "ascend310")
+    assert ascend.ok and ascend.details["partition"]["mac_share_npu"] == 1.0
+    mlu = check(path, "mlu220")
+    assert mlu.ok and set(mlu.details["counts"]) == {"unknown"}

@@ -1,0 +1,78 @@
+"""ONNX loading errors, specs, quantization detection and the reference runner."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+from edgekit import onnxio
+from edgekit.errors import BadInputError
+
+
+def tiny_model(dynamic: bool = False, qdq: bool = False) -> onnx.ModelProto:
+    """x[N,4] @ W[4,3] + b -> Relu; optionally with a DequantizeLinear weight (QDQ)."""
+    rng = np.random.default_rng(0)
+    batch = "N" if dynamic else 2
+    nodes, inits = [], [numpy_helper.from_array(rng.standard_normal(3).astype(np.float32), "b")]
+    if qdq:
+        inits += [numpy_helper.from_array(rng.integers(-5, 5, (4, 3)).astype(np.int8), "Wq"),
+                  numpy_helper.from_array(np.array(0.1, np.float32), "s"),
+                  numpy_helper.from_array(np.array(0, np.int8), "z")]
+        nodes.append(helper.make_node("DequantizeLinear", ["Wq", "s", "z"], ["W"]))
+    else:
+        inits.append(numpy_helper.from_array(rng.standard_normal((4, 3)).astype(np.float32), "W"))
+    nodes += [helper.make_node("MatMul", ["x", "W"], ["xw"]), helper.make_node("Add", ["xw", "b"], ["y0"]),
+              helper.make_node("Relu", ["y0"], ["y"])]
+    graph = helper.make_graph(nodes, "tiny", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [batch, 4])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [batch, 3])], inits)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+
+
+def test_load_errors_are_one_line_bad_input(tmp_path: Path) -> None:
+    good = tmp_path / "good.onnx"
+    onnx.save(tiny_model(), str(good))
+    (tmp_path / "empty.onnx").write_bytes(b"")
+    (tmp_path / "text.onnx").write_text("this is not a model, just text\n" * 20)
+    (tmp_path / "cut.onnx").write_bytes(good.read_bytes()[: good.stat().st_size // 2])
+    cases = {"missing.onnx": "no such file", "empty.onnx": "empty", "text.onnx": "not", "cut.onnx": "not"}
+    for name, words in cases.items():
+        with pytest.raises(BadInputError) as info:
+            onnxio.load_onnx(tmp_path / name)
+        assert words in info.value.message and info.value.path == str(tmp_path / name)
+        assert "\n" not in info.value.one_line()
+    with pytest.raises(BadInputError, match="directory"):
+        onnxio.load_onnx(tmp_path)
+    assert onnxio.load_onnx(good).graph.name == "tiny"
+
+
+def test_specs_skip_initializers_and_name_dynamic_dims() -> None:
+    model = tiny_model(dynamic=True)
+    model.graph.input.append(helper.make_tensor_value_info("W", TensorProto.FLOAT, [4, 3]))  # old-style weight input
+    specs = onnxio.input_specs(model)
+    assert [(s.name, s.shape) for s in specs] == [("x", ("N", 4))]
+    assert onnxio.output_specs(model)[0].shape == ("N", 3)
+    assert onnxio.opset_version(model) == 17
+    assert onnxio.op_histogram(model) == {"Add": 1, "MatMul": 1, "Relu": 1}
+
+
+def test_quantization_detection() -> None:
+    assert not onnxio.quantization_info(tiny_model()).quantized
+    info = onnxio.quantization_info(tiny_model(qdq=True))
+    assert info.quantized and info.format == "QDQ" and info.ops == {"DequantizeLinear": 1}
+
+
+def test_random_inputs_are_seeded_and_reference_runs() -> None:
+    specs = onnxio.input_specs(tiny_model(dynamic=True))
+    a = onnxio.random_inputs(specs, seed=3, dims={"N": 5})
+    b = onnxio.random_inputs(specs, seed=3, dims={"N": 5})
+    assert a["x"].shape == (5, 4) and np.array_equal(a["x"], b["x"])
+    assert not np.array_equal(a["x"], onnxio.random_inputs(specs, seed=4, dims={"N": 5})["x"])
+    model = tiny_model(dynamic=True)
+    out = onnxio.run_reference(model.SerializeToString(), a, threads=1)
+    weights = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
+    expected = np.maximum(a["x"] @ weights["W"] + weights["b"], 0)
+    np.testing.assert_allclose(out["y"], expected, rtol=1e-5, atol=1e-6)

@@ -39,6 +39,8 @@ _API: dict[str, str] = {
     "bench": "edgekit.checks.latency:bench",
     "gate": "edgekit.checks.budgets:gate",
     "Pipeline": "edgekit.pipeline:Pipeline",
+    "load_recipe": "edgekit.recipe:load_recipe",
+    "compile_auto": "edgekit.autotune:compile_auto",
     "zoo": "edgekit.zoo",
     "runtime": "edgekit.runtime",
 }

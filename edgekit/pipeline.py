@@ -305,15 +305,15 @@ class Pipeline:
                 run.prepare()
             results = [TargetResult(t.name, "skipped", skipped[t.name]) if t.name in skipped else run.target(t)
                        for t in selected]
+            result = PipelineResult(recipe.name, recipe.path, out, results, run.stages, run.reference)
+            result.seconds = time.perf_counter() - started
+            if report:
+                from edgekit.report import write_report
+
+                result.report_md, result.report_html = write_report(result, out, cache=run.cache)
+                result.seconds = time.perf_counter() - started
         finally:
             run.cache.close()
-        result = PipelineResult(recipe.name, recipe.path, out, results, run.stages, run.reference)
-        result.seconds = time.perf_counter() - started
-        if report:
-            from edgekit.report import write_report
-
-            result.report_md, result.report_html = write_report(result, out)
-            result.seconds = time.perf_counter() - started
         return result
 
 
@@ -405,6 +405,7 @@ class _Run:
                 inputs[attr] = sha256_file(value)
         if m.factory:
             inputs["factory"] = m.factory
+            inputs["factory_source"] = _module_digest(m.factory.split(":")[0])
         options = {"opset": m.opset, "inputs": [s.to_json() for s in m.inputs]}
         name = "import" if m.kind == "onnx" else "export"
 
@@ -506,9 +507,9 @@ class _Run:
         return self._finish(settings, chosen, candidates)
 
     def _note_failure(self, target: str, adapter: str | None, precision: str, exc: EdgekitError) -> None:
+        # Shown in the progress only: the candidates table keeps the reason; not a stage of the run.
         record = StageRun(f"candidate[{adapter or 'auto'}-{precision}]", target, False, 0.0, "",
                           f"rejected: {exc.one_line()}")
-        self.stages.append(record)
         if self.progress:
             label = record.label
             self.progress("start", None, label)
@@ -904,6 +905,18 @@ def _bench_bundle(bundle: Path, options: dict[str, Any]) -> dict[str, Any]:
     detail = f"p50 {p50:.3f} ms ({result.provenance})" if p50 is not None else f"no latency ({result.provenance})"
     return {"stats": stats, "provenance": result.provenance, "samples_ms": list(result.samples_ms)[:2000],
             "estimate": result.estimate, "warnings": list(result.warnings), "detail": detail}
+
+
+def _module_digest(module: str) -> str | None:
+    """sha256 of a factory's source file, so editing the model code re-exports (None when not found)."""
+    import importlib.util
+
+    try:
+        spec = importlib.util.find_spec(module)
+    except (ImportError, ValueError):
+        return None
+    origin = getattr(spec, "origin", None)
+    return sha256_file(origin) if origin and Path(origin).is_file() else None
 
 
 def _float(value: Any) -> float | None:

@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from edgekit.pipeline import Candidate, PipelineResult, TargetResult
 
 _MARKERS = {"measured": "o", "emulated": "s", "estimated": "^", "not-run": "x"}
+_PLOTS_ENABLED = [True]  # tests switch plotting off to check the fallback
 
 
 def _num(value: Any, digits: int = 4, unit: str = "") -> str:
@@ -71,7 +72,8 @@ def _save(fig: Any, path: Path, plt: Any) -> Path:
     return path
 
 
-def plot_frontier(target: TargetResult, path: Path, *, budget_note: str = "") -> Path | None:
+def plot_frontier(target: TargetResult, path: Path, *, budget_note: str = "",
+                  budget: dict[str, Any] | None = None, reference_accuracy: float | None = None) -> Path | None:
     """Latency vs accuracy for every (adapter × precision) candidate; the chosen one starred."""
     plt = _pyplot()
     if plt is None:
@@ -95,16 +97,23 @@ def plot_frontier(target: TargetResult, path: Path, *, budget_note: str = "") ->
         ax.annotate(f"{c.adapter}/{c.precision}{used}\nlat {c.latency_provenance}, acc {c.accuracy_provenance}",
                     (c.latency_ms, y), textcoords="offset points", xytext=(6, 4 + 22 * (i % 3)), fontsize=7,
                     arrowprops={"arrowstyle": "-", "color": "grey", "lw": 0.5})
+    budget = budget or {}
+    if label.startswith("SQNR") and budget.get("min_sqnr_db") is not None:
+        ax.axhline(float(budget["min_sqnr_db"]), color="red", linestyle="dashed", linewidth=1)
+    elif label == "task accuracy" and budget.get("max_drop") is not None and reference_accuracy is not None:
+        ax.axhline(reference_accuracy - float(budget["max_drop"]) / 100.0, color="red", linestyle="dashed",
+                   linewidth=1)
     ax.set_xlabel("latency p50 (ms)")
     ax.set_ylabel(label)
     ax.grid(alpha=0.3)
     chosen = next((c for c in points if c.chosen), None)
     title = f"{target.target}: precision auto frontier"
     if chosen is not None:
-        title += f" — chosen {chosen.adapter}/{chosen.precision_used or chosen.precision}"
+        used = f"→{chosen.precision_used}" if chosen.precision_used not in (None, chosen.precision) else ""
+        title += f" — chosen {chosen.adapter}/{chosen.precision}{used}"
     ax.set_title(title, fontsize=10)
-    note = "green: meets the accuracy budget, red: does not; ★ chosen; marker = latency provenance " \
-           "(o measured, s emulated, ^ estimated)"
+    note = "green: meets the accuracy budget, red: does not; ★ chosen; red dashes: accuracy budget; " \
+           "marker = latency provenance (o measured, s emulated, ^ estimated)"
     if budget_note:
         note += f"\nbudget: {budget_note}"
     fig.text(0.01, -0.04, note, fontsize=7, va="top")
@@ -227,24 +236,61 @@ CANDIDATE_HEADER = ["adapter", "precision asked → used", "latency p50", "laten
 STAGE_HEADER = ["stage", "cache", "seconds", "detail"]
 
 
-def write_report(result: PipelineResult, out: str | Path) -> tuple[Path, Path]:
-    """Write OUT/report.md, OUT/report.html and OUT/figures/*.png; returns the two report paths."""
+def _figure_key(result: PipelineResult) -> Any:
+    """What the figures show (not where the bundles went): equal keys draw equal figures."""
+    from edgekit.artifact import to_jsonable
+
+    targets = to_jsonable(result.targets)
+    for t in targets:
+        t.pop("bundle", None)
+        for c in t.get("candidates", []):
+            c.pop("bundle_entry", None)
+    return {"targets": targets, "reference": to_jsonable(result.reference), "format": 2}
+
+
+def write_report(result: PipelineResult, out: str | Path, *, cache: Any = None) -> tuple[Path, Path]:
+    """Write OUT/report.md, OUT/report.html and OUT/figures/*.png; returns the two report paths.
+
+    With `cache` (an edgekit.cache.StageCache) the PNGs are cached by what they show, so a re-run
+    with unchanged figures neither imports matplotlib nor draws anything.
+    """
+    import importlib.util
+    import shutil
+
     out = Path(out)
     figures_dir = out / "figures"
     figures_dir.mkdir(parents=True, exist_ok=True)
     figures: list[tuple[str, Path]] = []
-    have_plots = _pyplot() is not None
+    have_plots = importlib.util.find_spec("matplotlib") is not None and _PLOTS_ENABLED[0]
     if have_plots:
-        if (p := plot_latency(result, figures_dir / "latency.png")) is not None:
-            figures.append(("Latency per target", p))
-        if (p := plot_accuracy(result, figures_dir / "accuracy.png")) is not None:
-            figures.append(("Accuracy per target", p))
-        budget = ", ".join(f"{k}={v}" for k, v in _accuracy_budget(result).items())
+        budget = _accuracy_budget(result)
+        note = ", ".join(f"{k}={v}" for k, v in budget.items())
+        plan: list[tuple[str, str, Any]] = [
+            ("Latency per target", "latency.png", lambda p: plot_latency(result, p)),
+            ("Accuracy per target", "accuracy.png", lambda p: plot_accuracy(result, p)),
+        ]
         for t in result.targets:
             if len(t.candidates) > 1:
-                p = plot_frontier(t, figures_dir / f"frontier-{t.target}.png", budget_note=budget)
-                if p is not None:
-                    figures.append((f"{t.target}: latency vs accuracy frontier (precision auto)", p))
+                plan.append((f"{t.target}: latency vs accuracy frontier (precision auto)", f"frontier-{t.target}.png",
+                             lambda p, t=t: plot_frontier(t, p, budget_note=note, budget=budget,
+                                                          reference_accuracy=result.reference.get("accuracy"))))
+        key_data = _figure_key(result) if cache is not None else None
+        for title, name, draw in plan:
+            dest = figures_dir / name
+            if cache is None:
+                made = draw(dest)
+            else:
+                from edgekit.cache import stage_key
+
+                key = stage_key("figure", inputs=key_data, options={"name": name}, tools={})
+                entry = cache.get_or_build("figure", key, lambda tmp, draw=draw, name=name: {"drawn": bool(
+                    draw(tmp / name))})
+                made = None
+                if entry.meta.get("drawn") and entry.file(name).is_file():
+                    shutil.copyfile(entry.file(name), dest)
+                    made = dest
+            if made is not None:
+                figures.append((title, dest))
     stamp = _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
     verdicts = [r for t in result.targets for r in _verdict_rows(t)]
     hits = sum(1 for s in result.stages if s.hit)

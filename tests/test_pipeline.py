@@ -214,3 +214,55 @@ def test_shipped_lenet_digits_recipe_end_to_end(tmp_path: Path) -> None:
     assert (tmp_path / "out" / "report.md").is_file() and (tmp_path / "out" / "report.html").is_file()
     again = Pipeline.from_recipe(recipe).run(tmp_path / "out", cache_dir=tmp_path / "cache")
     assert [s.label for s in again.stages if not s.hit] == ["cpu/checks"]
+
+
+def test_trusted_factory_runs_end_to_end(tmp_path: Path, monkeypatch) -> None:
+    pytest.importorskip("torch")
+    (tmp_path / "my_tiny_models.py").write_text(
+        "import torch\n\ndef build():\n    torch.manual_seed(0)\n"
+        "    return torch.nn.Sequential(torch.nn.Linear(16, 8), torch.nn.ReLU(), torch.nn.Linear(8, 4))\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    recipe = tmp_path / "r.toml"
+    recipe.write_text('trust_code = true\nsimplify = false\ntargets = [{ name = "cpu", backend = "onnxruntime" }]\n'
+                      '[model]\nfactory = "my_tiny_models:build"\ninputs = ["x:1,16"]\n'
+                      '[bench]\nwarmup = 1\niterations = 5\n')
+    result = Pipeline.from_recipe(recipe, trust_code=True).run(tmp_path / "out", cache_dir=tmp_path / "cache",
+                                                              report=False)
+    assert result.passed and result.targets[0].accuracy["cosine"] > 0.9999
+    # editing the factory's source invalidates the export stage (its file is part of the key)
+    (tmp_path / "my_tiny_models.py").write_text((tmp_path / "my_tiny_models.py").read_text() + "# edited\n")
+    again = Pipeline.from_recipe(recipe, trust_code=True).run(tmp_path / "out", cache_dir=tmp_path / "cache",
+                                                             report=False)
+    assert again.stage_hits()["export"] is False
+
+
+def _shipped_recipes() -> list[Path]:
+    from edgekit.targets import data_dir
+
+    return sorted(data_dir("recipes").glob("*.toml"))
+
+
+@pytest.mark.parametrize("path", _shipped_recipes(), ids=lambda p: p.stem)
+def test_shipped_recipes_validate(path: Path) -> None:
+    recipe = load_recipe(path)
+    assert recipe.name == path.stem and recipe.targets
+    assert not recipe.runs_code  # shipped recipes never need --trust-code
+    assert recipe.budgets.latency or not recipe.budgets.accuracy.empty
+
+
+def test_several_targets_get_one_bundle_each(tmp_path: Path) -> None:
+    recipe = write_recipe(tmp_path, latency="p50<=10s",
+                          extra_targets='\n[[targets]]\nname = "ascend310"\nprecision = "fp16"\n')
+    result = Pipeline.from_recipe(recipe).run(tmp_path / "out", cache_dir=tmp_path / "cache")
+    by_name = {t.target: t for t in result.targets}
+    assert set(by_name) == {"cpu", "ascend310"}
+    for name, target in by_name.items():
+        assert target.status == "passed", (name, target.reason)
+        manifest = json.loads((tmp_path / "out" / name / "manifest.json").read_text())
+        assert manifest["info"]["target"] == name and manifest["info"]["budgets"]["latency"] == ["p50<=10s"]
+    npu = by_name["ascend310"]
+    assert npu.latency_provenance == "estimated" and npu.accuracy["provenance"] == "emulated"
+    assert "estimated" in (tmp_path / "out" / "report.md").read_text()
+    only = Pipeline.from_recipe(recipe).run(tmp_path / "out2", targets=["ascend310"], cache_dir=tmp_path / "cache")
+    assert [t.target for t in only.targets] == ["ascend310"] and not (tmp_path / "out2" / "cpu").exists()
+    assert all(only.stage_hits()[s] for s in only.stage_hits() if not s.endswith("checks"))

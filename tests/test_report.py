@@ -83,7 +83,7 @@ def test_frontier_marks_every_candidate_with_provenance(tmp_path: Path, monkeypa
 def test_report_without_matplotlib(tmp_path: Path, monkeypatch) -> None:
     import edgekit.report as report
 
-    monkeypatch.setattr(report, "_pyplot", lambda: None)
+    monkeypatch.setattr(report, "_PLOTS_ENABLED", [False])
     md_path, html_path = write_report(_result(tmp_path), tmp_path / "out")
     assert "Plots skipped: matplotlib is not installed" in md_path.read_text()
     assert "<img" not in html_path.read_text()

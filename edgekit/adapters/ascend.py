@@ -85,7 +85,7 @@ class AscendAdapter(NpuAdapter):
                    "operator list); compile the float model with --precision int8 --calib DATA for the AMCT plan")
     runtime_modules: ClassVar[tuple[str, ...]] = ("acl", "aclruntime")
     option_types: ClassVar[dict[str, type | tuple[type, ...]]] = {
-        "precision_mode": str, "timeout_s": int, "dynamic_batch_size": str, "input_format": str,
+        "precision_mode": str, "timeout_s": int, "dynamic_batch_size": (str, int), "input_format": str,
     }
 
     def tool_available(self) -> Availability:
@@ -100,12 +100,33 @@ class AscendAdapter(NpuAdapter):
     def precision_used(self, profile: NpuProfile, precision: str) -> str:
         return "int8" if precision == "int8" else "fp16"  # the AI Core cube computes fp16 (or int8)
 
+    def dynamic_batch_gear(self, options: CompileOptions) -> int | None:
+        text = options.adapter_options.get("dynamic_batch_size")
+        if text is None:
+            return None
+        try:
+            gears = [int(g) for g in str(text).split(",")]
+        except ValueError:
+            gears = []
+        if not gears or any(g < 1 for g in gears):
+            raise BadInputError(f"dynamic_batch_size {text!r}", path="adapter_options",
+                                hint="comma-separated batch gears, e.g. 1,2,4,8 (ATC --dynamic_batch_size)")
+        return gears[0]
+
     def atc_argv(self, profile: NpuProfile, options: CompileOptions, specs: list[TensorSpec], *,
                  model: str = "source.onnx", aipp: str | None = None) -> list[str]:
         """The exact ATC command line (relative to the bundle directory)."""
         mode = str(options.adapter_options.get("precision_mode", PRECISION_MODES.get(options.precision,
                                                                                        "force_fp16")))
-        shape = ";".join(f"{s.name}:{','.join(str(d) for d in s.shape)}" for s in specs)
+        dynamic_batch = "dynamic_batch_size" in options.adapter_options
+
+        def dims(spec: TensorSpec) -> str:
+            values = [str(d) for d in spec.shape]
+            if dynamic_batch and values:
+                values[0] = "-1"  # ATC: the batch dim is -1 and the gears come from --dynamic_batch_size
+            return ",".join(values)
+
+        shape = ";".join(f"{s.name}:{dims(s)}" for s in specs)
         argv = ["atc", f"--model={model}", "--framework=5", "--output=model", f"--soc_version={profile.soc_version}",
                 f"--input_shape={shape}",
                 f"--input_format={options.adapter_options.get('input_format', profile.layout)}",

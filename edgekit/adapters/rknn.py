@@ -12,6 +12,7 @@ EDGEKIT_RKNN_TARGET, untested here). Edgekit inputs are always the ONNX model's 
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
 import tempfile
@@ -490,4 +491,7 @@ def release_live_sessions() -> None:
     while _LIVE:
         _, (client, _, _) = _LIVE.popitem()
         client.close()
+
+
+atexit.register(release_live_sessions)
 

@@ -64,6 +64,8 @@ def comparison_table(comparison: Comparison, title: str) -> Table:
 def render(result: ExportResult, console: Console) -> None:
     from rich.table import Table
 
+    from edgekit.cli.inspect import dims_text
+
     io = Table(title=f"exported {result.source} → {result.path}", title_justify="left")
     io.add_column("kind")
     io.add_column("name")
@@ -71,7 +73,7 @@ def render(result: ExportResult, console: Console) -> None:
     io.add_column("dtype")
     for kind, specs in (("input", result.inputs), ("output", result.outputs)):
         for spec in specs:
-            io.add_row(kind, spec.name, "x".join(map(str, spec.shape)), spec.dtype)
+            io.add_row(kind, spec.name, dims_text(spec.shape), spec.dtype)
     console.print(io)
     c = result.comparison
     console.print(comparison_table(c, f"onnxruntime vs torch (measured, atol {c.atol:g}, rtol {c.rtol:g})"))

@@ -22,6 +22,11 @@ def human(n: float, unit: str = "") -> str:
     return f"{n:g} {unit}".rstrip()
 
 
+def dims_text(shape: tuple) -> str:
+    """1x3x224x224, with dynamic dims named and highlighted."""
+    return "x".join(f"[cyan]{d}[/]" if not isinstance(d, int) else str(d) for d in shape)
+
+
 @command("inspect")
 def inspect_cmd(
     model: Annotated[Path, typer.Argument(help="ONNX model.")],
@@ -46,8 +51,7 @@ def render(info: ModelInfo, console: Console) -> None:
         io.add_column(col)
     for kind, specs in (("input", info.inputs), ("output", info.outputs)):
         for spec in specs:
-            dims = "x".join(f"[cyan]{d}[/]" if not isinstance(d, int) else str(d) for d in spec.shape)
-            io.add_row(kind, spec.name, dims, spec.dtype)
+            io.add_row(kind, spec.name, dims_text(spec.shape), spec.dtype)
     console.print(io)
     ops = Table(title=f"{info.node_count} nodes", title_justify="left")
     ops.add_column("op")

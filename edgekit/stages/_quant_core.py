@@ -145,8 +145,22 @@ class _ListReader:
         return next(self._it, None)
 
 
+def _fast_session(path: Path, threads: int | None) -> Any:
+    """ORT's calibrator runs its augmented model unoptimized with spinning threads; this is ~2x faster on a
+    busy machine and gives the same ranges (graph outputs are never fused away)."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    if threads:
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+    return ort.InferenceSession(str(path), sess_options=options, providers=["CPUExecutionProvider"])
+
+
 def calibrate(prepared: Prepared, samples: Iterable[dict[str, np.ndarray]], workdir: Path, *, method: str = "minmax",
-              percentile: float = 99.999, symmetric: bool = False, chunk: int = 16) -> Path:
+              percentile: float = 99.999, symmetric: bool = False, chunk: int = 16, threads: int | None = None) -> Path:
     """Collect activation ranges in chunks of `chunk` samples (bounded memory); returns the ranges cache file."""
     from onnxruntime.quantization.calibrate import CalibrationMethod, create_calibrator, save_tensors_data
 
@@ -159,6 +173,7 @@ def calibrate(prepared: Prepared, samples: Iterable[dict[str, np.ndarray]], work
         calibrator = create_calibrator(prepared.path, op_types_to_quantize(),
                                        augmented_model_path=str(workdir / "augmented.onnx"),
                                        calibrate_method=cal_method, extra_options=extra)
+        calibrator.infer_session = _fast_session(Path(calibrator.augmented_model_path), threads)
     buffer: list[dict[str, np.ndarray]] = []
     seen = 0
     for sample in samples:

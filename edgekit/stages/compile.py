@@ -18,7 +18,7 @@ import shutil
 import tempfile
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -159,6 +159,7 @@ def interleaved_timing(
     rounds: int = 5,
     round_seconds: float = 0.3,
     max_runs_per_round: int = 50,
+    min_runs_per_round: int = 2,
     warmup: int = 2,
     reject_ratio: float = 10.0,
 ) -> dict[str, TimedCandidate]:
@@ -187,7 +188,7 @@ def interleaved_timing(
     for r in range(rounds):
         order = active[r % len(active):] + active[: r % len(active)] if active else []
         for name in order:
-            n = max(1, min(max_runs_per_round, int(round_seconds / max(warm[name], 1e-6))))
+            n = max(min_runs_per_round, min(max_runs_per_round, int(round_seconds / max(warm[name], 1e-6))))
             for _ in range(n):
                 t0 = time.perf_counter_ns()
                 calls[name]()
@@ -405,6 +406,21 @@ def judged_precision(requested: str, info: Mapping[str, Any]) -> str:
     return used if used in PRECISIONS else requested
 
 
+def options_for(adapter: str, adapter_options: Mapping[str, Any] | None) -> dict[str, Any]:
+    """`adapter_options` for one adapter: plain keys go to every adapter, `name.key` only to `name`.
+
+    So `--backend auto -O tvm.trials=64 -O tune=true` tunes TVM without ORT rejecting `trials`.
+    """
+    chosen: dict[str, Any] = {}
+    for key, value in (adapter_options or {}).items():
+        owner, dot, rest = str(key).partition(".")
+        if not dot:
+            chosen.setdefault(key, value)
+        elif owner == adapter:
+            chosen[rest] = value
+    return chosen
+
+
 def _resolve_adapter(profile: TargetProfile, name: str) -> TargetAdapter:
     """An explicitly named backend: unknown (exit 2), not serving this target (2), not installed (4)."""
     from edgekit.adapters.registry import adapter_names, get_adapter
@@ -551,7 +567,12 @@ def compile(
         candidates: list[Candidate] = []
         built: dict[str, _Built] = {}
         for adapter in chosen_adapters:
-            why = _unavailable_reason(adapter, profile, precision)
+            try:
+                why = _unavailable_reason(adapter, profile, precision)
+            except Exception as exc:  # a probe of foreign code failing: report it as the reason
+                if backend != "auto":
+                    raise
+                why = f"capabilities check failed: {type(exc).__name__}: {exc}"
             if why:
                 if backend != "auto":
                     if not adapter.availability(profile).available:
@@ -561,8 +582,9 @@ def compile(
                 candidates.append(Candidate(adapter.name, precision, "unavailable", why))
                 continue
             note(f"compiling with {adapter.name} ({precision}) ...")
+            options = replace(base_options, adapter_options=options_for(adapter.name, adapter_options))
             try:
-                b = _build(adapter, profile, source_for(adapter), base_options, work / f"cand-{adapter.name}",
+                b = _build(adapter, profile, source_for(adapter), options, work / f"cand-{adapter.name}",
                            reference=source, feeds=feeds, inputs_note=inputs_note, thresholds=thresholds)
             except EdgekitError as exc:
                 if backend != "auto":
@@ -629,7 +651,7 @@ def compile(
                 options={"target": profile.name, "backend": backend, "adapter": winner, "precision": precision,
                          "threads": base_options.threads, "input_shapes": [str(s) for s in specs],
                          "mean": base_options.mean, "std": base_options.std,
-                         "adapter_options": dict(base_options.adapter_options), "seed": seed,
+                         "adapter_options": options_for(winner, adapter_options), "seed": seed,
                          "verify_samples": verify_samples, "thresholds": thresholds,
                          "calib": calibration.get("source"), "calib_samples": calib_samples},
                 inputs={model_path.name: sha256_file(model_path)},
@@ -674,7 +696,9 @@ def _pick(built: dict[str, _Built], candidates: list[Candidate], feed: dict, rou
         by_name[winner].reason = "no candidate can be measured here; first passing in profile order"
         return winner
     note(f"timing {', '.join(measured)} side by side ...")
-    calls = {n: (lambda r=b.runner: r.run(feed)) for n, b in measured.items()}
+    for b in measured.values():
+        b.runner.run(feed)  # validates the feed once; timed calls go straight to the backend (as bench does)
+    calls = {n: (lambda r=b.runner: r._run_impl(feed)) for n, b in measured.items()}
     timed = interleaved_timing(calls, rounds=rounds)
     for name, t in timed.items():
         stats = t.stats()
@@ -787,14 +811,14 @@ def compare(
     seed: int = 0,
     samples: int = 1,
     threads: int | None = None,
-    adapter_options: Mapping[str, Mapping[str, Any]] | None = None,
+    adapter_options: Mapping[str, Any] | None = None,
     thresholds: Thresholds = Thresholds(),
 ) -> CompareResult:
     """Run the same inputs through each backend; per-output cosine/SQNR/max-abs vs onnxruntime CPU.
 
     Like Polygraphy's `run --onnxrt --trt`: a table of differences, not a pass/fail gate (each row
-    still says whether it is within the compile tolerance for `precision`). `adapter_options` maps
-    a backend name to its options. Nothing is written.
+    still says whether it is within the compile tolerance for `precision`). `adapter_options` as in
+    `compile` (`key` for all, `name.key` for one backend). Nothing is written.
     """
     from edgekit.onnxio import input_specs, load_onnx, quantization_info
     from edgekit.targets import get_profile
@@ -822,7 +846,7 @@ def compare(
                 rows.append(BackendComparison(name, "unavailable", why))
                 continue
             opts = CompileOptions(precision=precision, threads=threads,
-                                  adapter_options=dict((adapter_options or {}).get(name, {})))
+                                  adapter_options=options_for(name, adapter_options))
             try:
                 b = _build(adapter, profile, model, opts, Path(work) / name, reference=model, feeds=feeds,
                            inputs_note=note, thresholds=thresholds)

@@ -269,7 +269,7 @@ def quantize(
                                  source=source.path)
         t_cal = time.perf_counter()
         ranges = calibrate(prepared, cal_reader, work, method=opts.method, percentile=opts.percentile,
-                           symmetric=opts.symmetric_activations, chunk=opts.calib_chunk)
+                           symmetric=opts.symmetric_activations, chunk=opts.calib_chunk, threads=threads_used)
         calibration = {"source": cal_reader.description, "samples": len(cal_reader), "synthetic": cal_reader.synthetic,
                        "method": opts.method, "seconds": round(time.perf_counter() - t_cal, 3),
                        "eval_source": eval_reader.description, "provenance": "measured"}

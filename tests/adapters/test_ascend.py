@@ -148,3 +148,24 @@ def test_capabilities_say_emulated_without_the_device():
     caps = AscendAdapter().capabilities(get_profile("ascend310"))
     assert caps.run_provenance == "emulated" and "int8" in caps.precisions
     assert "acl" in caps.device.reason or "emulation" in caps.device.reason
+
+
+def test_dynamic_batch_through_the_atc_preset(tmp_path, fake_atc):
+    result = edgekit.compile(detector(tmp_path / "dyn.onnx", batch="N"), output=tmp_path / "b", target="ascend310",
+                             backend="ascend-atc", precision="fp16", adapter_options={"dynamic_batch_size": "1,2,4"})
+    (call,) = [json.loads(line) for line in fake_atc.read_text().splitlines()]
+    assert "--input_shape=images:-1,3,32,32" in call["argv"] and "--dynamic_batch_size=1,2,4" in call["argv"]
+    assert _info(result.bundle.path)["vendor_build"]["ran"] is True
+    with pytest.raises(edgekit.BadInputError, match="dynamic_batch_size"):
+        edgekit.compile(detector(tmp_path / "dyn.onnx", batch="N"), output=tmp_path / "c", target="ascend310",
+                        backend="ascend-atc", precision="fp16", adapter_options={"dynamic_batch_size": "a,b"})
+
+
+def test_device_runtime_importable_switches_to_measured(monkeypatch):
+    """Import-level check of the device path (no Ascend device here to run it)."""
+    from edgekit.adapters.npu import adapter_base
+    from edgekit.targets import get_profile
+
+    monkeypatch.setattr(adapter_base, "module_available", lambda name: name == "aclruntime")
+    caps = AscendAdapter().capabilities(get_profile("ascend310"))
+    assert caps.run_provenance == "measured" and "aclruntime" in caps.device.reason

@@ -199,3 +199,11 @@ def test_interleaved_timing_stops_timing_a_hopeless_candidate():
     timed = interleaved_timing(calls, rounds=2, round_seconds=0.01, warmup=1)
     assert timed["slow"].rejected and not timed["fast"].rejected
     assert timed["fast"].stats()["n"] >= 2
+
+
+def test_adapter_options_can_target_one_adapter():
+    from edgekit.stages.compile import options_for
+
+    opts = {"tune": False, "tvm.trials": 8, "openvino.hint": "latency"}
+    assert options_for("tvm", opts) == {"tune": False, "trials": 8}
+    assert options_for("onnxruntime", opts) == {"tune": False}

@@ -177,3 +177,16 @@ def test_sensitivity_cap_preranks_by_layer_sqnr_loss(outlier, tmp_path):
     assert all(s.local_loss_db is not None for s in result.sensitivity)
     assert any("quantized alone" in n for n in result.notes)
     assert "flatten" not in {s.node for s in result.sensitivity}  # data movement is not ranked
+
+
+def test_pre_process_failure_falls_back_with_a_note(small, tmp_path, monkeypatch):
+    import onnxruntime.quantization.shape_inference as shape_inference
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("symbolic shape inference exploded")
+
+    monkeypatch.setattr(shape_inference, "quant_pre_process", broken)
+    out = tmp_path / "q.onnx"
+    result = quantize(small["model"], out, small["calib"], **FAST)
+    assert any("quant_pre_process failed" in n for n in result.notes)
+    assert quantization_info(onnx.load(str(out))).format == "QDQ"

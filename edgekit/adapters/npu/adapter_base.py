@@ -149,6 +149,10 @@ class NpuAdapter(TargetAdapter):
     def precision_used(self, profile: NpuProfile, precision: str) -> str:
         return precision
 
+    def dynamic_batch_gear(self, options: CompileOptions) -> int | None:
+        """First batch gear of a vendor dynamic-batch preset given in adapter_options, else None."""
+        return None
+
     # --- TargetAdapter ---------------------------------------------------------------------------
     def device_available(self) -> Availability:
         found = [m for m in self.runtime_modules if module_available(m)]
@@ -327,6 +331,11 @@ class NpuAdapter(TargetAdapter):
             if not spec.is_static:
                 dynamic[spec.name] = spec.dynamic_dims
             out.append(spec)
+        gear = self.dynamic_batch_gear(options)
+        if dynamic and gear is not None and all(set(axes) == {0} for axes in dynamic.values()):
+            # a vendor preset covers the dynamic batch: plan with it, emulate/estimate at the first gear
+            return [TensorSpec(s.name, (gear, *s.shape[1:]), s.dtype, s.layout) if s.name in dynamic else s
+                    for s in out]
         if dynamic:
             from edgekit.checks.support import simplify_command
 

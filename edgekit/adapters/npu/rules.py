@@ -53,6 +53,13 @@ MAGICMIND_NO_LIST = (
     "no public Cambricon MagicMind ONNX operator support table was found (Cambricon/magicmind_cloud and "
     "Cambricon/magicmind_edge samples build models through the parsers but publish no per-op list)"
 )
+MAGICMIND_RESNET50_SAMPLE = (
+    "Cambricon/magicmind_cloud buildin/cv/classification/resnet50_onnx (vendor sample): MagicMind's ONNX parser "
+    "builds ONNX model zoo resnet50-v1-7.onnx at force_float32/force_float16/qint8_mixed_float16; evidence for "
+    "the ops of that model, not a support table"
+)
+MAGICMIND_RESNET50_OPS = ("Conv", "BatchNormalization", "Relu", "MaxPool", "Add", "GlobalAveragePool", "Flatten",
+                          "Gemm")
 EDGEKIT_ZERO_DIM = (
     "no vendor statement found on empty tensors; static-shape NPU compilers allocate fixed buffers, so "
     "edgekit refuses to guess"
@@ -134,6 +141,8 @@ def _magicmind_rules() -> RuleSet:
         op: OpRule(op, UNKNOWN, MAGICMIND_NO_LIST, "control flow: no MagicMind statement found for ONNX " + op)
         for op in ("If", "Loop", "Scan")
     }
+    rules.update({op: OpRule(op, NPU, MAGICMIND_RESNET50_SAMPLE, "built by a Cambricon ONNX sample (ResNet-50)")
+                  for op in MAGICMIND_RESNET50_OPS})
     return RuleSet("cambricon-magicmind", "Cambricon MagicMind (ONNX parser)", default, None, MAGICMIND_NO_LIST, rules)
 
 

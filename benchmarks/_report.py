@@ -44,7 +44,8 @@ def render_markdown(results: dict[str, Any]) -> str:
     cfg = results.get("config", {})
     lines = [
         f"# edgekit benchmarks: {results['created_at'][:10]} on `{results['host']}`"
-        + (" (quick mode: few rounds, not for quoting)" if results.get("quick") else ""), "",
+        + (" (quick mode: few rounds, not for quoting)" if results.get("quick") else "")
+        + ("" if results.get("complete", True) else " — PARTIAL (run still going or interrupted)"), "",
         f"- Machine: {env.get('cpu_model')} · {env.get('usable_cpus')} usable CPUs · "
         f"flags {', '.join(env.get('cpu_flags') or [])} · governor {env.get('governor') or 'n/a'} · {env.get('os')}",
         f"- Threads: {cfg.get('threads')} for every candidate (torch.set_num_threads, ORT intra-op, OpenVINO "

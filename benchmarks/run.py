@@ -77,14 +77,16 @@ def specs_for(model: str, cfg: Config) -> list[Spec]:
     specs = [
         Spec("torch", "PyTorch eager FP32", "baseline"),
         Spec("ort-fp32", "ORT FP32", "single", "onnxruntime", "fp32"),
-        Spec("ort-int8", "ORT INT8 (QDQ)", "single", "onnxruntime", "int8", calib=True),
+        Spec("ort-int8", "ORT INT8 (QDQ)", "single", "onnxruntime", "int8", source="qdq"),
         Spec("ov-fp32", "OpenVINO FP32 (f32 hint)", "single", "openvino", "fp32"),
         Spec("ov-bf16", "OpenVINO bf16 (its default here)", "single", "openvino", "bf16"),
         Spec("ov-int8-qdq", "OpenVINO INT8 (QDQ model)", "single", "openvino", "int8", source="qdq"),
         Spec("ov-int8-nncf", "OpenVINO INT8 (NNCF)", "single", "openvino", "int8", calib=True),
-        Spec("tvm-untuned", "TVM untuned", "single", "tvm", "fp32", adapter_options={"use_db": False}, cap=1),
     ]
-    if cfg.tvm_trials > 0 and model in cfg.tvm_tune_models:
+    if model in cfg.tvm_models:
+        specs.append(Spec("tvm-untuned", "TVM untuned", "single", "tvm", "fp32", adapter_options={"use_db": False},
+                          cap=1))
+    if cfg.tvm_trials > 0 and model in cfg.tvm_models:
         specs.append(Spec("tvm-tuned", f"TVM tuned ({cfg.tvm_trials} trials)", "single", "tvm", "fp32",
                           adapter_options={"tune": True, "trials": cfg.tvm_trials}, cap=cfg.tvm_tuned_cap))
     if "fp32" in cfg.auto_modes:
@@ -92,8 +94,10 @@ def specs_for(model: str, cfg: Config) -> list[Spec]:
     if "int8" in cfg.auto_modes:
         specs.append(Spec("auto-int8", "edgekit --backend auto (int8)", "auto", "auto", "int8", calib=True))
     if "precision" in cfg.auto_modes:
-        specs.append(Spec("auto", "edgekit auto (--precision auto)", "auto", "onnxruntime,openvino", "auto",
-                          calib=True))
+        # TVM stays out of the precision search (as in recipes/resnet18-cpu-auto.toml): untuned it is never
+        # competitive and the search benches every candidate 35 times
+        search = ",".join(b for b in cfg.backends if b != "tvm") or "onnxruntime"
+        specs.append(Spec("auto", "edgekit auto (--precision auto)", "auto", search, "auto", calib=True))
     return [s for s in specs if s.group != "single" or s.backend in cfg.backends]
 
 
@@ -103,9 +107,10 @@ class Config:
     models: tuple[str, ...] = DEFAULT_MODELS
     threads: int = 2
     backends: tuple[str, ...] = ("onnxruntime", "openvino", "tvm")
-    auto_modes: tuple[str, ...] = ("precision", "fp32", "int8")
+    auto_modes: tuple[str, ...] = ("precision", "int8")
+    deadline: dt.datetime | None = None  # no new model starts after this (UTC)
     tvm_trials: int = 64
-    tvm_tune_models: tuple[str, ...] = ("resnet18",)
+    tvm_models: tuple[str, ...] = ("resnet18",)  # TVM untuned + tuned (compile ~40 s each on 2 cores)
     tvm_tuned_cap: int = 20
     calib_samples: int = 100
     accuracy_samples: int = 4
@@ -128,7 +133,8 @@ class Config:
             backends=tuple(b.strip() for b in args.backends.split(",") if b.strip()),
             auto_modes=tuple(a.strip() for a in args.auto.split(",") if a.strip()),
             tvm_trials=args.tvm_trials if args.tvm_trials is not None else (0 if quick else 64),
-            tvm_tune_models=tuple(m.strip() for m in args.tvm_tune_models.split(",") if m.strip()),
+            tvm_models=tuple(m.strip() for m in args.tvm_models.split(",") if m.strip()),
+            deadline=_deadline(args.deadline),
             calib_samples=args.calib_samples or (16 if quick else 100),
             accuracy_samples=2 if quick else 4,
             rounds=args.rounds or (2 if quick else 7),
@@ -138,6 +144,14 @@ class Config:
             calibration_script=not quick and not args.no_calibration_script,
             out=Path(args.out),
         )
+
+
+def _deadline(text: str | None) -> dt.datetime | None:
+    if not text:
+        return None
+    hour, _, minute = text.partition(":")
+    now = dt.datetime.now(dt.UTC)
+    return now.replace(hour=int(hour), minute=int(minute or 0), second=0, microsecond=0)
 
 
 def log(message: str) -> None:
@@ -256,10 +270,11 @@ def bench_model(key: str, cfg: Config, work: Path) -> dict[str, Any]:
         except Exception as exc:
             row.update(status="failed", reason=_one_line(exc))
             log(f"{key}: {spec.key} failed: {row['reason']}")
-    if "ort-int8" in rows and rows["ort-int8"].get("compile_s") is not None:
-        tool["export_to_int8_s"] = tool["export_s"] + tool["simplify_s"] + rows["ort-int8"]["compile_s"]
-        tool["export_to_int8_path"] = "export + simplify + compile --backend onnxruntime --precision int8 " \
-                                      f"--calib ({cfg.calib_samples} samples, quantized inside compile)"
+    if rows.get("ort-int8", {}).get("compile_s") is not None and tool.get("quantize_s") is not None:
+        tool["export_to_int8_s"] = (tool["export_s"] + tool["simplify_s"] + tool["quantize_s"]
+                                    + rows["ort-int8"]["compile_s"])
+        tool["export_to_int8_path"] = (f"export + simplify + quantize ({cfg.calib_samples} samples, accuracy "
+                                       "report) + compile --backend onnxruntime --precision int8")
 
     # ------------------------------------------------------------------ accuracy (vs ORT FP32 on the simplified model)
     torch.set_num_threads(cfg.threads)
@@ -380,6 +395,7 @@ def calibration_cost(cfg: Config) -> dict[str, Any] | None:
     if spec is None or spec.loader is None:
         return None
     module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
     spec.loader.exec_module(module)
     with contextlib.redirect_stdout(io.StringIO()):
         return module.main(["--samples", str(cfg.calib_samples)])
@@ -467,10 +483,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                                          f"{','.join(DEFAULT_MODELS)})")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--backends", default="onnxruntime,openvino,tvm", help="single backends to time")
-    parser.add_argument("--auto", default="precision,fp32,int8",
-                        help="edgekit auto modes: precision (--precision auto), fp32/int8 (--backend auto)")
+    parser.add_argument("--auto", default="precision,int8",
+                        help="edgekit auto modes: precision (--precision auto), int8/fp32 (--backend auto; fp32 "
+                             "also compiles untuned TVM as a candidate, ~40 s per model)")
     parser.add_argument("--tvm-trials", type=int, default=None, help="MetaSchedule trial budget (default 64, quick 0)")
-    parser.add_argument("--tvm-tune-models", default="resnet18", help="models that get a tuned TVM build")
+    parser.add_argument("--tvm-models", default="resnet18", help="models that get TVM untuned and tuned builds")
+    parser.add_argument("--deadline", help="HH:MM UTC: start no model after this (results so far are written)")
     parser.add_argument("--calib-samples", type=int, default=None)
     parser.add_argument("--rounds", type=int, default=None)
     parser.add_argument("--round-seconds", type=float, default=None)
@@ -498,9 +516,31 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "torch": {"version": torch.__version__, "threads": torch.get_num_threads()},
         "models": {}, "notes": [],
     }
+    def checkpoint(final: bool = False) -> None:
+        results["load_average_end"] = _load()
+        results["targets"] = evaluate_targets(results)
+        results["wall_s"] = time.perf_counter() - started
+        results["complete"] = final
+        write_outputs(results, cfg, now, quiet=not final)
+
+    def late(what: str) -> bool:
+        if cfg.deadline is not None and dt.datetime.now(dt.UTC) >= cfg.deadline:
+            results["notes"].append(f"{what}: skipped, the run passed its --deadline {cfg.deadline:%H:%M} UTC")
+            log(f"{what}: skipped (deadline)")
+            return True
+        return False
+
     with tempfile.TemporaryDirectory(prefix="edgekit-benchmarks-") as tmp:
         tmp_path = Path(tmp)
+        if cfg.cache_rerun and not late("cached re-run"):
+            log("cached pipeline re-run (lenet-digits recipe)")
+            try:
+                results["cached_rerun"] = cached_rerun(cfg, tmp_path / "cache-rerun")
+            except Exception as exc:
+                results["notes"].append(f"cached re-run failed: {_one_line(exc)}")
         for key in cfg.models:
+            if late(key):
+                continue
             work = tmp_path / key
             work.mkdir()
             try:
@@ -509,26 +549,18 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 results["notes"].append(f"{key}: failed before timing: {_one_line(exc)}")
                 log(f"{key}: FAILED {_one_line(exc)}")
             shutil.rmtree(work, ignore_errors=True)
-        if cfg.calibration_script and "resnet18" in cfg.models:
+            checkpoint()  # results so far survive an interrupted run
+        if cfg.calibration_script and "resnet18" in cfg.models and not late("benchmarks/calibration.py"):
             log("calibration cost (benchmarks/calibration.py)")
             try:
                 results["calibration_script"] = calibration_cost(cfg)
             except Exception as exc:
                 results["notes"].append(f"benchmarks/calibration.py failed: {_one_line(exc)}")
-        if cfg.cache_rerun:
-            log("cached pipeline re-run (lenet-digits recipe)")
-            try:
-                results["cached_rerun"] = cached_rerun(cfg, tmp_path / "cache-rerun")
-            except Exception as exc:
-                results["notes"].append(f"cached re-run failed: {_one_line(exc)}")
-    results["load_average_end"] = _load()
-    results["targets"] = evaluate_targets(results)
-    results["wall_s"] = time.perf_counter() - started
-    write_outputs(results, cfg, now)
+    checkpoint(final=True)
     return results
 
 
-def write_outputs(results: dict[str, Any], cfg: Config, now: dt.datetime) -> dict[str, Path]:
+def write_outputs(results: dict[str, Any], cfg: Config, now: dt.datetime, *, quiet: bool = False) -> dict[str, Path]:
     from edgekit.artifact import to_jsonable
 
     cfg.out.mkdir(parents=True, exist_ok=True)
@@ -547,7 +579,8 @@ def write_outputs(results: dict[str, Any], cfg: Config, now: dt.datetime) -> dic
         _atomic_write(cfg.out / "latest.md", text)
         paths["latest"] = cfg.out / "latest.md"
     for p in paths.values():
-        log(f"wrote {p}")
+        if not quiet:
+            log(f"wrote {p}")
     return paths
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as _dt
+import functools
 import hashlib
 import json
 import os
@@ -39,6 +40,12 @@ def default_cache_dir() -> Path:
     return Path(platformdirs.user_cache_dir("edgekit"))
 
 
+@functools.cache
+def _tools() -> dict[str, str]:
+    """Tool versions, read once per process (importlib.metadata parses files on every call)."""
+    return tool_versions()
+
+
 def _edgekit_version() -> str:
     from edgekit import __version__
 
@@ -52,7 +59,7 @@ def stage_key(stage: str, *, inputs: Any, options: Any, tools: dict[str, str] | 
         "stage": stage,
         "inputs": to_jsonable(inputs),
         "options": to_jsonable(options),
-        "tools": tools if tools is not None else tool_versions(),
+        "tools": tools if tools is not None else _tools(),
         "edgekit": _edgekit_version(),
     }
     text = json.dumps(payload, sort_keys=True, separators=(",", ":"), default=str)

@@ -378,6 +378,13 @@ def parse_recipe(data: dict[str, Any], path: Path) -> Recipe:
         raise BadInputError("`targets` is empty: list at least one target", path=path)
     targets = tuple(_target(t, i, path) for i, t in enumerate(targets_raw))
     names = [t.name for t in targets]
+    from edgekit.targets import all_profiles
+
+    known = all_profiles()
+    for i, t in enumerate(targets):
+        if t.name not in known:
+            raise BadInputError(f"`targets[{i}].name`: unknown target {t.name!r}", path=path,
+                                hint=f"one of {', '.join(sorted(known))} (see `edgekit targets`)")
     if len(set(names)) != len(names):
         raise BadInputError(f"`targets`: target listed twice in {names}", path=path)
 

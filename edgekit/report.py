@@ -196,7 +196,8 @@ def _target_rows(result: PipelineResult) -> list[list[str]]:
 def _verdict_rows(t: TargetResult) -> list[list[str]]:
     rows = []
     for v in t.verdicts:
-        rows.append([t.target, v.name, v.kind, _num(v.measured, 4, v.unit), f"{v.op} {_num(v.limit, 4, v.unit)}",
+        digits = 6 if v.kind == "accuracy" else 4
+        rows.append([t.target, v.name, v.kind, _num(v.measured, digits, v.unit), f"{v.op} {_num(v.limit, 4, v.unit)}",
                      v.status.upper(), v.provenance, v.note])
     return rows
 

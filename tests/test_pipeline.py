@@ -55,6 +55,7 @@ def _load(folder: Path, text: str) -> BadInputError:
     ('targets = ["cpu"]\n[model]\nzoo = "lenet5"\nonnx = "tiny.onnx"\n', r"exactly one of zoo, onnx"),
     ('targets = ["cpu"]\n[model]\nfactory = "pkg.mod:make"\ninputs = ["x:1,3"]\n', r"does not say `trust_code = true`"),
     ('targets = ["cpu", "cpu"]\n[model]\nonnx = "tiny.onnx"\n', r"target listed twice"),
+    ('targets = ["tpu9000"]\n[model]\nonnx = "tiny.onnx"\n', r"`targets\[0\]\.name`: unknown target 'tpu9000'"),
     ("this is = not toml [", r"invalid TOML"),
 ])
 def test_validation_names_key_path(folder: Path, text: str, pattern: str) -> None:
@@ -266,3 +267,72 @@ def test_several_targets_get_one_bundle_each(tmp_path: Path) -> None:
     only = Pipeline.from_recipe(recipe).run(tmp_path / "out2", targets=["ascend310"], cache_dir=tmp_path / "cache")
     assert [t.target for t in only.targets] == ["ascend310"] and not (tmp_path / "out2" / "cpu").exists()
     assert all(only.stage_hits()[s] for s in only.stage_hits() if not s.endswith("checks"))
+
+
+def test_corrupted_cache_entry_is_rebuilt_in_a_run(tmp_path: Path) -> None:
+    recipe = write_recipe(tmp_path)
+    cache = tmp_path / "cache"
+    first = Pipeline.from_recipe(recipe).run(tmp_path / "out", cache_dir=cache, report=False)
+    [compile_dir] = list((cache / "v1").glob("compile*"))
+    victim = next(p for p in compile_dir.rglob("*.onnx"))
+    victim.write_bytes(victim.read_bytes()[:-10])  # truncated
+    again = Pipeline.from_recipe(recipe).run(tmp_path / "out", cache_dir=cache, report=False)
+    hits = again.stage_hits()
+    assert hits["cpu/compile[onnxruntime-fp32]"] is False and hits["import"] is True
+    assert again.passed and first.passed
+    from edgekit.artifact import verify_bundle
+
+    verify_bundle(tmp_path / "out" / "cpu")
+
+
+def test_two_runs_at_once_share_the_cache(tmp_path: Path) -> None:
+    import threading
+
+    recipe = write_recipe(tmp_path)
+    results = {}
+
+    def go(name: str) -> None:
+        results[name] = Pipeline.from_recipe(recipe).run(tmp_path / name, cache_dir=tmp_path / "cache", report=False)
+
+    threads = [threading.Thread(target=go, args=(f"out{i}",)) for i in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert all(r.passed for r in results.values())
+    entries = list((tmp_path / "cache" / "v1").rglob("entry.json"))
+    assert len(entries) == len({p.parent.parent.parent.name for p in entries})  # one entry per stage
+
+
+def test_int8_from_folders_relative_to_recipe(tmp_path: Path) -> None:
+    """Calibration from a folder of .npy (read by the calibration readers), labelled eval from a .npz folder."""
+    import numpy as np
+
+    recipe = write_recipe(tmp_path, precision="int8", max_drop=50.0)
+    with np.load(tmp_path / "eval.npz") as z:
+        x, labels = z["input"], z["labels"]
+    (tmp_path / "data" / "calib").mkdir(parents=True)
+    (tmp_path / "data" / "eval").mkdir()
+    for i in range(len(x)):
+        np.save(tmp_path / "data" / "calib" / f"{i:03d}.npy", x[i:i + 1])
+        np.savez(tmp_path / "data" / "eval" / f"{i:03d}.npz", input=x[i:i + 1], labels=labels[i:i + 1])
+    recipe.write_text(recipe.read_text().replace('eval = "eval.npz"', 'eval = "data/eval"')
+                      .replace('calibration = "eval.npz"', 'calibration = { source = "data/calib", samples = 16 }'))
+    result = Pipeline.from_recipe(recipe).run(tmp_path / "out", cache_dir=tmp_path / "cache", report=False)
+    [cpu] = result.targets
+    assert cpu.status == "passed", cpu.reason
+    assert cpu.precision_used == "int8" and cpu.accuracy["accuracy"] is not None
+    assert result.reference["accuracy"] == pytest.approx(1.0)
+    assert "quantize-int8" in result.stage_hits()
+
+
+def test_gate_a_recipe_rechecks_every_bundle(tmp_path: Path) -> None:
+    from edgekit.pipeline import gate
+
+    recipe = write_recipe(tmp_path, latency="p90<=10s")
+    result = gate(recipe, warmup=1, iters=5, cache_dir=tmp_path / "cache")
+    assert result.exit_code == 0, result.to_json()
+    names = [v.name for v in result.verdicts]
+    assert "cpu: p90<=10s" in names and any(n.startswith("cpu: max_drop") for n in names)
+    failing = gate(write_recipe(tmp_path, latency="p90<=1us"), warmup=1, iters=5, cache_dir=tmp_path / "cache")
+    assert failing.exit_code == 1

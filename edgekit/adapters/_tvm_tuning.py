@@ -117,9 +117,9 @@ def _has_record(database: Any, task: Any) -> bool:
 
 
 def _in_process_builder(store: dict[str, Any], work: Path) -> Any:
+    from tvm.ir.utils import derived_object
     from tvm.s_tir.meta_schedule.builder import BuilderResult, PyBuilder
     from tvm.s_tir.meta_schedule.builder.local_builder import default_build
-    from tvm.ir.utils import derived_object
 
     @derived_object
     class InProcessBuilder(PyBuilder):
@@ -140,10 +140,10 @@ def _in_process_builder(store: dict[str, Any], work: Path) -> Any:
 
 def _in_process_runner(store: dict[str, Any]) -> Any:
     import tvm
+    from tvm.ir.utils import derived_object
     from tvm.s_tir.meta_schedule.runner import EvaluatorConfig, PyRunner
     from tvm.s_tir.meta_schedule.runner.local_runner import LocalRunnerFuture, default_alloc_argument
     from tvm.s_tir.meta_schedule.runner.utils import run_evaluator_common
-    from tvm.ir.utils import derived_object
 
     config = EvaluatorConfig(number=3, repeat=1, min_repeat_ms=20, enable_cpu_cache_flush=False)
 

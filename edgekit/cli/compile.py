@@ -74,6 +74,24 @@ def candidates_table(candidates: list[Any], title: str = "backend auto: candidat
     return table
 
 
+def print_candidates(console: Any, candidates: list[Any]) -> None:
+    """The auto table; on a narrow terminal one line per candidate so nothing is cut off."""
+    if console.width >= 130:
+        console.print(candidates_table(candidates))
+        return
+    console.print("[bold]backend auto: candidates[/]")
+    for c in candidates:
+        style = _STATUS_STYLE.get(c.status, "")
+        timing = (f"median {fmt_num(c.median_ms)} ms, p90 {fmt_num(c.p90_ms)} ms ({c.runs} runs)"
+                  if c.median_ms is not None else "not timed")
+        numerics = (f"cosine {fmt_num(c.min_cosine, 6)}, SQNR {fmt_num(c.min_sqnr_db)} dB, "
+                    f"max abs {fmt_num(c.max_abs)}" if c.min_cosine is not None else "")
+        parts = [p for p in (timing if c.status != "unavailable" else "", numerics) if p]
+        console.print(f"  [{style}]{c.status:<11}[/] {c.adapter} ({c.precision_used or c.precision})"
+                      + (f": {'; '.join(parts)}" if parts else "") + (f" — {c.reason}" if c.reason else ""),
+                      highlight=False)
+
+
 @command("compile")
 def compile_cmd(
     model: Annotated[Path, typer.Argument(help="ONNX model to compile.")],
@@ -130,7 +148,7 @@ def compile_cmd(
         on_progress=lambda msg: console.print(f"[dim]{msg}[/]", highlight=False),
     )
     if backend == "auto" and result.candidates:
-        console.print(candidates_table(result.candidates))
+        print_candidates(console, result.candidates)
     info = result.bundle.manifest.info
     v = result.verification
     console.print(

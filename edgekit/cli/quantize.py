@@ -148,6 +148,11 @@ def render(result: QuantizeResult, console: Console) -> None:
         if len(result.sensitivity) > SENSITIVITY_ROWS:
             console.print(f"[dim]… {len(result.sensitivity) - SENSITIVITY_ROWS} more in --json[/]")
 
+    if result.excluded:
+        full = result.full_int8_report
+        drop = "" if full.accuracy_drop is None else f", accuracy drop {full.accuracy_drop:+.2f} points"
+        console.print(f"full INT8 before the fallback: min SQNR {fmt_num(full.min_sqnr_db, 3)} dB, "
+                      f"min cosine {full.min_cosine:.6f}{drop}", highlight=False)
     if result.budget:
         unit = " points" if result.options.max_drop is not None else " dB"
         for step in result.steps:

@@ -87,22 +87,39 @@ def run(
         raise typer.Exit(1)
 
 
-def render_candidates(target: Any) -> Any:
-    """Rich table of a precision-auto search: every (adapter × precision), its figures and provenance."""
+def render_candidates(target: Any, width: int | None = None) -> Any:
+    """A precision-auto search: every (adapter × precision), its figures and provenance (★ chosen).
+
+    A table on a wide terminal; one line per candidate on a narrow one, so nothing is cut off.
+    """
+    from rich.console import Group
     from rich.markup import escape
     from rich.table import Table
 
-    table = Table(title=f"{target.target}: precision auto candidates (★ chosen)")
-    for col in ("adapter", "precision", "latency p50", "accuracy", "cosine", "SQNR", "budget", "why"):
-        table.add_column(col)
-    for c in target.candidates:
+    from edgekit.cli._common import console as default_console
+
+    def fields(c: Any) -> tuple[str, ...]:
         used = f" → {c.precision_used}" if c.precision_used and c.precision_used != c.precision else ""
         latency = f"{c.latency_ms:.3f} ms {provenance_style(c.latency_provenance)}" if c.latency_ms is not None \
             else "—"
-        acc = f"{c.accuracy:.4f}" if c.accuracy is not None else "—"
-        table.add_row(("★ " if c.chosen else "") + c.adapter, c.precision + used, latency, acc,
-                      f"{c.cosine:.5f}" if c.cosine is not None else "—",
-                      f"{c.sqnr_db:.1f} dB" if c.sqnr_db is not None else "—",
-                      "[green]ok[/]" if c.meets_budget else "[red]no[/]",
-                      "" if c.reason == "meets the accuracy budget" else escape(c.reason))
-    return table
+        acc = f"{c.accuracy:.4f} {provenance_style(c.accuracy_provenance)}" if c.accuracy is not None else "—"
+        return (("★ " if c.chosen else "") + c.adapter, c.precision + used, latency, acc,
+                f"{c.cosine:.5f}" if c.cosine is not None else "—",
+                f"{c.sqnr_db:.1f} dB" if c.sqnr_db is not None else "—",
+                "[green]ok[/]" if c.meets_budget else "[red]no[/]",
+                "" if c.reason == "meets the accuracy budget" else escape(c.reason))
+
+    title = f"{target.target}: precision auto candidates (★ chosen; fastest within the accuracy budget)"
+    if (width or default_console.width) >= 130:
+        table = Table(title=title)
+        for col in ("adapter", "precision", "latency p50", "task accuracy", "cosine", "SQNR", "budget", "why"):
+            table.add_column(col)
+        for c in target.candidates:
+            table.add_row(*fields(c))
+        return table
+    lines = [f"[bold]{escape(title)}[/]"]
+    for c in target.candidates:
+        name, precision, latency, acc, cos, sqnr, ok, why = fields(c)
+        lines.append(f"  {name} {precision}: p50 {latency}, accuracy {acc}, cosine {cos}, SQNR {sqnr}, budget {ok}"
+                     + (f" — {why}" if why else ""))
+    return Group(*lines)

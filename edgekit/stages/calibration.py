@@ -278,7 +278,7 @@ class SyntheticReader(CalibrationReader):
     synthetic = True
 
     def __init__(self, inputs: list[TensorSpec], count: int, **kw: Any):
-        super().__init__(inputs, f"{count} synthetic random sample(s) (NOT valid for accuracy)", **kw)
+        super().__init__(inputs, "synthetic random samples (NOT valid for accuracy)", **kw)
         self.count = count
 
     def _iter_impl(self) -> Iterator[tuple[str, Sample, np.ndarray | None]]:

@@ -705,8 +705,8 @@ def _pick(built: dict[str, _Built], candidates: list[Candidate], feed: dict, rou
         cand = by_name[name]
         cand.median_ms, cand.p90_ms, cand.runs = stats.get("median_ms"), stats.get("p90_ms"), int(stats.get("n", 0))
         cand.timing_provenance = Provenance.MEASURED.value
-        if t.rejected:
-            cand.status, cand.reason = "rejected", t.rejected
+        if t.rejected:  # passed numerics, lost on speed before the timed rounds
+            cand.status, cand.reason = "passed", t.rejected
     ranked = sorted((n for n in timed if not timed[n].rejected), key=lambda n: by_name[n].median_ms or float("inf"))
     winner = ranked[0]
     best = by_name[winner]

@@ -57,6 +57,9 @@ class ExportOptions:
     trust_pickle: bool = False
 
 
+_DEFAULTS = ExportOptions()
+
+
 @dataclass(frozen=True)
 class ExportResult:
     """The written model, how it compared with torch, and its tensor specs."""
@@ -75,7 +78,12 @@ class ExportResult:
 
     @property
     def specs(self) -> list[TensorSpec]:
+        """Input specs of the written model (dynamic dims named)."""
         return self.inputs
+
+    @property
+    def duration(self) -> float:
+        return self.duration_s
 
     def to_json(self) -> dict[str, Any]:
         from edgekit.artifact import to_jsonable
@@ -321,14 +329,14 @@ def export(
     input_shapes: Sequence[TensorSpec | str] | None = None,
     output: str | Path | None = None,
     *,
-    opset: int = 17,
-    dynamic_batch: bool = False,
-    exporter: str = "torchscript",
+    opset: int = _DEFAULTS.opset,
+    dynamic_batch: bool = _DEFAULTS.dynamic_batch,
+    exporter: str = _DEFAULTS.exporter,
     weights: str | Path | None = None,
-    trust_pickle: bool = False,
-    atol: float = 1e-4,
-    rtol: float = 1e-3,
-    seed: int = 0,
+    trust_pickle: bool = _DEFAULTS.trust_pickle,
+    atol: float = _DEFAULTS.atol,
+    rtol: float = _DEFAULTS.rtol,
+    seed: int = _DEFAULTS.seed,
     output_names: Sequence[str] | None = None,
 ) -> ExportResult:
     """Export MODEL to ONNX, verify it with onnxruntime against torch, write it with a manifest.
@@ -388,6 +396,7 @@ def export(
             raise CheckFailedError(
                 f"ONNX output {comparison.worst!r} differs from torch ({detail}) beyond atol={atol:g}, rtol={rtol:g}",
                 path=dest, hint="try --exporter dynamo or another --opset; raise --atol/--rtol only if you accept it")
+        batch_check = _check_other_batch(loaded.module, tmp, specs, names, options) if dynamic_batch else None
         digest = sha256_file(tmp)
         exported = onnxio.load_onnx(tmp, load_weights=False)
     in_specs, out_specs = onnxio.input_specs(exported), onnxio.output_specs(exported)
@@ -399,7 +408,8 @@ def export(
         inputs=dict(loaded.source_sha256),
         outputs={dest.name: digest},
         metrics={"max_abs": comparison.max_abs, "max_rel": comparison.max_rel, "passed": comparison.passed,
-                 "per_output": comparison_json(comparison)["outputs"]},
+                 "per_output": comparison_json(comparison)["outputs"],
+                 **({"batch_check": batch_check} if batch_check else {})},
         provenance="measured",
         duration_s=round(duration, 3),
     )
@@ -408,6 +418,29 @@ def export(
     manifest.add_stage(record)
     write_text_atomic(manifest_path_for(dest), manifest.dumps())
     return ExportResult(Artifact(dest, manifest), comparison, in_specs, out_specs, duration, loaded.source, options)
+
+
+def _check_other_batch(module: Any, onnx_path: Path, specs: list[TensorSpec], names: list[str],
+                       options: ExportOptions) -> dict[str, Any]:
+    """--dynamic-batch: run batch 2 through torch and onnxruntime, so a batch baked in at trace time is caught."""
+    torch = _torch()
+    batch = 2
+    specs2 = [dataclasses.replace(s, shape=(batch, *s.shape[1:])) for s in specs]
+    feeds = onnxio.random_inputs(specs2, seed=options.seed + 1)
+    reference_tensors = _forward(module, tuple(torch.from_numpy(feeds[s.name]) for s in specs2), specs2)
+    reference = {n: t.detach().cpu().numpy() for n, t in zip(names, reference_tensors, strict=True)}
+    try:
+        got = onnxio.run_reference(onnx_path, feeds)
+    except Exception as exc:
+        raise CheckFailedError(f"--dynamic-batch: the ONNX model fails at batch {batch} ({_first_line(exc)[:200]})",
+                               path="--dynamic-batch", hint="the model bakes in batch 1 (e.g. x.view(1, -1)); use "
+                                                            "x.flatten(1) or export without --dynamic-batch") from None
+    comparison = compare_outputs(reference, got, atol=options.atol, rtol=options.rtol)
+    if not comparison.passed:
+        raise CheckFailedError(f"--dynamic-batch: output {comparison.worst!r} is wrong at batch {batch}",
+                               path="--dynamic-batch", hint="the model bakes in batch 1 (e.g. x.view(1, -1)); use "
+                                                            "x.flatten(1) or export without --dynamic-batch")
+    return {"batch": batch, "max_abs": comparison.max_abs, "passed": True}
 
 
 def _check_against_zoo(specs: list[TensorSpec], loaded: LoadedModel) -> None:

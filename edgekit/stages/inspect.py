@@ -19,6 +19,7 @@ import onnx
 
 from edgekit import onnxio
 from edgekit.artifact import MANIFEST_SUFFIX, Manifest, manifest_path_for, sha256_file, to_jsonable
+from edgekit.errors import BadInputError
 from edgekit.specs import TensorSpec
 
 # Ops that move or reinterpret data without arithmetic: no FLOPs.
@@ -216,6 +217,9 @@ def node_costs(model: onnx.ModelProto, input_shapes: Mapping[str, tuple[int, ...
     table = _shape_table(inferred)
     weights = {init.name for init in inferred.graph.initializer}
     weights |= {n.output[0] for n in inferred.graph.node if n.op_type == "Constant" and n.output}
+    # QDQ: a DequantizeLinear of a stored weight is folded by every compiler; its consumer reads the int8 bytes.
+    dq_weights = {n.output[0]: n.input[0] for n in inferred.graph.node
+                  if n.op_type == "DequantizeLinear" and n.input and n.input[0] in weights}
 
     def shape_of(name: str) -> list[int] | None:
         return table.get(name, (None, 4))[0]
@@ -229,8 +233,12 @@ def node_costs(model: onnx.ModelProto, input_shapes: Mapping[str, tuple[int, ...
         macs = _node_macs(node, shape_of)
         known = macs is not None and all(nbytes(o) is not None for o in node.output if o)
         macs = macs or 0
-        w_bytes = sum(nbytes(n) or 0 for n in node.input if n in weights)
-        in_bytes = sum(nbytes(n) or 0 for n in node.input if n and n not in weights)
+        if node.op_type == "DequantizeLinear" and node.output and node.output[0] in dq_weights:
+            w_bytes = in_bytes = 0  # accounted to the consumer
+        else:
+            w_bytes = sum(nbytes(n) or 0 for n in node.input if n in weights)
+            w_bytes += sum(nbytes(dq_weights[n]) or 0 for n in node.input if n in dq_weights)
+            in_bytes = sum(nbytes(n) or 0 for n in node.input if n and n not in weights and n not in dq_weights)
         out_bytes = sum(nbytes(n) or 0 for n in node.output if n)
         costs.append(NodeCost(
             name=node.name or f"{node.op_type}_{i}", op_type=node.op_type, macs=int(macs), weight_bytes=int(w_bytes),
@@ -260,6 +268,14 @@ def inspect(path: str | Path, *, input_shapes: Mapping[str, tuple[int, ...]] | l
     path = Path(path)
     model = onnxio.load_onnx(path)
     shapes = _shape_dict(input_shapes)
+    declared = {spec.name: spec for spec in onnxio.input_specs(model)}
+    for name, shape in shapes.items():
+        if name not in declared:
+            raise BadInputError(f"the model has no input {name!r}", path="--input-shape",
+                                hint="inputs: " + " ".join(str(s) for s in declared.values()))
+        if len(shape) != len(declared[name].shape):
+            raise BadInputError(f"input {name!r} has rank {len(declared[name].shape)}, got {len(shape)} dims",
+                                path="--input-shape", hint=f"the model declares {declared[name]}")
     costs = node_costs(model, shapes)
     macs_by_op: Counter[str] = Counter()
     flops_by_op: Counter[str] = Counter()

@@ -75,7 +75,7 @@ class QuantizeOptions:
     threads: int | None = None
     sensitivity: bool = True
     sensitivity_nodes: int = 12  # cap on nodes quantized alone (pre-ranked by per-layer SQNR loss above it)
-    sensitivity_samples: int = 32
+    sensitivity_samples: int = 16
     speed: bool = True
     speed_seconds: float = 1.0  # per model, interleaved
     pre_process: bool = True  # ORT quant_pre_process (shape inference + optimization)

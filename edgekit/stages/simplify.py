@@ -47,6 +47,9 @@ class SimplifyOptions:
     seed: int = 0
 
 
+_DEFAULTS = SimplifyOptions()
+
+
 @dataclass(frozen=True)
 class GraphSummary:
     node_count: int
@@ -162,11 +165,11 @@ def simplify(
     output: str | Path,
     *,
     input_shapes: Sequence[TensorSpec | str] | None = None,
-    verify: bool = True,
-    tool: str = "auto",
-    atol: float = 1e-4,
-    rtol: float = 1e-3,
-    seed: int = 0,
+    verify: bool = _DEFAULTS.verify,
+    tool: str = _DEFAULTS.tool,
+    atol: float = _DEFAULTS.atol,
+    rtol: float = _DEFAULTS.rtol,
+    seed: int = _DEFAULTS.seed,
 ) -> SimplifyResult:
     """Simplify the ONNX file `model` into `output` (with a manifest carrying the input's history)."""
     started = time.perf_counter()

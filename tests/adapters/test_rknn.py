@@ -294,3 +294,22 @@ def test_qdq_model_from_edgekit_quantize_uses_its_own_scales(rknn_env, work: Pat
     info = edgekit.Artifact.open(built.bundle.path).manifest.info
     assert info["rknn"]["quantized_by"].startswith("QDQ scales") and info["rknn"]["calibration_samples"] == 0
     assert info["verification"]["passed"] and info["verification"]["min_cosine"] >= 0.999
+
+
+@pytest.mark.toolchain
+@pytest.mark.slow
+def test_lenet5_digits_accuracy_report_on_real_data(rknn_env, work: Path) -> None:
+    pytest.importorskip("torch")
+    pytest.importorskip("sklearn")
+    from edgekit.zoo import digits
+
+    model = digits.export_onnx(digits.trained_lenet5(), work / "lenet5.onnx")
+    calib, evaluation = digits.write_calibration_and_eval(work / "digits", calib_samples=50, fmt="npy")
+    result = edgekit.compile(model, target="rk3588", backend="rknn", precision="int8", calib=str(calib),
+                             output=work / "lenet5-int8", adapter_options={"eval": str(evaluation)})
+    report = edgekit.Artifact.open(result.bundle.path).manifest.info["rknn"]["accuracy"]
+    assert report["provenance"] == "emulated" and report["valid_for_accuracy"]
+    assert report["samples"] == len(digits.load_digits_dataset("test")[1])
+    assert report["fp32_accuracy"] > 0.9
+    assert report["accuracy_drop_points"] <= 2.0  # INT8 on the RKNN simulator keeps the FP32 accuracy
+    assert report["outputs"][0]["top1_agreement"] >= 0.98

@@ -113,3 +113,17 @@ def test_image_folder_with_preprocessing(tmp_path):
     (folder / "zz.jpg").write_bytes(b"garbage")
     broken = _run("quantize", model, "-o", tmp_path / "q2.onnx", "--calib", folder, "--size", "8")
     assert broken.exit_code == 2 and "zz.jpg" in broken.stderr
+
+
+def test_python_callable_source_with_trust_code(outlier, tmp_path):
+    code = tmp_path / "calib_data.py"
+    code.write_text(
+        "import numpy as np\n"
+        "def samples():\n"
+        "    rng = np.random.default_rng(0)\n"
+        "    return [{'x': rng.standard_normal((1, 4, 8, 8)).astype(np.float32)} for _ in range(10)]\n"
+    )
+    result = _run("quantize", outlier["model"], "-o", tmp_path / "q.onnx", "--calib", f"py:{code}:samples",
+                  "--trust-code", "--no-speed", "--no-sensitivity", "--json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["calibration"]["samples"] == 8  # 2 of 10 held out

@@ -54,6 +54,16 @@ FACTORY_MODULE = textwrap.dedent('''
 
     def not_a_module():
         return 42
+
+
+    class BatchOne(nn.Module):
+        def forward(self, x):
+            batch = int(x.shape[0])  # a Python int: traced as the constant 1
+            return x.reshape(batch, -1) * 2
+
+
+    def batch_one():
+        return BatchOne()
 ''')
 
 
@@ -80,7 +90,7 @@ def test_every_zoo_model_exports_and_verifies(zoo_onnx, name: str) -> None:
     assert [o.name for o in manifest.outputs] == zoo.get_entry(name).outputs
     assert manifest.info["zoo"] == name
     for out in record.metrics["per_output"].values():
-        assert out["max_abs"] <= 1e-4 + 1e-3 * 1e4 and out["within_tolerance"]
+        assert out["within_tolerance"] and out["cosine"] > 0.99999
 
 
 def test_manifest_records_versions_options_and_errors(tmp_path: Path) -> None:
@@ -99,6 +109,14 @@ def test_dynamic_batch_names_dim0_and_runs_at_other_batches(tmp_path: Path) -> N
     assert result.inputs[0].shape[0] == "batch" and result.outputs[0].shape[0] == "batch"
     out = onnxio.run_reference(result.path, {"input": np.zeros((3, 1, 32, 32), np.float32)})
     assert out["logits"].shape == (3, 10)
+    assert result.artifact.manifest.history[0].metrics["batch_check"]["passed"] is True
+
+
+def test_dynamic_batch_catches_a_baked_in_batch(factory_dir: Path) -> None:
+    with pytest.raises(CheckFailedError, match="batch 2"):
+        export("ek_models:batch_one", ["x:1,4"], factory_dir / "b.onnx", dynamic_batch=True)
+    assert not (factory_dir / "b.onnx").exists()
+    assert export("ek_models:batch_one", ["x:1,4"], factory_dir / "b.onnx").comparison.passed  # fine at batch 1
 
 
 def test_default_output_is_model_name_in_cwd(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

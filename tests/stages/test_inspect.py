@@ -71,6 +71,10 @@ def test_inspect_reports_everything(tmp_path: Path) -> None:
     data = info.to_json()
     assert data["macs"] == info.macs and data["provenance"] == "estimated"
     assert inspect(path, input_shapes=["x:2,3,8,8"]).macs == 2 * info.macs
+    with pytest.raises(BadInputError, match="rank"):
+        inspect(path, input_shapes=["x:2,3,8"])
+    with pytest.raises(BadInputError, match="no input 'y'"):
+        inspect(path, input_shapes={"y": (1, 3, 8, 8)})
 
 
 def test_detects_qdq_quantized_model(tmp_path: Path) -> None:
@@ -86,6 +90,20 @@ def test_detects_qdq_quantized_model(tmp_path: Path) -> None:
     onnx.save(model, str(path))
     info = inspect(path)
     assert info.quantization.quantized and info.quantization.format == "QDQ"
+
+
+def test_qdq_weights_are_charged_to_their_consumer_in_int8() -> None:
+    model = conv_model()
+    w1 = next(i for i in model.graph.initializer if i.name == "w1")
+    q = np.clip(np.round(numpy_helper.to_array(w1) / 0.01), -127, 127).astype(np.int8)
+    w1.CopyFrom(numpy_helper.from_array(q, "w1_q"))
+    model.graph.initializer.extend([numpy_helper.from_array(np.array(0.01, np.float32), "ws"),
+                                    numpy_helper.from_array(np.array(0, np.int8), "wz")])
+    model.graph.node.insert(0, helper.make_node("DequantizeLinear", ["w1_q", "ws", "wz"], ["w1"]))
+    costs = {c.op_type: c for c in node_costs(model)}
+    assert costs["Conv"].weight_bytes == 8 * 27 * 1 + 8 * 4  # int8 weight + fp32 bias
+    assert costs["Conv"].input_bytes == 3 * 64 * 4 and costs["Conv"].macs == CONV_MACS
+    assert costs["DequantizeLinear"].weight_bytes == 0 and costs["DequantizeLinear"].input_bytes == 0
 
 
 def test_bad_files(tmp_path: Path) -> None:

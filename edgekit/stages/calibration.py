@@ -63,7 +63,12 @@ class CalibrationReader:
 
     def __len__(self) -> int:
         if self._count is None:
-            self._count = sum(1 for _ in self._window())
+            total = self._known_size()
+            if total is not None:
+                stop = total if self._stop is None else min(total, self._stop)
+                self._count = max(0, stop - self._start)
+            else:
+                self._count = sum(1 for _ in self._window())
         return self._count
 
     def iter_labeled(self) -> Iterator[tuple[Sample, np.ndarray | None]]:
@@ -106,6 +111,10 @@ class CalibrationReader:
     # -- for subclasses ---------------------------------------------------------------------------
     def _window(self) -> Iterator[tuple[str, Sample, np.ndarray | None]]:
         return islice(self._iter_impl(), self._start, self._stop)
+
+    def _known_size(self) -> int | None:
+        """Number of samples without reading them, when the source knows it (file lists)."""
+        return None
 
     def _iter_impl(self) -> Iterator[tuple[str, Sample, np.ndarray | None]]:
         raise NotImplementedError
@@ -151,8 +160,17 @@ class ArrayFolderReader(CalibrationReader):
         self.files = files
         self.has_labels = any(f.suffix == ".npz" for f in files)  # refined while reading
 
+    def _known_size(self) -> int:
+        return len(self.files)
+
+    def _window(self) -> Iterator[tuple[str, Sample, np.ndarray | None]]:
+        return self._read(self.files[self._start:self._stop])
+
     def _iter_impl(self) -> Iterator[tuple[str, Sample, np.ndarray | None]]:
-        for file in self.files:
+        return self._read(self.files)
+
+    def _read(self, files: list[Path]) -> Iterator[tuple[str, Sample, np.ndarray | None]]:
+        for file in files:
             try:
                 if file.suffix == ".npy":
                     if len(self.inputs) != 1:
@@ -185,8 +203,17 @@ class ImageFolderReader(CalibrationReader):
         self.preprocess = preprocess
         self.size = _image_size(inputs[0], preprocess, folder)
 
+    def _known_size(self) -> int:
+        return len(self.files)
+
+    def _window(self) -> Iterator[tuple[str, Sample, np.ndarray | None]]:
+        return self._read(self.files[self._start:self._stop])
+
     def _iter_impl(self) -> Iterator[tuple[str, Sample, np.ndarray | None]]:
-        for file in self.files:
+        return self._read(self.files)
+
+    def _read(self, files: list[Path]) -> Iterator[tuple[str, Sample, np.ndarray | None]]:
+        for file in files:
             yield str(file), {self.inputs[0].name: load_image(file, self.preprocess, self.size)}, None
 
 
@@ -280,6 +307,9 @@ class SyntheticReader(CalibrationReader):
     def __init__(self, inputs: list[TensorSpec], count: int, **kw: Any):
         super().__init__(inputs, "synthetic random samples (NOT valid for accuracy)", **kw)
         self.count = count
+
+    def _known_size(self) -> int:
+        return self.count
 
     def _iter_impl(self) -> Iterator[tuple[str, Sample, np.ndarray | None]]:
         from edgekit.onnxio import random_inputs

@@ -543,8 +543,6 @@ def compile(
                          "or compile a model made by `edgekit quantize`")
             reader = _open_calibration(calib, src_specs, allow_code=allow_code, limit=calib_samples)
             calibration = _calibration_json(calib, reader)
-            if calibration.get("synthetic"):
-                note("warning: synthetic calibration; int8 accuracy is not validated on real data")
         n_verify = max(verify_samples, 4) if reader is not None else verify_samples
         feeds, inputs_note = _feeds(src_specs, seed=seed, samples=n_verify, reader=reader)
         base_options = CompileOptions(

@@ -59,6 +59,36 @@ class TuningOutcome:
     task_names: list[str] = field(default_factory=list)
 
 
+def import_tensor_intrin() -> None:
+    """Import `tvm.s_tir.tensor_intrin` (MetaSchedule needs it) without its multi-minute cost.
+
+    Its ~500 TVMScript functions each call `inspect.stack()`, which reads source context for every
+    frame of the (deep, import-time) stack; on this host that is 1-5 minutes of CPU. TVMScript only
+    reads the code line of the nearest frames, so during this one import `inspect.stack` returns
+    context for the innermost frames only. Restored right after; a no-op once imported.
+    """
+    import inspect
+    import sys
+
+    if "tvm.s_tir.tensor_intrin" in sys.modules:
+        return
+    original = inspect.stack
+
+    def shallow_stack(context: int = 1) -> list[inspect.FrameInfo]:
+        frame, infos = sys._getframe(1), []
+        while frame is not None:
+            info = inspect.getframeinfo(frame, context if len(infos) < 4 else 0)
+            infos.append(inspect.FrameInfo(frame, *info, positions=info.positions))
+            frame = frame.f_back
+        return infos
+
+    inspect.stack = shallow_stack
+    try:
+        import tvm.s_tir.tensor_intrin  # noqa: F401
+    finally:
+        inspect.stack = original
+
+
 def open_database(db_dir: Path) -> Any:
     from tvm.s_tir import meta_schedule as ms
 
@@ -71,6 +101,7 @@ def tune(mod: Any, target: Any, db_dir: Path, *, trials: int, seed: int = 0) -> 
     from tvm.s_tir import meta_schedule as ms
 
     t0 = time.perf_counter()
+    import_tensor_intrin()
     database = open_database(db_dir)
     tasks = ms.relax_integration.extract_tasks(mod, target)
     todo = [t for t in tasks if not _has_record(database, t)]

@@ -20,8 +20,9 @@ from typer.core import TyperGroup
 
 from edgekit.errors import EdgekitError
 
-console = Console()
-err_console = Console(stderr=True)
+# emoji=False: user text such as `pkg.mod:boom` must not become an emoji (":boom:").
+console = Console(emoji=False)
+err_console = Console(stderr=True, emoji=False)
 STATE: dict[str, bool] = {"debug": False}
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -83,7 +84,10 @@ def command(name: str | None = None, **kwargs: Any) -> Callable[[F], F]:
             except EdgekitError as exc:
                 if STATE["debug"]:
                     err_console.print_exception()
-                err_console.print(f"[bold red]error[/]: {exc.one_line()}", highlight=False, soft_wrap=True)
+                from rich.markup import escape
+
+                # escape: a path or message holding "[...]" is text, not Rich markup
+                err_console.print(f"[bold red]error[/]: {escape(exc.one_line())}", highlight=False, soft_wrap=True)
                 raise typer.Exit(exc.exit_code) from None
             except KeyboardInterrupt:
                 err_console.print("[bold red]interrupted[/]: nothing was written")

@@ -179,8 +179,8 @@ def render_chart(results: dict[str, Any], path: Path) -> None:
         ax.set_xscale("log")
         ax.set_xlabel("median latency, ms (log; whisker = p90)", fontsize=8)
         ax.set_title(f"{m['label']} — load avg {m.get('load_average_timing')}", fontsize=9)
-        for i, v in enumerate(med):
-            ax.text(v, i, f" {v:.3g}", va="center", fontsize=6)
+        for i, (v, e) in enumerate(zip(med, err, strict=True)):
+            ax.text(v + e, i, f"  {v:.3g}", va="center", fontsize=6)
     fig.suptitle(f"edgekit benchmarks {results['created_at'][:10]} on {results['host']} "
                  f"({results['config'].get('threads')} threads, measured)", fontsize=10)
     fig.tight_layout()

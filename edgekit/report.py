@@ -288,7 +288,10 @@ def write_report(result: PipelineResult, out: str | Path, *, cache: Any = None) 
                     draw(tmp / name))})
                 made = None
                 if entry.meta.get("drawn") and entry.file(name).is_file():
-                    shutil.copyfile(entry.file(name), dest)
+                    from edgekit.artifact import atomic_path
+
+                    with atomic_path(dest) as tmp_png:
+                        shutil.copyfile(entry.file(name), tmp_png)
                     made = dest
             if made is not None:
                 figures.append((title, dest))

@@ -87,3 +87,26 @@ def test_report_without_matplotlib(tmp_path: Path, monkeypatch) -> None:
     md_path, html_path = write_report(_result(tmp_path), tmp_path / "out")
     assert "Plots skipped: matplotlib is not installed" in md_path.read_text()
     assert "<img" not in html_path.read_text()
+
+
+def test_figures_are_cached_by_content(tmp_path: Path, monkeypatch) -> None:
+    pytest.importorskip("matplotlib")
+    import edgekit.report as report
+    from edgekit.cache import StageCache
+
+    calls: list[str] = []
+    original = report.plot_latency
+
+    def counting(result, path):
+        calls.append(str(path))
+        return original(result, path)
+
+    monkeypatch.setattr(report, "plot_latency", counting)
+    cache = StageCache(tmp_path / "cache")
+    result = _result(tmp_path)
+    write_report(result, tmp_path / "out1", cache=cache)
+    write_report(result, tmp_path / "out2", cache=cache)  # same figures: served from the cache
+    assert len(calls) == 1 and (tmp_path / "out2" / "figures" / "latency.png").is_file()
+    result.targets[0].latency["p50"] = 4.0  # what the figure shows changed: redrawn
+    write_report(result, tmp_path / "out3", cache=cache)
+    assert len(calls) == 2

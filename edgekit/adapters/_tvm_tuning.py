@@ -72,21 +72,27 @@ def import_tensor_intrin() -> None:
 
     if "tvm.s_tir.tensor_intrin" in sys.modules:
         return
-    original = inspect.stack
+    originals = inspect.stack, inspect.getouterframes
 
-    def shallow_stack(context: int = 1) -> list[inspect.FrameInfo]:
-        frame, infos = sys._getframe(1), []
+    def outer_frames(frame: Any, context: int = 1) -> list[inspect.FrameInfo]:
+        infos: list[inspect.FrameInfo] = []
         while frame is not None:
-            info = inspect.getframeinfo(frame, context if len(infos) < 4 else 0)
+            # no source context for deep frames, nor for frozen importlib frames (`<frozen ...>`),
+            # whose lookups scan every loaded module each time
+            wanted = context if len(infos) < 4 and not frame.f_code.co_filename.startswith("<") else 0
+            info = inspect.getframeinfo(frame, wanted)
             infos.append(inspect.FrameInfo(frame, *info, positions=info.positions))
             frame = frame.f_back
         return infos
 
-    inspect.stack = shallow_stack
+    def stack(context: int = 1) -> list[inspect.FrameInfo]:
+        return outer_frames(sys._getframe(1), context)
+
+    inspect.stack, inspect.getouterframes = stack, outer_frames
     try:
         import tvm.s_tir.tensor_intrin  # noqa: F401
     finally:
-        inspect.stack = original
+        inspect.stack, inspect.getouterframes = originals
 
 
 def open_database(db_dir: Path) -> Any:

@@ -56,9 +56,10 @@ def run(
         result = pipeline.run(output, targets=target or None, cache_dir=cache_dir, use_cache=not no_cache,
                               progress=progress)
 
-    table = Table(title=f"{result.recipe}: {'PASSED' if result.passed else 'FAILED'}")
-    for col in ("target", "status", "adapter / precision", "latency p50", "accuracy", "bundle / reason"):
-        table.add_column(col)
+    skipped = sum(t.status == "skipped" for t in result.targets)
+    title = f"{result.recipe}: {'PASSED' if result.passed else 'FAILED'}" + (f" ({skipped} target(s) skipped)"
+                                                                            if skipped else "")
+    rows = []
     for t in result.targets:
         colour = {"passed": "green", "failed": "red", "skipped": "yellow"}[t.status]
         p50 = t.latency.get("p50")
@@ -70,9 +71,21 @@ def run(
             acc_text = f"{acc:.4f}" if acc is not None else "—"
         if acc_text != "—":
             acc_text += f" {provenance_style(str(t.accuracy.get('provenance')))}"
-        table.add_row(t.target, f"[{colour}]{t.status}[/]", f"{t.adapter or '—'} / {t.precision_used or '—'}",
-                      latency, acc_text, escape(str(t.bundle) if t.bundle and t.status != "skipped" else t.reason))
-    console.print(table)
+        rows.append((escape(t.target), f"[{colour}]{t.status}[/]", f"{t.adapter or '—'} / {t.precision_used or '—'}",
+                     latency, acc_text, escape(str(t.bundle) if t.bundle and t.status != "skipped" else t.reason)))
+    if console.width >= 120:
+        table = Table(title=title)
+        for col in ("target", "status", "adapter / precision", "latency p50", "accuracy", "bundle / reason"):
+            table.add_column(col)
+        for row in rows:
+            table.add_row(*row)
+        console.print(table)
+    else:  # narrow terminal: one line per target, nothing cut off
+        console.print(f"[bold]{escape(title)}[/]")
+        for (name, status, build, latency, acc_text, where), t in zip(rows, result.targets, strict=True):
+            text = f"  {name} {status} — {where}" if t.status == "skipped" else \
+                f"  {name} {status}: {build}; p50 {latency}; accuracy {acc_text} — {where}"
+            console.print(text, highlight=False)
     for t in result.targets:
         if len(t.candidates) > 1:
             console.print(render_candidates(t))

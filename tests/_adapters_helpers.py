@@ -92,7 +92,7 @@ class WrongAdapter:
     """Built lazily (imports edgekit) by `wrong_adapter_class`: compiles fine, computes the wrong answer."""
 
 
-def wrong_adapter_class(offset: float = 1.0, name: str = "wrong"):
+def wrong_adapter_class(offset: float = 1.0, name: str = "wrong", crash: bool = False):
     from collections.abc import Mapping
 
     from edgekit.adapters.base import Availability, Capabilities, CompiledModel, Runner, TargetAdapter
@@ -104,6 +104,8 @@ def wrong_adapter_class(offset: float = 1.0, name: str = "wrong"):
             self._session = ort_session(path)
 
         def _run_impl(self, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+            if crash:
+                raise RuntimeError("device fell over")
             outs = self._session.run(self.output_names, dict(inputs))
             return {n: o + np.float32(offset) for n, o in zip(self.output_names, outs, strict=True)}
 

@@ -79,9 +79,13 @@ def import_tensor_intrin() -> None:
         while frame is not None:
             # no source context for deep frames, nor for frozen importlib frames (`<frozen ...>`),
             # whose lookups scan every loaded module each time
-            wanted = context if len(infos) < 4 and not frame.f_code.co_filename.startswith("<") else 0
-            info = inspect.getframeinfo(frame, wanted)
-            infos.append(inspect.FrameInfo(frame, *info, positions=info.positions))
+            code = frame.f_code
+            if len(infos) < 4 and not code.co_filename.startswith("<"):
+                info = inspect.getframeinfo(frame, context)
+                infos.append(inspect.FrameInfo(frame, *info, positions=info.positions))
+            else:
+                infos.append(inspect.FrameInfo(frame, code.co_filename, frame.f_lineno, code.co_name, None, None,
+                                               positions=None))
             frame = frame.f_back
         return infos
 

@@ -387,8 +387,17 @@ def _build(
         raise UnsupportedError(f"{adapter.name} compiled but failed to load: {type(exc).__name__}: {exc}",
                                path=source) from exc
     if verify:
-        verification = verify_runner(runner, reference, feeds, judged_precision(options.precision, compiled.info),
-                                     thresholds, inputs_note=inputs_note, threads=options.threads)
+        try:
+            verification = verify_runner(runner, reference, feeds, judged_precision(options.precision, compiled.info),
+                                         thresholds, inputs_note=inputs_note, threads=options.threads)
+        except EdgekitError:
+            runner.close()
+            raise
+        except Exception as exc:  # the backend crashed while running: unsupported, in its own words
+            runner.close()
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+            raise UnsupportedError(f"{adapter.name} compiled but failed to run: {type(exc).__name__}: {first}",
+                                   path=source) from exc
     else:
         verification = {"status": "not-run", "passed": None, "reason": "verification skipped"}
     return _Built(compiled, runner, verification, compile_s, source)
@@ -439,6 +448,32 @@ def _resolve_adapter(profile: TargetProfile, name: str) -> TargetAdapter:
     return get_adapter(name)
 
 
+def _adapters_to_try(
+    profile: TargetProfile, backend: str, precision: str
+) -> tuple[list[TargetAdapter], list[Candidate]]:
+    """The explicit backend, or (auto) every adapter the profile names; those not installed as candidates."""
+    from edgekit.adapters.registry import adapter_names, get_adapter
+
+    if backend != "auto":
+        return [_resolve_adapter(profile, backend)], []
+    registered = set(adapter_names())
+    adapters: list[TargetAdapter] = []
+    missing: list[Candidate] = []
+    for name in (a for a in profile.adapters if a != "null"):
+        if name not in registered:
+            missing.append(Candidate(name, precision, "unavailable", "adapter not installed in this edgekit"))
+            continue
+        try:
+            adapters.append(get_adapter(name))
+        except EdgekitError as exc:
+            missing.append(Candidate(name, precision, "unavailable", exc.message))
+    if not adapters:
+        reasons = "; ".join(f"{c.adapter}: {c.reason}" for c in missing) or "profile names no adapter"
+        raise ToolchainMissingError(f"no adapter can serve target {profile.name} ({reasons})",
+                                    hint=f"see `edgekit targets show {profile.name}`")
+    return adapters, missing
+
+
 def _unavailable_reason(adapter: TargetAdapter, profile: TargetProfile, precision: str) -> str:
     avail = adapter.availability(profile)
     if not avail.available:
@@ -481,7 +516,6 @@ def compile(
     reader. Raises BadInputError (2), ToolchainMissingError (4), UnsupportedError (3) or
     CheckFailedError (1, numerics off) and writes nothing on failure.
     """
-    from edgekit.artifact import Manifest, StageRecord, atomic_dir, hash_tree, sha256_file, tool_versions
     from edgekit.onnxio import input_specs, load_onnx, quantization_info
     from edgekit.specs import as_specs
     from edgekit.targets import get_profile
@@ -497,26 +531,7 @@ def compile(
     if output.exists() and not output.is_dir():
         raise BadInputError("exists and is not a directory", path=output, hint="a bundle is a directory")
     profile = get_profile(target)
-    missing: list[Candidate] = []
-    if backend != "auto":
-        chosen_adapters = [_resolve_adapter(profile, backend)]
-    else:
-        from edgekit.adapters.registry import adapter_names, get_adapter
-
-        registered = set(adapter_names())
-        chosen_adapters = []
-        for n in (a for a in profile.adapters if a != "null"):
-            if n not in registered:
-                missing.append(Candidate(n, precision, "unavailable", "adapter not installed in this edgekit"))
-                continue
-            try:
-                chosen_adapters.append(get_adapter(n))
-            except EdgekitError as exc:
-                missing.append(Candidate(n, precision, "unavailable", exc.message))
-        if not chosen_adapters:
-            reasons = "; ".join(f"{c.adapter}: {c.reason}" for c in missing) or "profile names no adapter"
-            raise ToolchainMissingError(f"no adapter can serve target {profile.name} ({reasons})",
-                                        hint=f"see `edgekit targets show {profile.name}`")
+    chosen_adapters, missing = _adapters_to_try(profile, backend, precision)
     proto = load_onnx(model_path)
     specs = as_specs(list(input_shapes))
     qinfo = quantization_info(proto)
@@ -618,67 +633,70 @@ def compile(
         for b in built.values():
             b.runner.close()
         best = built[winner]
-        compiled = best.compiled
-        caps = get_adapter_caps(winner, profile)
-        run_provenance = str(compiled.info.get("run_provenance", caps.run_provenance.value))
-        with atomic_dir(output) as final:
-            shutil.copytree(best.compiled.path, final, dirs_exist_ok=True)
-            info: dict[str, Any] = dict(compiled.info)
-            info.update({
-                "target": profile.name, "adapter": winner, "precision": precision,
-                "precision_used": str(compiled.info.get("precision_used", precision)),
-                "source_model": SOURCE_MODEL, "run_provenance": run_provenance,
-                "verification": best.verification, "threads": base_options.threads,
-            })
-            if calibration:
-                info["calibration"] = calibration
-            if float_model_int8:
-                info["quantized_by"] = "adapter (native int8)" if best.source == source else "edgekit quantize (QDQ)"
-            if backend == "auto":
-                info["auto"] = {"candidates": [c.to_json() for c in candidates], "chosen": winner,
-                                "timing": "interleaved rounds, same inputs and threads; median ms"}
-            estimate = None
-            with contextlib.suppress(Exception):
-                estimate = get_adapter_by_name(winner).estimate(final / SOURCE_MODEL, profile)
-            if estimate is not None:
-                info["estimate"] = estimate
-            history = list(model_artifact.manifest.history) if model_artifact else []
-            files = hash_tree(final)
-            record = StageRecord(
-                stage="compile",
-                options={"target": profile.name, "backend": backend, "adapter": winner, "precision": precision,
-                         "threads": base_options.threads, "input_shapes": [str(s) for s in specs],
-                         "mean": base_options.mean, "std": base_options.std,
-                         "adapter_options": options_for(winner, adapter_options), "seed": seed,
-                         "verify_samples": verify_samples, "thresholds": thresholds,
-                         "calib": calibration.get("source"), "calib_samples": calib_samples},
-                inputs={model_path.name: sha256_file(model_path)},
-                outputs=files,
-                metrics={"min_cosine": best.verification["min_cosine"], "min_sqnr_db": best.verification["min_sqnr_db"],
-                         "max_abs": best.verification["max_abs"], "compile_s": round(best.compile_s, 3)},
-                provenance=run_provenance,
-                tool_versions=tool_versions(),
-                duration_s=round(time.perf_counter() - started, 3),
-            )
-            manifest = Manifest(kind="bundle", inputs=compiled.manifest.inputs if compiled.manifest else [],
-                                outputs=compiled.manifest.outputs if compiled.manifest else [],
-                                files=files, history=[*history, record], info=info)
-            manifest.metrics["compile"] = record.metrics
-            (final / "manifest.json").write_text(manifest.dumps())
-    from edgekit.artifact import Artifact
+        stage_options = {
+            "target": profile.name, "backend": backend, "adapter": winner, "precision": precision,
+            "threads": base_options.threads, "input_shapes": [str(sp) for sp in specs],
+            "mean": base_options.mean, "std": base_options.std,
+            "adapter_options": options_for(winner, adapter_options), "seed": seed,
+            "verify_samples": verify_samples, "thresholds": thresholds,
+            "calib": calibration.get("source"), "calib_samples": calib_samples,
+        }
+        extra: dict[str, Any] = {"threads": base_options.threads}
+        if calibration:
+            extra["calibration"] = calibration
+        if float_model_int8:
+            extra["quantized_by"] = "adapter (native int8)" if best.source == source else "edgekit quantize (QDQ)"
+        if backend == "auto":
+            extra["auto"] = {"candidates": [c.to_json() for c in candidates], "chosen": winner,
+                             "timing": "interleaved rounds, same inputs and threads; median ms"}
+        bundle = _write_bundle(output, best, profile, precision, extra, stage_options, model_path,
+                               list(model_artifact.manifest.history) if model_artifact else [], started)
+    return CompileResult(bundle, winner, bundle.manifest.info["precision_used"], best.verification, candidates)
 
-    bundle = Artifact(output, manifest)
-    return CompileResult(bundle, winner, info["precision_used"], best.verification, candidates)
+
+def _write_bundle(output: Path, best: _Built, profile: TargetProfile, precision: str, extra: dict[str, Any],
+                  stage_options: dict[str, Any], model_path: Path, history: list[Any], started: float) -> Artifact:
+    """Copy the winner's files, add manifest.json (sha256 of every file), rename into place atomically."""
+    from edgekit.artifact import Artifact, Manifest, StageRecord, atomic_dir, hash_tree, sha256_file, tool_versions
+
+    compiled = best.compiled
+    adapter = get_adapter_by_name(compiled.adapter)
+    run_provenance = str(compiled.info.get("run_provenance", adapter.capabilities(profile).run_provenance.value))
+    with atomic_dir(output) as final:
+        shutil.copytree(compiled.path, final, dirs_exist_ok=True)
+        info: dict[str, Any] = dict(compiled.info)
+        info.update({
+            "target": profile.name, "adapter": compiled.adapter, "precision": precision,
+            "precision_used": str(compiled.info.get("precision_used", precision)),
+            "source_model": SOURCE_MODEL, "run_provenance": run_provenance, "verification": best.verification,
+            **extra,
+        })
+        estimate = None
+        with contextlib.suppress(Exception):  # an estimate is optional; never fail a verified compile on it
+            estimate = adapter.estimate(final / SOURCE_MODEL, profile)
+        if estimate is not None:
+            info["estimate"] = estimate
+        files = hash_tree(final)
+        v = best.verification
+        record = StageRecord(
+            stage="compile", options=stage_options, inputs={model_path.name: sha256_file(model_path)},
+            outputs=files, metrics={"min_cosine": v["min_cosine"], "min_sqnr_db": v["min_sqnr_db"],
+                                    "max_abs": v["max_abs"], "compile_s": round(best.compile_s, 3)},
+            provenance=run_provenance, tool_versions=tool_versions(),
+            duration_s=round(time.perf_counter() - started, 3),
+        )
+        manifest = Manifest(kind="bundle", inputs=compiled.manifest.inputs if compiled.manifest else [],
+                            outputs=compiled.manifest.outputs if compiled.manifest else [],
+                            files=files, history=[*history, record], info=info)
+        manifest.metrics["compile"] = record.metrics
+        (final / "manifest.json").write_text(manifest.dumps())
+    return Artifact(output, manifest)
 
 
 def get_adapter_by_name(name: str) -> TargetAdapter:
     from edgekit.adapters.registry import get_adapter
 
     return get_adapter(name)
-
-
-def get_adapter_caps(name: str, profile: TargetProfile) -> Any:
-    return get_adapter_by_name(name).capabilities(profile)
 
 
 def _pick(built: dict[str, _Built], candidates: list[Candidate], feed: dict, rounds: int,

@@ -89,3 +89,25 @@ def test_cuda_target_is_unavailable_with_a_reason_without_a_gpu(model, tmp_path)
     with pytest.raises(ToolchainMissingError, match="CUDAExecutionProvider"):
         edgekit.compile(model, output=tmp_path / "b", target="cuda", backend="onnxruntime")
     assert not (tmp_path / "b").exists()
+
+
+@pytest.mark.filterwarnings("ignore:Specified provider")
+def test_gpu_path_converts_fp16_and_refuses_a_silent_cpu_fallback(model, tmp_path, monkeypatch):
+    """Without a GPU: pretend ORT has CUDA; compile must write the fp16 model, load must notice the CPU fallback."""
+    import edgekit.adapters.onnxruntime as ort_adapter
+    from edgekit.adapters.base import Availability, CompiledModel
+
+    if "CUDAExecutionProvider" in ort_adapter.available_providers():
+        pytest.skip("a real CUDA onnxruntime is present")
+    monkeypatch.setattr(ort_adapter, "available_providers", lambda: ["CUDAExecutionProvider", "CPUExecutionProvider"])
+    monkeypatch.setattr(ort_adapter, "gpu_device", lambda: Availability.yes("GPU 0: pretend"))
+    adapter, cuda = OnnxRuntimeAdapter(), get_profile("cuda")
+    caps = adapter.capabilities(cuda)
+    assert caps.toolchain.available and "fp16" in caps.precisions
+    compiled = adapter.compile(model, cuda, CompileOptions(precision="fp16"), tmp_path)
+    assert compiled.info["provider"] == "CUDAExecutionProvider" and compiled.files == ["model.fp16.onnx"]
+    assert "model.opt.onnx" not in compiled.files  # CPU-optimized graphs are not saved for GPU providers
+    bundle = CompiledModel(tmp_path, "onnxruntime", "cuda", "fp16", compiled.files, compiled.info)
+    (tmp_path / "source.onnx").write_bytes(model.read_bytes())
+    with pytest.raises(ToolchainMissingError, match="fell back to CPUExecutionProvider"):
+        adapter.load(bundle)

@@ -207,3 +207,19 @@ def test_adapter_options_can_target_one_adapter():
     opts = {"tune": False, "tvm.trials": 8, "openvino.hint": "latency"}
     assert options_for("tvm", opts) == {"tune": False, "trials": 8}
     assert options_for("onnxruntime", opts) == {"tune": False}
+
+
+def test_a_backend_crashing_at_run_time_is_a_failed_candidate(model, tmp_path, monkeypatch):
+    crash = wrong_adapter_class(name="crash", crash=True)
+    monkeypatch.setattr(registry, "_module_exists", lambda _target: True)
+    monkeypatch.setitem(registry.BUILTIN_ADAPTERS, "crash", "edgekit.adapters.null:NullAdapter")
+    real_class = registry._adapter_class.__wrapped__
+    monkeypatch.setattr(registry, "_adapter_class", lambda name: crash if name == "crash" else real_class(name))
+    profiles = dict(targets_mod.all_profiles())
+    profiles["testcpu"] = TargetProfile("testcpu", "t", "cpu", ("crash", "onnxruntime"), ("fp32",))
+    monkeypatch.setattr(targets_mod, "all_profiles", lambda: profiles)
+    result = edgekit.compile(model, output=tmp_path / "b", target="testcpu", auto_rounds=1)
+    failed = next(c for c in result.candidates if c.adapter == "crash")
+    assert failed.status == "failed" and "failed to run: RuntimeError: device fell over" in failed.reason
+    with pytest.raises(UnsupportedError, match="device fell over"):
+        edgekit.compile(model, output=tmp_path / "c", target="testcpu", backend="crash")

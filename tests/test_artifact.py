@@ -103,3 +103,21 @@ def test_to_jsonable_and_tool_versions() -> None:
     assert to_jsonable({"p": Path("a"), "t": (1, 2), "inf": float("inf")}) == {"p": "a", "t": [1, 2], "inf": "inf"}
     versions = tool_versions()
     assert "onnx" in versions and "numpy" in versions
+
+
+def test_atomic_outputs_get_the_usual_permissions(tmp_path):
+    """mkstemp/mkdtemp create private files; outputs must get the mode open()/mkdir would give."""
+    import os
+
+    from edgekit.artifact import atomic_dir, atomic_path
+
+    mask = os.umask(0o022)
+    try:
+        with atomic_path(tmp_path / "model.onnx") as tmp:
+            tmp.write_bytes(b"x")
+        with atomic_dir(tmp_path / "bundle") as tmp:
+            (tmp / "f").write_text("x")
+    finally:
+        os.umask(mask)
+    assert (tmp_path / "model.onnx").stat().st_mode & 0o777 == 0o644
+    assert (tmp_path / "bundle").stat().st_mode & 0o777 == 0o755

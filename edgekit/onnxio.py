@@ -48,6 +48,10 @@ def load_onnx(path: str | Path, *, load_weights: bool = True) -> onnx.ModelProto
         model = onnx.load(str(path), load_external_data=load_weights)
     except Exception as exc:  # protobuf raises DecodeError, others raise OSError/ValueError
         reason = type(exc).__name__
+        missing = _missing_external_data(path) if load_weights else []
+        if missing:  # the .onnx itself is fine: its weights file is not beside it
+            raise BadInputError(f"external data file(s) not found: {', '.join(missing)}", path=path,
+                                hint="keep the .onnx and its external data files in the same folder") from None
         raise BadInputError(f"not a valid ONNX file ({reason}: truncated or not a model)", path=path) from None
     if not model.graph.node and not model.graph.output:
         raise BadInputError("parsed as ONNX but holds no graph (not a model file?)", path=path)
@@ -57,6 +61,21 @@ def load_onnx(path: str | Path, *, load_weights: bool = True) -> onnx.ModelProto
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise BadInputError(f"ONNX checker rejected the model: {first}", path=path) from None
     return model
+
+
+def _missing_external_data(path: Path) -> list[str]:
+    """Locations of external-data files the model names that do not exist beside it."""
+    try:
+        model = onnx.load(str(path), load_external_data=False)
+    except Exception:
+        return []
+    missing: set[str] = set()
+    for tensor in model.graph.initializer:
+        if tensor.data_location == onnx.TensorProto.EXTERNAL:
+            location = next((e.value for e in tensor.external_data if e.key == "location"), "")
+            if location and not (path.parent / location).is_file():
+                missing.add(location)
+    return sorted(missing)
 
 
 def _spec_from_value_info(value: onnx.ValueInfoProto) -> TensorSpec:

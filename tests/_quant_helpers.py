@@ -101,3 +101,43 @@ def digits_assets(root: Path) -> dict[str, Path]:
     onnx_path = digits.export_onnx(model, root / "lenet5_digits.onnx")
     calib, evaluation = digits.write_calibration_and_eval(root, calib_samples=100)
     return {"model": onnx_path, "calib": calib, "eval": evaluation}
+
+
+def unet_like_model(path: Path, *, opset: int = 13) -> Path:
+    """A two-level U-Net in miniature: Conv->Relu encoder, MaxPool, ConvTranspose and Resize decoders,
+    a Concat skip connection and a Conv head writing the graph output.
+
+    The shapes that make ORT's QDQ writer rename tensors: each Relu is folded into its Conv (the Conv then
+    writes the Relu's output name), the head's output is a graph output (its producer is renamed).
+    """
+    rng = np.random.default_rng(3)
+
+    def w(*shape: int) -> np.ndarray:
+        return (rng.standard_normal(shape) * 0.4).astype(np.float32)
+
+    inits = {"w1": w(4, 2, 3, 3), "w2": w(8, 4, 3, 3), "wt": w(8, 4, 2, 2), "w3": w(4, 8, 1, 1),
+             "w4": w(4, 12, 3, 3), "w5": w(1, 4, 1, 1), "scales": np.array([1, 1, 2, 2], np.float32)}
+    nodes = [
+        helper.make_node("Conv", ["x", "w1"], ["c1"], name="enc1", pads=[1, 1, 1, 1]),
+        helper.make_node("Relu", ["c1"], ["r1"], name="enc1_relu"),
+        helper.make_node("MaxPool", ["r1"], ["p1"], name="pool", kernel_shape=[2, 2], strides=[2, 2]),
+        helper.make_node("Conv", ["p1", "w2"], ["c2"], name="enc2", pads=[1, 1, 1, 1]),
+        helper.make_node("Relu", ["c2"], ["r2"], name="enc2_relu"),
+        helper.make_node("ConvTranspose", ["r2", "wt"], ["u1"], name="up_t", strides=[2, 2]),
+        helper.make_node("Resize", ["r2", "", "scales"], ["rs"], name="up_resize", mode="nearest"),
+        helper.make_node("Conv", ["rs", "w3"], ["u2"], name="up_conv"),
+        helper.make_node("Concat", ["u1", "u2", "r1"], ["cat"], name="skip", axis=1),
+        helper.make_node("Conv", ["cat", "w4"], ["c4"], name="dec", pads=[1, 1, 1, 1]),
+        helper.make_node("Relu", ["c4"], ["r4"], name="dec_relu"),
+        helper.make_node("Conv", ["r4", "w5"], ["mask"], name="head"),
+    ]
+    graph = helper.make_graph(
+        nodes, "unet_like", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 2, 16, 16])],
+        [helper.make_tensor_value_info("mask", TensorProto.FLOAT, [1, 1, 16, 16])],
+        [numpy_helper.from_array(v, k) for k, v in inits.items()],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+    model.ir_version = 8
+    onnx.checker.check_model(model, full_check=True)
+    onnx.save(model, str(path))
+    return path

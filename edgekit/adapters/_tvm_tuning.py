@@ -52,7 +52,7 @@ class TuningOutcome:
     db_path: str
     tasks: int  # tuning tasks in the model
     tasks_with_records: int  # of those, how many the database now covers
-    tasks_tuned_now: int  # tuned in this run (0 = everything came from the database)
+    tasks_tuned_now: int  # tuned in this run (0 = the database already had this budget's share for each)
     trials: int  # trial budget asked for
     trials_run: int  # candidates measured in this run
     seconds: float
@@ -106,37 +106,85 @@ def open_database(db_dir: Path) -> Any:
     return ms.database.JSONDatabase(work_dir=str(db_dir))
 
 
-def tune(mod: Any, target: Any, db_dir: Path, *, trials: int, seed: int = 0) -> TuningOutcome:
-    """Tune the tasks of `mod` (already legalized and fused) that the database lacks, within `trials`."""
+def tune(mod: Any, target: Any, db_dir: Path, *, trials: int, threads: int = 1, seed: int = 0) -> TuningOutcome:
+    """Tune the tasks of `mod` (legalized and fused) whose budget share the database has not had yet.
+
+    `trials` is the budget for the whole model, shared evenly by its tasks. A ledger beside the
+    database (`edgekit_trials.json`: task hash -> trials spent) makes a rerun with the same budget
+    tune nothing, and a larger budget top up only the difference.
+    """
     from tvm.s_tir import meta_schedule as ms
 
     t0 = time.perf_counter()
-    import_tensor_intrin()
     database = open_database(db_dir)
     tasks = ms.relax_integration.extract_tasks(mod, target)
-    todo = [t for t in tasks if not _has_record(database, t)]
+    ledger = _read_ledger(db_dir)
+    per_task = max(1, trials // max(1, len(tasks)))
+    spent = {_task_key(t): ledger.get(_task_key(t), _record_count(database, t)) for t in tasks}
+    todo = [t for t in tasks if spent[_task_key(t)] < per_task] if trials > 0 else []
     before = len(database.get_all_tuning_records())
-    if todo and trials > 0:
+    if todo:
+        import_tensor_intrin()
         work = Path(tempfile.mkdtemp(prefix="edgekit-tvm-tune-"))
         logging.getLogger("tvm.s_tir.meta_schedule").setLevel(logging.WARNING)
         try:
+            top_up = [per_task - spent[_task_key(t)] for t in todo]
+            per_iter = min(max(top_up), 16)
+            # MetaSchedule's default search (population 512, 4 generations) spends ~1 CPU-minute per
+            # task per round here before measuring anything; scale it with the budget instead.
+            population = min(512, max(64, 8 * per_iter))
+            strategy = ms.search_strategy.EvolutionarySearch(
+                population_size=population, init_min_unmeasured=min(50, population // 4),
+                genetic_num_iters=4 if per_task >= 64 else 2)
             contexts, weights = ms.relax_integration.extracted_tasks_to_tune_contexts(
-                todo, work_dir=str(work / "logs"), num_threads=1, seed=seed)
-            per_task = max(1, trials // len(todo))
+                todo, work_dir=str(work), strategy=strategy, num_threads=threads, seed=seed)
             store: dict[str, Any] = {}
             ms.tune.tune_tasks(
-                tasks=contexts, task_weights=weights, work_dir=str(work), max_trials_global=trials,
-                max_trials_per_task=per_task, num_trials_per_iter=min(per_task, 16), database=database,
+                tasks=contexts, task_weights=weights, work_dir=str(work), max_trials_global=sum(top_up),
+                max_trials_per_task=max(top_up), num_trials_per_iter=per_iter, database=database,
                 builder=_in_process_builder(store, work), runner=_in_process_runner(store),
                 cost_model="xgb")
         finally:
             shutil.rmtree(work, ignore_errors=True)
+        for task in todo:
+            ledger[_task_key(task)] = per_task
+        _write_ledger(db_dir, ledger)
     covered = sum(_has_record(database, t) for t in tasks)
     after = len(database.get_all_tuning_records())
     return TuningOutcome(
-        db_path=str(db_dir), tasks=len(tasks), tasks_with_records=covered,
-        tasks_tuned_now=len(todo) if trials > 0 else 0, trials=trials, trials_run=after - before,
-        seconds=round(time.perf_counter() - t0, 2), task_names=[t.task_name for t in tasks])
+        db_path=str(db_dir), tasks=len(tasks), tasks_with_records=covered, tasks_tuned_now=len(todo),
+        trials=trials, trials_run=after - before, seconds=round(time.perf_counter() - t0, 2),
+        task_names=[t.task_name for t in tasks])
+
+
+LEDGER = "edgekit_trials.json"
+
+
+def _task_key(task: Any) -> str:
+    import tvm_ffi
+
+    return f"{task.task_name}-{tvm_ffi.structural_hash(task.dispatched[0]) & 0xFFFFFFFFFFFF:012x}"
+
+
+def _read_ledger(db_dir: Path) -> dict[str, int]:
+    try:
+        data = json.loads((db_dir / LEDGER).read_text())
+        return {str(k): int(v) for k, v in data.items()}
+    except (OSError, ValueError, AttributeError):
+        return {}
+
+
+def _write_ledger(db_dir: Path, ledger: dict[str, int]) -> None:
+    from edgekit.artifact import write_text_atomic
+
+    write_text_atomic(db_dir / LEDGER, json.dumps(ledger, indent=1, sort_keys=True) + "\n")
+
+
+def _record_count(database: Any, task: Any) -> int:
+    mod = task.dispatched[0]
+    if not database.has_workload(mod):
+        return 0
+    return len(database.get_top_k(database.commit_workload(mod), 1 << 20))
 
 
 def covered_tasks(mod: Any, target: Any, db_dir: Path) -> tuple[int, int]:

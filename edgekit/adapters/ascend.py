@@ -172,7 +172,7 @@ class AscendAdapter(NpuAdapter):
             atc.reason = "not run: needs the AMCT deploy model first"
         steps.append(atc)
         (plan / "atc_command.sh").write_text("#!/bin/sh\n# run in the bundle directory\nset -e\n"
-                                             + "\n".join(s.command for s in steps) + "\n")
+                                             + "\n".join(s.portable_command for s in steps) + "\n")
         info["atc"] = {"argv": atc.argv, "command": atc.command, "soc_version": profile.soc_version,
                        "precision_mode": atc.argv[7].split("=", 1)[1]}
         return steps

@@ -231,14 +231,22 @@ class TargetAdapter(ABC):
         return Availability.yes(caps.toolchain.reason)
 
     def check(self, model: Path, target: TargetProfile) -> SupportReport:
-        """Per-node support; the default says every node is supported by the ONNX reference."""
+        """Per-node support; the default: standard ONNX ops are supported, custom-domain ops unknown."""
+        import onnx
+
         from edgekit.onnxio import load_onnx
 
-        graph = load_onnx(model).graph
-        return SupportReport(
-            target.name, self.name,
-            [NodeVerdict(n.name, n.op_type, "supported", "executes the standard ONNX op") for n in graph.node],
-        )
+        verdicts = []
+        for n in load_onnx(model).graph.node:
+            domain = "" if n.domain in ("", "ai.onnx") else n.domain
+            if domain in ("", "ai.onnx.ml") and onnx.defs.has(n.op_type, domain):
+                verdicts.append(NodeVerdict(n.name, n.op_type, "supported", "executes the standard ONNX op"))
+            elif domain == "":
+                verdicts.append(NodeVerdict(n.name, n.op_type, "unsupported", f"'{n.op_type}' is not an ONNX operator"))
+            else:  # e.g. com.microsoft contrib ops, or a user's custom op: only where a kernel is registered
+                reason = f"custom-domain op ({domain}): runs only where a kernel for it is registered"
+                verdicts.append(NodeVerdict(n.name, n.op_type, "unknown", reason))
+        return SupportReport(target.name, self.name, verdicts)
 
     @abstractmethod
     def compile(self, model: Path, target: TargetProfile, options: CompileOptions, out_dir: Path) -> CompiledModel:

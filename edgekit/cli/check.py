@@ -22,40 +22,44 @@ def check_cmd(
     json: JsonOpt = None,
 ) -> None:
     """Which ops run on the target's NPU, fall back, are unsupported or unknown (each with its source)."""
+    from rich.markup import escape
+
     from edgekit.artifact import to_jsonable
     from edgekit.checks.support import check, op_table
 
     console = out(json)
     report = check(model, target)
     details = report.details
-    table = Table(title=f"{model.name} on {report.target} ({report.adapter})", title_justify="left")
+    table = Table(title=escape(f"{model.name} on {report.target} ({report.adapter})"), title_justify="left")
     for col in ("op type", "nodes", "verdict", "reason", "source"):
         table.add_column(col, overflow="fold")
     for row in details.get("op_table") or op_table(report.verdicts):
         style = _STYLE.get(row["verdict"], "white")
         counts = ", ".join(f"{k} {v}" for k, v in row["verdicts"].items())
         mixed = "" if len(row["verdicts"]) == 1 else f" ({counts})"
-        table.add_row(row["op_type"], str(row["count"]), f"[{style}]{row['verdict']}[/]{mixed}",
-                      "; ".join(row["reasons"])[:300], "\n".join(row["sources"]))
+        # escape: rule texts and op names are data ("[...]" in them is not Rich markup)
+        table.add_row(escape(row["op_type"]), str(row["count"]), f"[{style}]{row['verdict']}[/]{escape(mixed)}",
+                      escape("; ".join(row["reasons"])[:300]), escape("\n".join(row["sources"])))
     console.print(table)
     part = details.get("partition")
     if part:
         console.print(
             f"partition: {part['npu_subgraphs']} NPU subgraph(s), {part['cpu_fallbacks']} CPU fallback node(s), "
-            f"{part['mac_share_npu'] * 100:.1f}% of {part['total_macs'] / 1e6:.1f} M MACs on the NPU, "
-            f"{part['host_device_copies']} host<->device copies ({part['host_device_copy_bytes']} bytes)"
+            + (f"{part['mac_share_npu'] * 100:.1f}% of {part['total_macs'] / 1e6:.1f} M MACs (estimated) on the NPU, "
+               if part["total_macs"] else "no MACs counted (no Conv/Gemm/MatMul with known shapes), ")
+            + f"{part['host_device_copies']} host<->device copies ({part['host_device_copy_bytes']} bytes)"
             + (f"; {part['assumed_on_npu']} node(s) with verdict unknown assumed on the NPU"
                if part.get("assumed_on_npu") else ""), highlight=False)
     if nodes:
         for v in report.verdicts:
             if v.verdict not in ("npu", "supported"):
-                console.print(f"  {v.node} ({v.op_type}): {v.verdict}: {v.reason}", highlight=False)
+                console.print(escape(f"  {v.node} ({v.op_type}): {v.verdict}: {v.reason}"), highlight=False)
     if report.dynamic_dims:
-        console.print(f"[yellow]dynamic dims to fix[/]: {report.dynamic_dims}", highlight=False)
+        console.print(f"[yellow]dynamic dims to fix[/]: {escape(str(report.dynamic_dims))}", highlight=False)
         fix = details.get("dynamic_fix", {})
         if fix:
-            console.print(f"  {fix['why']}", highlight=False)
-            console.print(f"  fix: [bold]{fix['command']}[/]", highlight=False)
+            console.print(f"  {escape(fix['why'])}", highlight=False)
+            console.print(f"  fix: [bold]{escape(fix['command'])}[/]", highlight=False)
     unsupported = report.unsupported
     if unsupported:
         console.print(f"[bold red]{len(unsupported)} node(s) unsupported[/] on {report.target}: "

@@ -156,6 +156,8 @@ def compile_cmd(
         f"([bold]{result.adapter}[/], {info.get('target')}, {result.precision_used}; "
         f"runs: {provenance_style(str(info.get('run_provenance')))})", highlight=False)
     console.print(f"verified vs ONNX reference on {v.get('inputs')}: {v.get('reason')}", highlight=False)
+    if info.get("note"):  # adapter caveats worth a line, e.g. TVM "untuned: ... compile with tune=True"
+        console.print(f"[yellow]note[/]: {info['note']}", highlight=False)
     if info.get("calibration", {}).get("synthetic"):
         console.print("[yellow]warning[/]: synthetic calibration — int8 accuracy not validated on real data")
     emit_json(result.to_json(), json)

@@ -98,7 +98,8 @@ def _label_output(reference: dict[str, np.ndarray], labels: np.ndarray | None) -
 
 
 def accuracy_report(evalset: EvalSet, candidate: dict[str, np.ndarray]) -> AccuracyReport:
-    comparison = compare_outputs(evalset.reference, candidate, atol=float("inf"), rtol=float("inf"))
+    # nothing is judged by tolerance here; rtol=0 keeps inf * |0| from turning into NaN warnings
+    comparison = compare_outputs(evalset.reference, candidate, atol=float("inf"), rtol=0.0)
     outputs = [OutputAccuracy(o.name, o.cosine, o.sqnr_db, o.max_abs, o.top1_agreement) for o in comparison.outputs]
     fp32_acc = int8_acc = None
     name = _label_output(evalset.reference, evalset.labels)
@@ -121,8 +122,12 @@ class NodeSensitivity:
     cosine: float
     top1_agreement: float | None
     accuracy_drop: float | None = None  # points, when labels are present
-    method: str = "alone"  # alone: quantized alone and run; local: only the per-layer SQNR loss was measured
-    local_loss_db: float | None = None  # SQNR lost across the node inside the full INT8 model
+    method: str = "alone"  # alone: quantized alone and run; local: only the layer SQNR was measured
+    layer_sqnr_db: float | None = None  # SQNR of the error the node itself adds inside the full INT8 model
+
+
+def _worst_if_nan(value: float) -> float:
+    return float("-inf") if np.isnan(value) else value
 
 
 def rank_nodes(
@@ -139,73 +144,190 @@ def rank_nodes(
         top1 = [o.top1_agreement for o in rep.outputs if o.top1_agreement is not None]
         ranked.append(NodeSensitivity(name, op_type, rep.min_sqnr_db, rep.min_cosine, min(top1) if top1 else None,
                                       rep.accuracy_drop))
-    ranked.sort(key=lambda s: (s.sqnr_db, s.cosine))
+    # NaN (non-finite outputs) sorts as most harmful: a NaN key would leave the sort order undefined
+    ranked.sort(key=lambda s: (_worst_if_nan(s.sqnr_db), _worst_if_nan(s.cosine)))
     return ranked
 
 
-def local_sqnr_loss(fp32: onnx.ModelProto, int8_bytes: bytes, nodes: list[tuple[str, str]],
-                    samples: Sequence[Sample], threads: int | None) -> dict[str, float]:
-    """Cheap per-layer view: SQNR (dB) lost across each node inside the full INT8 model.
+TensorPair = tuple[str, str]  # (name in the FP32 model, name in the INT8 model) of the same value
 
-    Exposes every node's first input and output tensor in both models, runs both once per sample and
-    accumulates signal/noise energies (nothing held per sample), then reports SQNR(input) - SQNR(output):
-    the error that node itself adds. Used to pick which nodes are worth quantizing alone.
+
+def match_tensors(fp32: onnx.ModelProto, int8: onnx.ModelProto,
+                  nodes: Sequence[tuple[str, str]]) -> dict[str, tuple[TensorPair, TensorPair]]:
+    """Per node: its first activation input and its output, named in both models, as the node's consumers see them.
+
+    Names cannot be assumed equal: ORT's QDQ writer renames tensors. A removable Relu/Clip is dropped and its
+    producer writes the Relu's output name (the Conv's own output name vanishes); a graph output's producer
+    writes `<name>_QuantizeLinear_Input` and the DequantizeLinear writes `<name>`; consumers read
+    `<name>_DequantizeLinear_Output`. So each node is found by name in the INT8 graph (QDQ keeps node names),
+    its tensors are followed through Q -> DQ to the value actually passed on (rounding included), and the
+    FP32 name is the one of that chain that the FP32 model has. Nodes whose tensors cannot be matched in both
+    models are left out (unmeasured) rather than exposing a name that one model does not have.
+    """
+    fp_inits = {i.name for i in fp32.graph.initializer}
+    fp_values = ({o for n in fp32.graph.node for o in n.output if o}
+                 | {i.name for i in fp32.graph.input if i.name not in fp_inits})
+    q_inits = {i.name for i in int8.graph.initializer}
+    q_values = ({o for n in int8.graph.node for o in n.output if o}
+                | {i.name for i in int8.graph.input if i.name not in q_inits})
+    q_by_name = {n.name: n for n in int8.graph.node if n.name}
+    fp_names = {n.name for n in fp32.graph.node}
+    producer = {o: n for n in int8.graph.node for o in n.output if o}
+    consumers: dict[str, list[onnx.NodeProto]] = {}
+    for n in int8.graph.node:
+        for i in n.input:
+            consumers.setdefault(i, []).append(n)
+
+    def passed_on(tensor: str) -> str:
+        """The DequantizeLinear output that follows `tensor` through its QuantizeLinear, else the tensor."""
+        for q in consumers.get(tensor, []):
+            if q.op_type == "QuantizeLinear" and q.input[0] == tensor:
+                for dq in consumers.get(q.output[0], []):
+                    if dq.op_type == "DequantizeLinear" and dq.input[0] == q.output[0]:
+                        return dq.output[0]
+        return tensor
+
+    def quantized_from(tensor: str) -> str | None:
+        """The float tensor that `tensor` is DQ(Q(.)) of; None for a dequantized weight (no QuantizeLinear)."""
+        dq = producer.get(tensor)
+        if dq is None or dq.op_type != "DequantizeLinear":
+            return tensor
+        q = producer.get(dq.input[0])
+        return q.input[0] if q is not None and q.op_type == "QuantizeLinear" else None
+
+    def fp_of(*names: str | None) -> str | None:
+        return next((n for n in names if n is not None and n in fp_values), None)
+
+    matched: dict[str, tuple[TensorPair, TensorPair]] = {}
+    for name, _ in nodes:
+        node = q_by_name.get(name)
+        if node is None or name not in fp_names or not node.output or node.output[0] not in q_values:
+            continue
+        pair_in = None
+        for tensor in node.input:
+            if not tensor or tensor in q_inits or tensor not in q_values:
+                continue
+            source = quantized_from(tensor)
+            if source is None or source in q_inits:
+                continue  # a weight, not an activation
+            fp_name = fp_of(tensor, source)
+            if fp_name is not None:
+                pair_in = (fp_name, tensor)
+                break
+        q_out = passed_on(node.output[0])
+        fp_out = fp_of(node.output[0], q_out)
+        if pair_in is not None and fp_out is not None:
+            matched[name] = (pair_in, (fp_out, q_out))
+    return matched
+
+
+SHADOW = "edgekit_shadow/"  # prefix of the FP32 copies added next to the INT8 nodes by `layer_sqnr`
+
+
+def _shadow_nodes(node: onnx.NodeProto, q_node: onnx.NodeProto, fp_out: str,
+                  consumers: dict[str, list[onnx.NodeProto]], fp_inits: dict[str, onnx.TensorProto],
+                  add_init: Callable[[str], str]) -> list[onnx.NodeProto] | None:
+    """FP32 copy of a node reading the activations its INT8 twin reads (weights in float), plus the Relu/Clip
+    that QDQ folded into it, so the copy's last output is comparable with the INT8 output `fp_out` stands for."""
+    if len(node.input) != len(q_node.input):
+        return None
+    inputs = [("" if not f else add_init(f) if f in fp_inits else q)
+              for f, q in zip(node.input, q_node.input, strict=True)]
+    chain, current = [node], node.output[0]
+    while current != fp_out:  # follow the folded activation(s) to the tensor the INT8 graph passes on
+        users = consumers.get(current, [])
+        if len(users) != 1 or users[0].op_type not in ("Relu", "Clip") or len(chain) > 3:
+            return None
+        chain.append(users[0])
+        current = users[0].output[0]
+    out: list[onnx.NodeProto] = []
+    previous = None
+    for i, n in enumerate(chain):
+        copy = onnx.NodeProto()
+        copy.CopyFrom(n)
+        copy.name = f"{SHADOW}{n.name}"
+        del copy.input[:]
+        if i == 0:
+            copy.input.extend(inputs)
+        else:
+            copy.input.extend([previous, *("" if not t else add_init(t) if t in fp_inits else t for t in n.input[1:])])
+        del copy.output[:]
+        previous = f"{SHADOW}{n.output[0]}"
+        copy.output.extend([previous, *(f"{SHADOW}{o}" if o else "" for o in n.output[1:])])
+        out.append(copy)
+    return out
+
+
+def layer_sqnr(fp32: onnx.ModelProto, int8_bytes: bytes, nodes: list[tuple[str, str]],
+               samples: Sequence[Sample], threads: int | None) -> dict[str, float]:
+    """Per node, the SQNR (dB) of the error that node ITSELF adds inside the full INT8 model (lower = worse).
+
+    An FP32 copy of each node (float weights, folded Relu/Clip included) is added to the INT8 graph reading
+    the very activations the INT8 node reads; error = INT8 output (after Q -> DQ) - copy's output, signal =
+    the FP32 model's own output of that node. Upstream error cancels out, so a squashing op (Sigmoid) is not
+    credited for shrinking the error it receives, and a late node is not blamed for error it inherits.
+    One run of each model per sample; energies are accumulated (nothing held per sample). Names are matched
+    with `match_tensors`; unmatched nodes are missing from the result.
     """
     from edgekit.onnxio import ort_session
 
     int8 = onnx.ModelProto.FromString(int8_bytes)
-    by_name = {n.name: n for n in fp32.graph.node}
-    graph_inputs = {i.name for i in fp32.graph.input}
-    int8_tensors = {o for n in int8.graph.node for o in n.output} | graph_inputs
+    io_of = match_tensors(fp32, int8, nodes)
+    fp_inits = {i.name: i for i in fp32.graph.initializer}
+    q_by_name = {n.name: n for n in int8.graph.node if n.name}
+    fp_by_name = {n.name: n for n in fp32.graph.node}
     consumers: dict[str, list[onnx.NodeProto]] = {}
     for n in fp32.graph.node:
         for i in n.input:
             consumers.setdefault(i, []).append(n)
+    added: dict[str, str] = {}
 
-    def visible(tensor: str) -> str | None:
-        """The tensor itself, or the output of the Relu/Clip that QDQ folded into its producer."""
-        if tensor in int8_tensors:
-            return tensor
-        users = consumers.get(tensor, [])
-        if len(users) == 1 and users[0].op_type in ("Relu", "Clip") and users[0].output[0] in int8_tensors:
-            return users[0].output[0]
-        return None
+    def add_init(name: str) -> str:
+        if name not in added:
+            copy = onnx.TensorProto()
+            copy.CopyFrom(fp_inits[name])
+            copy.name = added[name] = f"{SHADOW}{name}"
+            int8.graph.initializer.append(copy)
+        return added[name]
 
-    io_of: dict[str, tuple[str, str]] = {}
-    for name, _ in nodes:
-        node = by_name.get(name)
-        if node is None or not node.input or not node.output:
+    triples: dict[str, tuple[str, str, str]] = {}  # node -> (FP32 output, INT8 output, shadow output)
+    for name, (_, (fp_out, q_out)) in io_of.items():
+        shadow = _shadow_nodes(fp_by_name[name], q_by_name[name], fp_out, consumers, fp_inits, add_init)
+        if shadow is None:
             continue
-        t_in, t_out = visible(node.input[0]), visible(node.output[0])
-        if t_in is not None and t_out is not None:
-            io_of[name] = (t_in, t_out)
-    tensors = sorted({t for pair in io_of.values() for t in pair} - graph_inputs)
+        int8.graph.node.extend(shadow)
+        triples[name] = (fp_out, q_out, shadow[-1].output[0])
 
-    def expose(model: onnx.ModelProto) -> Any:
+    def expose(model: onnx.ModelProto, names: set[str]) -> tuple[Any, list[str]]:
+        """A session that also returns `names` (graph inputs are read from the sample instead)."""
         model = onnx.ModelProto.FromString(model.SerializeToString())
+        inputs = {i.name for i in model.graph.input}
         present = {o.name for o in model.graph.output}
-        for t in tensors:
+        fetch = sorted(names - inputs)
+        for t in fetch:
             if t not in present:
                 model.graph.output.append(onnx.ValueInfoProto(name=t))
-        return ort_session(model.SerializeToString(), threads=threads)
+        return ort_session(model.SerializeToString(), threads=threads), fetch
 
-    fp_sess, q_sess = expose(fp32), expose(int8)
-    signal = dict.fromkeys(tensors, 0.0)
-    noise = dict.fromkeys(tensors, 0.0)
+    fp_sess, fp_fetch = expose(fp32, {t[0] for t in triples.values()})
+    q_sess, q_fetch = expose(int8, {t for triple in triples.values() for t in triple[1:]})
+    signal = dict.fromkeys(triples, 0.0)
+    noise = dict.fromkeys(triples, 0.0)
     for sample in samples:
-        ref = dict(zip(tensors, fp_sess.run(tensors, sample), strict=True))
-        got = dict(zip(tensors, q_sess.run(tensors, sample), strict=True))
-        for t in tensors:
-            r = ref[t].astype(np.float64)
-            signal[t] += float(np.sum(r * r))
-            noise[t] += float(np.sum((r - got[t].astype(np.float64)) ** 2))
+        ref = {**sample, **dict(zip(fp_fetch, fp_sess.run(fp_fetch, sample), strict=True))}
+        got = {**sample, **dict(zip(q_fetch, q_sess.run(q_fetch, sample), strict=True))}
+        for name, (fp_out, q_out, shadow) in triples.items():
+            r = np.asarray(ref[fp_out], dtype=np.float64)
+            signal[name] += float(np.sum(r * r))
+            noise[name] += float(np.sum((np.asarray(got[q_out], dtype=np.float64)
+                                         - np.asarray(got[shadow], dtype=np.float64)) ** 2))
 
-    def sqnr(t: str) -> float:
-        if t in graph_inputs or noise[t] <= 1e-12 * max(signal[t], 1.0):
-            return 120.0  # exact (cap keeps differences finite)
-        return min(120.0, 10.0 * float(np.log10(max(signal[t], 1e-30) / noise[t])))
+    def sqnr(name: str) -> float:
+        if noise[name] <= 1e-12 * max(signal[name], 1.0):
+            return 120.0  # exact (cap keeps the table finite)
+        return min(120.0, 10.0 * float(np.log10(max(signal[name], 1e-30) / noise[name])))
 
-    return {name: sqnr(t_in) - sqnr(t_out) for name, (t_in, t_out) in io_of.items()}
+    return {name: sqnr(name) for name in triples}
 
 
 # ------------------------------------------------------------------------------------ speed

@@ -282,7 +282,7 @@ def _load_weights(module: Any, path: Path) -> None:
     try:
         state = torch.load(str(path), map_location="cpu", weights_only=True)
     except Exception as exc:
-        raise BadInputError(f"cannot read weights safely ({_first_line(exc)})", path=path,
+        raise BadInputError(f"cannot read weights safely ({type(exc).__name__}: {_first_line(exc)})", path=path,
                             hint="save a plain state_dict: torch.save(model.state_dict(), path)") from None
     for key in ("state_dict", "model_state_dict", "model"):
         if isinstance(state, dict) and isinstance(state.get(key), dict):
@@ -292,7 +292,9 @@ def _load_weights(module: Any, path: Path) -> None:
     try:
         module.load_state_dict(state, strict=True)
     except Exception as exc:
-        raise BadInputError(f"weights do not fit the model ({_first_line(exc)[:300]})", path=path,
+        # all lines: the first one only says "Error(s) in loading state_dict", the keys follow
+        detail = " ".join(str(exc).split())[:400]
+        raise BadInputError(f"weights do not fit the model ({detail})", path=path,
                             hint="the factory must build the same architecture the weights were saved from") from None
 
 

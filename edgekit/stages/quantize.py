@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 import tempfile
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
@@ -45,14 +45,14 @@ from edgekit.stages._quant_eval import (
     NodeSensitivity,
     SpeedReport,
     accuracy_report,
-    local_sqnr_loss,
+    layer_sqnr,
     measure_speed,
     rank_nodes,
     run_all,
 )
 from edgekit.stages.calibration import CalibrationReader, open_source
 
-LOCAL_SAMPLES = 8  # samples for the per-layer SQNR pre-ranking
+LOCAL_SAMPLES = 8  # samples for the layer-SQNR pre-ranking
 MIN_HOLDOUT = 5  # below this many calibration samples, evaluation reuses them (flagged)
 
 
@@ -74,7 +74,7 @@ class QuantizeOptions:
     require_speedup: bool = False
     threads: int | None = None
     sensitivity: bool = True
-    sensitivity_nodes: int = 12  # cap on nodes quantized alone (pre-ranked by per-layer SQNR loss above it)
+    sensitivity_nodes: int = 12  # cap on nodes quantized alone (pre-ranked by layer SQNR above it)
     sensitivity_samples: int = 16
     speed: bool = True
     speed_seconds: float = 1.0  # per model, interleaved
@@ -310,26 +310,33 @@ def quantize(
             value, met = judge(full_report)
             steps.append(BudgetStep((), value, met))
             order = [s.node for s in sensitivity]
-            k = 0
-            while not met and k < len(order):
-                k += 1
-                trial = order[:k]
-                if len(trial) >= len(candidates):
-                    break  # everything float is FP32, not an INT8 result
-                data, session = build(trial)
+            tried: dict[int, tuple[bytes, AccuracyReport] | None] = {}
+
+            def trial(k: int) -> bool | None:
+                """Keep the k most sensitive nodes float: True/False = budget met/missed, None = not INT8 any more."""
+                kept = order[:k]
+                if len(kept) >= len(candidates):
+                    return None  # everything float is FP32, not an INT8 result
+                data, session = build(kept)
                 if not has_int8_compute(quantized_nodes(data)):
-                    break  # only data movement left in INT8: that is FP32 under another name
+                    return None  # only data movement left in INT8: that is FP32 under another name
                 report = accuracy_report(evalset, run_all(session, evalset.samples))
-                value, met = judge(report)
-                steps.append(BudgetStep(tuple(trial), value, met))
-                if met:
-                    chosen_bytes, chosen_report, excluded = data, report, list(trial)
+                value, ok = judge(report)
+                steps.append(BudgetStep(tuple(kept), value, ok))
+                tried[k] = (data, report) if ok else None
+                return ok
+
+            if not met and (k := fewest_kept_float(len(order), trial)) is not None:
+                met = True
+                chosen_bytes, chosen_report = tried[k] or (full_bytes, full_report)  # tried[k] is set: k met
+                excluded = list(order[:k])
+            steps.sort(key=lambda s: len(s.kept_float))
 
         quantized = quantized_nodes(chosen_bytes)
         result = QuantizeResult(None, chosen_report, full_report, sensitivity, excluded, user_excluded, None, opts,
                                 calibration, quantized, steps, budget_text, notes, warnings)
         if not met:
-            best = max(steps[1:] or steps, key=lambda s: s.value if opts.min_sqnr is not None else -s.value)
+            best = max(steps, key=lambda s: s.value if opts.min_sqnr is not None else -s.value)
             raise _failed(result, f"no INT8 setting meets the budget ({budget_text}): best was {best.value:.3g} with "
                           f"{len(best.kept_float)} node(s) kept in float", source.path,
                           "relax the budget, give more representative calibration data, or try --method entropy/"
@@ -351,23 +358,56 @@ def quantize(
     return result
 
 
+def fewest_kept_float(n: int, trial: Callable[[int], bool | None], *, linear: int = 4) -> int | None:
+    """Smallest k in 1..n for which `trial(k)` (keep the k most sensitive nodes float) meets the budget.
+
+    k = 1..`linear` are tried in turn, then k doubles, then the gap between the last miss and the first hit
+    is bisected: O(log n) quantize-and-evaluate rounds instead of n on models with hundreds of nodes.
+    `trial` returns None when k nodes float leave no INT8 result (every larger k then too): the search
+    then tries the largest k below it once and stops. None when no k meets the budget. With a budget
+    that is not monotone in k the result meets the budget but may not be the smallest such k.
+    """
+    lo, hi, limit, k = 0, None, n, 1  # lo: largest k known to miss (0 = full INT8)
+    while hi is None and lo < limit:
+        k = min(k, limit)
+        outcome = trial(k)
+        if outcome is None:
+            limit = k - 1
+            k = limit
+        elif outcome:
+            hi = k
+        else:
+            lo = k
+            k = k + 1 if k < linear else 2 * k
+    if hi is None:
+        return None
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if trial(mid):
+            hi = mid
+        else:
+            lo = mid
+    return hi
+
+
 def _sensitivity(prepared: Prepared, full_bytes: bytes, candidates: list[tuple[str, str]], sens_set: EvalSet,
                  opts: QuantizeOptions, notes: list[str], threads: int,
                  quantize_only: Any) -> list[NodeSensitivity]:
-    """Rank arithmetic nodes: quantize each alone (capped); above the cap, pre-rank by per-layer SQNR loss."""
+    """Rank arithmetic nodes: quantize each alone (capped); above the cap, pre-rank by layer SQNR."""
     compute = [c for c in candidates if c[1] not in DATA_MOVEMENT_OPS]
-    loss: dict[str, float] = {}
+    layer: dict[str, float] = {}
     alone, rest = compute, []
     if len(compute) > opts.sensitivity_nodes:
-        loss = local_sqnr_loss(prepared.model, full_bytes, compute, sens_set.samples[:LOCAL_SAMPLES], threads)
-        ordered = sorted(compute, key=lambda c: -loss.get(c[0], float("-inf")))
+        layer = layer_sqnr(prepared.model, full_bytes, compute, sens_set.samples[:LOCAL_SAMPLES], threads)
+        ordered = sorted(compute, key=lambda c: layer.get(c[0], float("inf")))  # unmeasured last
         alone, rest = ordered[:opts.sensitivity_nodes], ordered[opts.sensitivity_nodes:]
-        notes.append(f"sensitivity: {len(compute)} quantized arithmetic nodes; the {len(alone)} losing the most "
-                     f"SQNR inside the full INT8 model were quantized alone, the rest ranked by that loss only")
+        notes.append(f"sensitivity: {len(compute)} quantized arithmetic nodes; the {len(alone)} adding the most "
+                     f"error inside the full INT8 model (lowest layer SQNR) were quantized alone, the rest ranked "
+                     f"by layer SQNR only")
     ranked = rank_nodes(alone, quantize_only, lambda data: check_loads(data, threads=threads), sens_set)
-    ranked = [replace(r, local_loss_db=loss.get(r.node)) for r in ranked]
+    ranked = [replace(r, layer_sqnr_db=layer.get(r.node)) for r in ranked]
     nan = float("nan")
-    return ranked + [NodeSensitivity(n, op, nan, nan, None, None, "local", loss.get(n)) for n, op in rest]
+    return ranked + [NodeSensitivity(n, op, nan, nan, None, None, "local", layer.get(n)) for n, op in rest]
 
 
 def _failed(result: QuantizeResult, message: str, path: Path, hint: str) -> CheckFailedError:
@@ -436,4 +476,4 @@ def quantize_onnx(
     return onnx.ModelProto.FromString(data)
 
 
-__all__ = ["BudgetStep", "QuantizeOptions", "QuantizeResult", "quantize", "quantize_onnx"]
+__all__ = ["BudgetStep", "QuantizeOptions", "QuantizeResult", "fewest_kept_float", "quantize", "quantize_onnx"]

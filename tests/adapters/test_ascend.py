@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -113,6 +114,10 @@ def test_int8_writes_the_amct_plan_and_emulates_amct_style(tmp_path, fake_atc):
     assert info["emulation"]["scheme"]["symmetric_activations"] is False
     assert info["emulated_accuracy"]["provenance"] == "emulated" and info["emulated_accuracy"]["min_cosine"] > 0.9
     assert info["precision_used"] == "int8"
+    # the plan runs on the vendor host: no path to this machine's interpreter (QA regression)
+    script = (bundle / "plan/atc_command.sh").read_text()
+    assert "python3 plan/amct_calibrate.py" in script and sys.executable not in script
+    assert sys.executable not in info["vendor_build"]["run_later"]
 
 
 def test_unsupported_model_is_refused_with_exit_3(tmp_path, no_atc):

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
+import onnx
+import pytest
 from typer.testing import CliRunner
 
 from edgekit.cli import app
@@ -18,3 +21,90 @@ def test_error_line_keeps_user_text_verbatim(tmp_path: Path) -> None:
     assert result.exit_code == 2
     line = result.stderr.strip()
     assert len(line.splitlines()) == 1 and "a[x]:boom:.onnx" in line.replace("\n", "")
+
+
+def test_weights_that_do_not_fit_name_the_keys(tmp_path: Path) -> None:
+    """The error once stopped at "Error(s) in loading state_dict for LeNet5:", hiding which keys differ."""
+    torch = pytest.importorskip("torch")
+    weights = tmp_path / "sd.pt"
+    torch.save(torch.nn.Conv2d(3, 4, 3).state_dict(), weights)
+    result = runner.invoke(app, ["export", "zoo:lenet5", "--weights", str(weights), "-o", str(tmp_path / "x.onnx")])
+    assert result.exit_code == 2
+    line = " ".join(result.stderr.split())
+    assert "do not fit" in line and "Missing key(s)" in line and "Unexpected key(s)" in line
+    garbage = tmp_path / "garbage.pt"
+    garbage.write_text("hello")
+    result = runner.invoke(app, ["export", "zoo:lenet5", "--weights", str(garbage), "-o", str(tmp_path / "x.onnx")])
+    assert result.exit_code == 2 and "Error" in result.stderr  # the exception kind, not a bare "(101)"
+    assert not (tmp_path / "x.onnx").exists()
+
+
+def test_check_renders_node_names_verbatim_and_labels_macs(tmp_path: Path) -> None:
+    """`check --nodes` ate "[...]" in node names (Rich markup); partition MACs were unlabelled and
+    a model without MAC-counted ops showed "100.0% of 0.0 M MACs on the NPU"."""
+    from tests._npu_helpers import detector, loop_model
+
+    det = detector(tmp_path / "det.onnx")
+    result = runner.invoke(app, ["check", str(det), "--target", "ascend310"])
+    assert result.exit_code == 0, result.output
+    assert "MACs (estimated)" in " ".join(result.stdout.split())
+
+    model = onnx.load(str(loop_model(tmp_path / "loop.onnx")))
+    loop = next(n for n in model.graph.node if n.op_type == "Loop")
+    loop.name = "body[step]"
+    path = tmp_path / "loop_named.onnx"
+    onnx.save(model, str(path))
+    result = runner.invoke(app, ["check", str(path), "--target", "ascend310", "--nodes"])
+    assert result.exit_code == 3
+    text = " ".join(result.stdout.split())
+    assert "body[step] (Loop): unsupported" in text
+
+    from onnx import TensorProto, helper
+
+    value = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])
+    relu = helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "g", [value],
+                             [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])])
+    path = tmp_path / "relu.onnx"
+    onnx.save(helper.make_model(relu, opset_imports=[helper.make_opsetid("", 17)], ir_version=8), str(path))
+    result = runner.invoke(app, ["check", str(path), "--target", "ascend310"])
+    assert result.exit_code == 0 and "no MACs counted" in " ".join(result.stdout.split())
+
+
+def test_missing_external_data_is_named(tmp_path: Path) -> None:
+    """An .onnx whose external weights file is missing was reported as "not a valid ONNX file"."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    weight = numpy_helper.from_array(np.ones((4, 4), np.float32), "w")
+    graph = helper.make_graph([helper.make_node("MatMul", ["x", "w"], ["y"])], "g",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])], [weight])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+    path = tmp_path / "m.onnx"
+    onnx.save_model(model, str(path), save_as_external_data=True, location="m.data", size_threshold=0)
+    assert runner.invoke(app, ["inspect", str(path)]).exit_code == 0
+    (tmp_path / "m.data").unlink()
+    result = runner.invoke(app, ["inspect", str(path)])
+    assert result.exit_code == 2
+    assert "external data file(s) not found: m.data" in " ".join(result.stderr.split())
+
+
+def test_default_check_does_not_call_custom_ops_supported(tmp_path: Path) -> None:
+    """`check --target cpu` once said a custom-domain op "executes the standard ONNX op"."""
+    from onnx import TensorProto, helper
+
+    from edgekit.adapters.base import NodeVerdict
+    from edgekit.adapters.null import NullAdapter
+    from edgekit.targets import get_profile
+
+    nodes = [helper.make_node("MyOp", ["x"], ["y"], name="mine", domain="com.acme"),
+             helper.make_node("Relu", ["y"], ["z"], name="relu")]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])],
+                              [helper.make_tensor_value_info("z", TensorProto.FLOAT, [1, 4])])
+    model = helper.make_model(graph, ir_version=8,
+                              opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("com.acme", 1)])
+    path = tmp_path / "custom.onnx"
+    onnx.save(model, str(path))
+    report = NullAdapter().check(path, get_profile("cpu"))
+    verdicts = {v.node: v for v in report.verdicts}
+    assert isinstance(verdicts["mine"], NodeVerdict) and verdicts["mine"].verdict == "unknown"
+    assert verdicts["relu"].verdict == "supported"

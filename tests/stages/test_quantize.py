@@ -11,13 +11,14 @@ from edgekit.errors import BadInputError, CheckFailedError
 from edgekit.onnxio import opset_version, quantization_info, run_reference
 from edgekit.stages import quantize as qmod
 from edgekit.stages._quant_eval import SpeedReport
-from edgekit.stages.quantize import quantize, quantize_onnx
+from edgekit.stages.quantize import fewest_kept_float, quantize, quantize_onnx
 from tests._quant_helpers import (
     OUTLIER_NODES,
     labelled_by_reference,
     outlier_model,
     random_samples,
     small_conv_model,
+    unet_like_model,
     write_npz,
 )
 
@@ -168,13 +169,13 @@ def test_quantize_onnx_api_for_other_stages(small):
     assert quantization_info(model).format == "QDQ"
 
 
-def test_sensitivity_cap_preranks_by_layer_sqnr_loss(outlier, tmp_path):
+def test_sensitivity_cap_preranks_by_layer_sqnr(outlier, tmp_path):
     result = quantize(outlier["model"], tmp_path / "q.onnx", outlier["calib"], eval=outlier["eval"],
                       sensitivity_nodes=1, speed=False)
     alone = [s for s in result.sensitivity if s.method == "alone"]
     local = [s for s in result.sensitivity if s.method == "local"]
     assert len(alone) == 1 and alone[0].node in OUTLIER_NODES and local
-    assert all(s.local_loss_db is not None for s in result.sensitivity)
+    assert all(s.layer_sqnr_db is not None for s in result.sensitivity)
     assert any("quantized alone" in n for n in result.notes)
     assert "flatten" not in {s.node for s in result.sensitivity}  # data movement is not ranked
 
@@ -190,3 +191,106 @@ def test_pre_process_failure_falls_back_with_a_note(small, tmp_path, monkeypatch
     result = quantize(small["model"], out, small["calib"], **FAST)
     assert any("quant_pre_process failed" in n for n in result.notes)
     assert quantization_info(onnx.load(str(out))).format == "QDQ"
+
+
+# ---------------------------------------------------------------- per-layer pass on renamed QDQ tensors (U-Net)
+
+UNET_COMPUTE = {"enc1", "enc2", "up_t", "up_conv", "dec", "head"}
+
+
+@pytest.fixture(scope="module")
+def unet(tmp_path_factory):
+    root = tmp_path_factory.mktemp("unet")
+    model = unet_like_model(root / "unet.onnx")
+    return {"model": model, "samples": random_samples((1, 2, 16, 16), 8, seed=2), "root": root}
+
+
+@pytest.mark.parametrize("symmetric", [False, True], ids=["relu-folded", "relu-kept"])
+def test_local_sqnr_loss_follows_qdq_renames(unet, tmp_path, symmetric):
+    """Regression: the per-layer pass exposed FP32 names that ORT's QDQ writer had renamed (a Relu folded into
+    its Conv) and onnxruntime refused the model ("Graph output (c1) does not exist in the graph")."""
+    from edgekit.stages._quant_core import DATA_MOVEMENT_OPS, QdqSettings, calibrate, prepare_model, quantize_qdq
+    from edgekit.stages._quant_core import quantized_nodes as qnodes
+    from edgekit.stages._quant_eval import local_sqnr_loss, match_tensors
+
+    prepared = prepare_model(onnx.load(str(unet["model"])), tmp_path, per_channel=True)
+    ranges = calibrate(prepared, unet["samples"], tmp_path, symmetric=symmetric)
+    data = quantize_qdq(prepared, ranges, QdqSettings(symmetric_activations=symmetric), workdir=tmp_path)
+    compute = [c for c in qnodes(data) if c[1] not in DATA_MOVEMENT_OPS]
+    assert {n for n, _ in compute} == UNET_COMPUTE
+    int8 = onnx.ModelProto.FromString(data)
+    folded = "c1" not in {o for n in int8.graph.node for o in n.output}
+    assert folded != symmetric  # ORT folds the Relu only with asymmetric (uint8) activations
+
+    pairs = match_tensors(prepared.model, int8, compute)
+    assert set(pairs) == UNET_COMPUTE
+    (enc1_in, enc1_out), head_out = pairs["enc1"], pairs["head"][1]
+    assert enc1_in[0] == "x" and enc1_in[1] != "x"  # the quantized input the Conv reads, vs the FP32 input
+    assert enc1_out[0] == ("r1" if folded else "c1")  # compared after the Relu when QDQ folded it
+    assert head_out == ("mask", "mask")  # graph output: the DequantizeLinear writes the original name
+
+    loss = local_sqnr_loss(prepared.model, data, compute, unet["samples"][:4], threads=1)
+    assert set(loss) == UNET_COMPUTE
+    # each node adds a few dB of rounding error; comparing a float Conv output with the FP32 Relu output
+    # (or a capped exact input) gave +-20..120 dB here
+    assert all(-3.0 < v < 15.0 for v in loss.values()), loss
+
+
+def test_sensitivity_with_the_per_layer_pass_runs_on_a_unet(unet, tmp_path):
+    result = quantize(unet["model"], tmp_path / "q.onnx", "synthetic", calib_samples=8, eval_samples=8,
+                      sensitivity_nodes=2, speed=False)
+    assert {s.node for s in result.sensitivity} == UNET_COMPUTE
+    assert [s.method for s in result.sensitivity].count("alone") == 2
+    assert all(s.layer_sqnr_db is not None for s in result.sensitivity)
+
+
+@pytest.mark.parametrize("n", [1, 5, 37, 200])
+def test_fewest_kept_float_finds_the_threshold_in_log_rounds(n):
+    for threshold in sorted(t for t in {1, 2, 4, 5, n // 2 + 1, n - 1, n} if 1 <= t <= n):
+        calls: list[int] = []
+
+        def trial(k: int, t: int = threshold, seen: list[int] = calls) -> bool:
+            seen.append(k)
+            return k >= t
+
+        assert fewest_kept_float(n, trial) == threshold
+        assert len(calls) == len(set(calls))  # never the same k twice
+        assert len(calls) <= 4 + 2 * max(1, n).bit_length()
+    assert fewest_kept_float(n, lambda k: False) is None
+
+
+def test_fewest_kept_float_stops_where_no_int8_is_left():
+    calls: list[int] = []
+
+    def trial(k: int) -> bool | None:
+        calls.append(k)
+        return None if k > 10 else k >= 10  # k > 10 would leave nothing in INT8
+
+    assert fewest_kept_float(100, trial) == 10
+    assert max(calls) <= 16
+    assert fewest_kept_float(100, lambda k: None if k > 10 else False) is None
+
+
+def test_rank_nodes_puts_non_finite_outputs_first():
+    from types import SimpleNamespace
+
+    from edgekit.stages._quant_eval import EvalSet, rank_nodes
+
+    ref = np.array([[1.0, 2.0, 3.0, 4.0]], np.float32)
+    outputs = {"good": ref + 0.01, "nan": np.full_like(ref, np.nan), "bad": ref + 1.0}
+
+    class FakeSession:
+        def __init__(self, out: np.ndarray):
+            self.out = out
+
+        def get_outputs(self):
+            return [SimpleNamespace(name="y")]
+
+        def run(self, names, sample):
+            return [self.out]
+
+    evalset = EvalSet([{"x": np.zeros((1, 4), np.float32)}], None, "fake", True, {"y": ref})
+    with np.errstate(invalid="ignore"):
+        ranked = rank_nodes([(n, "Conv") for n in outputs], str.encode,
+                            lambda data: FakeSession(outputs[data.decode()]), evalset)
+    assert [r.node for r in ranked] == ["nan", "bad", "good"]

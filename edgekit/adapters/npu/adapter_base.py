@@ -12,6 +12,7 @@ import importlib.util
 import json
 import shlex
 import subprocess
+import sys
 from abc import abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -61,6 +62,12 @@ class VendorStep:
     @property
     def command(self) -> str:
         return shlex.join(self.argv)
+
+    @property
+    def portable_command(self) -> str:
+        """The command for the plan files: the vendor host has its own Python, not this machine's venv."""
+        argv = ["python3", *self.argv[1:]] if self.argv and self.argv[0] == sys.executable else self.argv
+        return shlex.join(argv)
 
     def to_json(self) -> dict[str, Any]:
         return {"tool": self.tool, "argv": self.argv, "command": self.command, "cwd": self.cwd,
@@ -272,8 +279,8 @@ class NpuAdapter(TargetAdapter):
             "ran": built,
             "reason": "vendor tool ran; its output is packed in the bundle" if built else
                       next((s.reason for s in steps if s.reason), info.get("vendor_build_blocked") or "not run"),
-            "commands": [s.command for s in steps],
-            "run_later": f"cd BUNDLE && {' && '.join(s.command for s in steps)}",
+            "commands": [s.portable_command for s in steps],
+            "run_later": f"cd BUNDLE && {' && '.join(s.portable_command for s in steps)}",
             "steps": [s.to_json() for s in steps],
             "vendor_model": self.vendor_model_file() if built else None,
         }

@@ -112,6 +112,7 @@ class TvmAdapter(TargetAdapter):
             return Capabilities(("fp32",), False, no, no)
         version = Availability.yes(f"apache-tvm {tvm.__version__}")
         if target.kind == "cpu":
+            version = Availability.yes(f"apache-tvm {tvm.__version__}; untuned unless -O tune=true")
             return Capabilities(("fp32",), False, version, Availability.yes(f"host CPU (llvm -mcpu={host_cpu()})"),
                                 notes=(UNTUNED_NOTE + " (default tune=False)",
                                        "static shapes only: fix dynamic dims with --input-shape"))
@@ -155,6 +156,10 @@ class TvmAdapter(TargetAdapter):
         from tvm import relax
         from tvm.relax.frontend.onnx import from_onnx
 
+        missing = sorted({v.op_type for v in self.check(model, target).unsupported})
+        if missing:
+            raise UnsupportedError(f"TVM's Relax ONNX frontend has no converter for {', '.join(missing)}", path=model,
+                                   hint="try --backend onnxruntime or openvino")
         proto = load_onnx(model)
         fixed = {s.name: s for s in options.input_shapes}
         shapes = {}
@@ -179,6 +184,7 @@ class TvmAdapter(TargetAdapter):
                                                   dlight.gpu.GeneralReduction(), dlight.gpu.Fallback())(mod)
             info["tuned"] = False
             info["schedules"] = "dlight default GPU schedules"
+            info["note"] = "CUDA build with dlight's default GPU schedules (not MetaSchedule-tuned)"
         else:
             db_dir = Path(opts["tuning_db"]).expanduser() if "tuning_db" in opts else tuning.default_db_dir(target_obj)
             with tuning.quiet_tvm_logs():
@@ -187,8 +193,8 @@ class TvmAdapter(TargetAdapter):
                     tasks, covered = outcome.tasks, outcome.tasks_with_records
                     info["tuning"] = {k: v for k, v in vars(outcome).items() if k != "task_names"}
                 else:
-                    tasks, covered = tuning.covered_tasks(mod, target_obj, db_dir) if opts.get("use_db", True) \
-                        else (0, 0)
+                    tasks, covered = tuning.covered_tasks(mod, target_obj, db_dir)
+                    covered = covered if opts.get("use_db", True) else 0
                 if covered:
                     with target_obj, tuning.open_database(db_dir):
                         mod = relax.transform.MetaScheduleApplyDatabase()(mod)

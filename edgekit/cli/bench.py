@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from edgekit.cli._common import JsonOpt, ThreadsOpt, command, emit_json, fmt_num, out, provenance_style
@@ -45,7 +46,9 @@ def budget_table(verdicts: list[BudgetVerdict], title: str = "budgets") -> Table
         if v.margin_pct is not None:
             margin_text += f" ({v.margin_pct:+.0f}%)"
         name = v.name if v.kind == "latency" else f"{v.kind}: {v.name}"
-        table.add_row(name, f"{_fmt(v.measured)} {v.unit}".strip(), f"{v.op} {_fmt(v.limit)}",
+        # accuracy figures sit near 1 (cosine 0.999998): 4 digits would print "1" against ">= 0.9999"
+        fmt = _fmt if v.kind != "accuracy" else (lambda x: "—" if x is None else f"{x:.6g}")
+        table.add_row(name, f"{fmt(v.measured)} {v.unit}".strip(), f"{v.op} {fmt(v.limit)}",
                       margin_text, provenance_style(v.provenance), _STATUS.get(v.status, v.status))
     return table
 
@@ -53,7 +56,7 @@ def budget_table(verdicts: list[BudgetVerdict], title: str = "budgets") -> Table
 def print_verdict_notes(verdicts: list[BudgetVerdict], console: Console) -> None:
     for v in verdicts:
         if v.note:
-            console.print(f"[dim]  {v.name} ({v.source}): {v.note}[/]", highlight=False)
+            console.print(f"[dim]  {escape(f'{v.name} ({v.source}): {v.note}')}[/]", highlight=False)
 
 
 def render_bench(result: BenchResult, console: Console) -> None:
@@ -86,7 +89,7 @@ def render_bench(result: BenchResult, console: Console) -> None:
         console.print(f"latency: [magenta]{fmt_num(result.estimate.get('latency_ms'))} ms estimated[/] "
                       "(cost model, not measured on the device)", highlight=False)
         for assumption in list(result.estimate.get("assumptions") or [])[:6]:
-            console.print(f"  [dim]assumes: {assumption}[/]", highlight=False)
+            console.print(f"  [dim]assumes: {escape(str(assumption))}[/]", highlight=False)
     timings = [(name, value) for name, value in (("compile", result.compile_ms), ("load", result.load_ms),
                                                  ("cold first run", result.cold_ms)) if value is not None]
     if timings:
@@ -102,9 +105,9 @@ def render_bench(result: BenchResult, console: Console) -> None:
         console.print(budget_table(result.verdicts))
         print_verdict_notes(result.verdicts, console)
     for warning in result.warnings:
-        console.print(f"[yellow]warning[/]: {warning}", highlight=False)
+        console.print(f"[yellow]warning[/]: {escape(str(warning))}", highlight=False)
     for note in result.notes:
-        console.print(f"[dim]note: {note}[/]", highlight=False)
+        console.print(f"[dim]note: {escape(str(note))}[/]", highlight=False)
 
 
 def finish(result: Any, console: Console, json: str | None) -> None:

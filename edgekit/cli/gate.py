@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 
 from edgekit.cli._common import JsonOpt, ThreadsOpt, command, out
 from edgekit.cli.bench import (
@@ -55,9 +56,9 @@ def gate_cmd(
     console.print(budget_table(result.verdicts, title=f"stored budgets of {path}"))
     print_verdict_notes(result.verdicts, console)
     for note in result.notes:
-        console.print(f"[dim]note: {note}[/]", highlight=False)
+        console.print(f"[dim]note: {escape(str(note))}[/]", highlight=False)
     for failure in result.failures:
-        console.print(f"[bold red]failed[/]: {failure}", highlight=False)
+        console.print(f"[bold red]failed[/]: {escape(str(failure))}", highlight=False)
     if junit is not None:
         write_junit(junit, result.verdicts, suite="edgekit.gate", classname=f"edgekit.gate.{path.name}")
         console.print(f"wrote {junit}", highlight=False)

@@ -134,8 +134,8 @@ def render(result: QuantizeResult, console: Console) -> None:
     if result.sensitivity:
         sens = Table(title="sensitivity: each node quantized alone (lowest output SQNR = most harmful)",
                      title_justify="left")
-        layer = any(s.layer_sqnr_db is not None for s in result.sensitivity)
-        for col in ("#", "node", "op", "SQNR dB", "cosine", "top-1 agree", *(("layer SQNR dB",) if layer else ())):
+        layer = any(s.local_loss_db is not None for s in result.sensitivity)
+        for col in ("#", "node", "op", "SQNR dB", "cosine", "top-1 agree", *(("layer loss dB",) if layer else ())):
             sens.add_column(col, justify="left" if col in ("node", "op") else "right",
                             overflow="fold" if col == "node" else "ellipsis")
         for i, s in enumerate(result.sensitivity[:SENSITIVITY_ROWS], 1):
@@ -143,7 +143,7 @@ def render(result: QuantizeResult, console: Console) -> None:
             sens.add_row(str(i), s.node, s.op_type, fmt_num(s.sqnr_db, 3) if alone else "—",
                          f"{s.cosine:.6f}" if alone else "—",
                          "—" if s.top1_agreement is None else f"{100 * s.top1_agreement:.1f}%",
-                         *((fmt_num(s.layer_sqnr_db, 3),) if layer else ()))
+                         *((fmt_num(s.local_loss_db, 3),) if layer else ()))
         console.print(sens)
         if len(result.sensitivity) > SENSITIVITY_ROWS:
             console.print(f"[dim]… {len(result.sensitivity) - SENSITIVITY_ROWS} more in --json[/]")

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
+from rich.markup import escape
 
 from edgekit.cli._common import InputShapeOpt, JsonOpt, OutputOpt, command, emit_json, out
 
@@ -44,7 +45,8 @@ def render(result: SimplifyResult, console: Console) -> None:
     from edgekit.cli.export import comparison_table
 
     if result.fallback_reason:
-        console.print(f"[yellow]fallback[/]: {result.fallback_reason}; used {result.tool}", highlight=False)
+        console.print(f"[yellow]fallback[/]: {escape(str(result.fallback_reason))}; used {result.tool}",
+                      highlight=False)
     if result.fixed_shapes:
         fixed = ", ".join(f"{k}:{'x'.join(map(str, v))}" for k, v in result.fixed_shapes.items())
         console.print(f"fixed input shapes: {fixed}", highlight=False)

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from edgekit.cli._common import JsonOpt, command, emit_json, err_console, out
@@ -39,7 +40,7 @@ def toolchain_cmd(
         console.print(f"installing [bold]{name}[/]: {spec.description} into {env.toolchains_root(path) / name}",
                       highlight=False)
         state, installed = env.install(name, path=path, force=force,
-                                       log=lambda line: err_console.print(f"[dim]{line}[/]", highlight=False))
+                                       log=lambda line: err_console.print(f"[dim]{escape(line)}[/]", highlight=False))
         if installed:
             console.print(f"[green]installed[/] {name} in {state.install_seconds:.0f} s "
                           f"(steps: {', '.join(f'{s:.0f}s' for s in state.step_seconds)})", highlight=False)
@@ -85,7 +86,7 @@ def toolchain_cmd(
         for col in ("check", "ok", "detail"):
             table.add_column(col, overflow="fold")
         for check in report.checks:
-            table.add_row(check.name, "[green]ok[/]" if check.ok else "[red]FAIL[/]", check.detail)
+            table.add_row(check.name, "[green]ok[/]" if check.ok else "[red]FAIL[/]", escape(check.detail))
         console.print(table)
     emit_json({"toolchains": [r.to_json() for r in reports]}, json)
     missing = [r.name for r in reports if r.checks and r.checks[0].name == "installed" and not r.checks[0].ok]

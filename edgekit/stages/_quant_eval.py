@@ -122,8 +122,8 @@ class NodeSensitivity:
     cosine: float
     top1_agreement: float | None
     accuracy_drop: float | None = None  # points, when labels are present
-    method: str = "alone"  # alone: quantized alone and run; local: only the layer SQNR was measured
-    layer_sqnr_db: float | None = None  # SQNR of the error the node itself adds inside the full INT8 model
+    method: str = "alone"  # alone: quantized alone and run; local: only the per-layer SQNR loss was measured
+    local_loss_db: float | None = None  # SQNR lost across the node inside the full INT8 model
 
 
 def _worst_if_nan(value: float) -> float:
@@ -221,82 +221,21 @@ def match_tensors(fp32: onnx.ModelProto, int8: onnx.ModelProto,
     return matched
 
 
-SHADOW = "edgekit_shadow/"  # prefix of the FP32 copies added next to the INT8 nodes by `layer_sqnr`
+def local_sqnr_loss(fp32: onnx.ModelProto, int8_bytes: bytes, nodes: list[tuple[str, str]],
+                    samples: Sequence[Sample], threads: int | None) -> dict[str, float]:
+    """Cheap per-layer view: SQNR (dB) lost across each node inside the full INT8 model.
 
-
-def _shadow_nodes(node: onnx.NodeProto, q_node: onnx.NodeProto, fp_out: str,
-                  consumers: dict[str, list[onnx.NodeProto]], fp_inits: dict[str, onnx.TensorProto],
-                  add_init: Callable[[str], str]) -> list[onnx.NodeProto] | None:
-    """FP32 copy of a node reading the activations its INT8 twin reads (weights in float), plus the Relu/Clip
-    that QDQ folded into it, so the copy's last output is comparable with the INT8 output `fp_out` stands for."""
-    if len(node.input) != len(q_node.input):
-        return None
-    inputs = [("" if not f else add_init(f) if f in fp_inits else q)
-              for f, q in zip(node.input, q_node.input, strict=True)]
-    chain, current = [node], node.output[0]
-    while current != fp_out:  # follow the folded activation(s) to the tensor the INT8 graph passes on
-        users = consumers.get(current, [])
-        if len(users) != 1 or users[0].op_type not in ("Relu", "Clip") or len(chain) > 3:
-            return None
-        chain.append(users[0])
-        current = users[0].output[0]
-    out: list[onnx.NodeProto] = []
-    previous = None
-    for i, n in enumerate(chain):
-        copy = onnx.NodeProto()
-        copy.CopyFrom(n)
-        copy.name = f"{SHADOW}{n.name}"
-        del copy.input[:]
-        if i == 0:
-            copy.input.extend(inputs)
-        else:
-            copy.input.extend([previous, *("" if not t else add_init(t) if t in fp_inits else t for t in n.input[1:])])
-        del copy.output[:]
-        previous = f"{SHADOW}{n.output[0]}"
-        copy.output.extend([previous, *(f"{SHADOW}{o}" if o else "" for o in n.output[1:])])
-        out.append(copy)
-    return out
-
-
-def layer_sqnr(fp32: onnx.ModelProto, int8_bytes: bytes, nodes: list[tuple[str, str]],
-               samples: Sequence[Sample], threads: int | None) -> dict[str, float]:
-    """Per node, the SQNR (dB) of the error that node ITSELF adds inside the full INT8 model (lower = worse).
-
-    An FP32 copy of each node (float weights, folded Relu/Clip included) is added to the INT8 graph reading
-    the very activations the INT8 node reads; error = INT8 output (after Q -> DQ) - copy's output, signal =
-    the FP32 model's own output of that node. Upstream error cancels out, so a squashing op (Sigmoid) is not
-    credited for shrinking the error it receives, and a late node is not blamed for error it inherits.
-    One run of each model per sample; energies are accumulated (nothing held per sample). Names are matched
-    with `match_tensors`; unmatched nodes are missing from the result.
+    Exposes every node's first activation input and its output (as passed on, after Q -> DQ) in both models
+    (`match_tensors` pairs the names), runs both once per sample and accumulates signal/noise energies
+    (nothing held per sample), then reports SQNR(input) - SQNR(output): the error that node itself adds,
+    its weight and output rounding included. Used to pick which nodes are worth quantizing alone. Nodes
+    that cannot be matched are missing from the result.
     """
     from edgekit.onnxio import ort_session
 
     int8 = onnx.ModelProto.FromString(int8_bytes)
     io_of = match_tensors(fp32, int8, nodes)
-    fp_inits = {i.name: i for i in fp32.graph.initializer}
-    q_by_name = {n.name: n for n in int8.graph.node if n.name}
-    fp_by_name = {n.name: n for n in fp32.graph.node}
-    consumers: dict[str, list[onnx.NodeProto]] = {}
-    for n in fp32.graph.node:
-        for i in n.input:
-            consumers.setdefault(i, []).append(n)
-    added: dict[str, str] = {}
-
-    def add_init(name: str) -> str:
-        if name not in added:
-            copy = onnx.TensorProto()
-            copy.CopyFrom(fp_inits[name])
-            copy.name = added[name] = f"{SHADOW}{name}"
-            int8.graph.initializer.append(copy)
-        return added[name]
-
-    triples: dict[str, tuple[str, str, str]] = {}  # node -> (FP32 output, INT8 output, shadow output)
-    for name, (_, (fp_out, q_out)) in io_of.items():
-        shadow = _shadow_nodes(fp_by_name[name], q_by_name[name], fp_out, consumers, fp_inits, add_init)
-        if shadow is None:
-            continue
-        int8.graph.node.extend(shadow)
-        triples[name] = (fp_out, q_out, shadow[-1].output[0])
+    pairs = sorted({p for both in io_of.values() for p in both})
 
     def expose(model: onnx.ModelProto, names: set[str]) -> tuple[Any, list[str]]:
         """A session that also returns `names` (graph inputs are read from the sample instead)."""
@@ -309,25 +248,23 @@ def layer_sqnr(fp32: onnx.ModelProto, int8_bytes: bytes, nodes: list[tuple[str, 
                 model.graph.output.append(onnx.ValueInfoProto(name=t))
         return ort_session(model.SerializeToString(), threads=threads), fetch
 
-    fp_sess, fp_fetch = expose(fp32, {t[0] for t in triples.values()})
-    q_sess, q_fetch = expose(int8, {t for triple in triples.values() for t in triple[1:]})
-    signal = dict.fromkeys(triples, 0.0)
-    noise = dict.fromkeys(triples, 0.0)
+    (fp_sess, fp_fetch), (q_sess, q_fetch) = expose(fp32, {p[0] for p in pairs}), expose(int8, {p[1] for p in pairs})
+    signal = dict.fromkeys(pairs, 0.0)
+    noise = dict.fromkeys(pairs, 0.0)
     for sample in samples:
         ref = {**sample, **dict(zip(fp_fetch, fp_sess.run(fp_fetch, sample), strict=True))}
         got = {**sample, **dict(zip(q_fetch, q_sess.run(q_fetch, sample), strict=True))}
-        for name, (fp_out, q_out, shadow) in triples.items():
-            r = np.asarray(ref[fp_out], dtype=np.float64)
-            signal[name] += float(np.sum(r * r))
-            noise[name] += float(np.sum((np.asarray(got[q_out], dtype=np.float64)
-                                         - np.asarray(got[shadow], dtype=np.float64)) ** 2))
+        for pair in pairs:
+            r = np.asarray(ref[pair[0]], dtype=np.float64)
+            signal[pair] += float(np.sum(r * r))
+            noise[pair] += float(np.sum((r - np.asarray(got[pair[1]], dtype=np.float64)) ** 2))
 
-    def sqnr(name: str) -> float:
-        if noise[name] <= 1e-12 * max(signal[name], 1.0):
-            return 120.0  # exact (cap keeps the table finite)
-        return min(120.0, 10.0 * float(np.log10(max(signal[name], 1e-30) / noise[name])))
+    def sqnr(pair: TensorPair) -> float:
+        if noise[pair] <= 1e-12 * max(signal[pair], 1.0):
+            return 120.0  # exact (cap keeps differences finite)
+        return min(120.0, 10.0 * float(np.log10(max(signal[pair], 1e-30) / noise[pair])))
 
-    return {name: sqnr(name) for name in triples}
+    return {name: sqnr(p_in) - sqnr(p_out) for name, (p_in, p_out) in io_of.items()}
 
 
 # ------------------------------------------------------------------------------------ speed

@@ -45,14 +45,14 @@ from edgekit.stages._quant_eval import (
     NodeSensitivity,
     SpeedReport,
     accuracy_report,
-    layer_sqnr,
+    local_sqnr_loss,
     measure_speed,
     rank_nodes,
     run_all,
 )
 from edgekit.stages.calibration import CalibrationReader, open_source
 
-LOCAL_SAMPLES = 8  # samples for the layer-SQNR pre-ranking
+LOCAL_SAMPLES = 8  # samples for the per-layer SQNR pre-ranking
 MIN_HOLDOUT = 5  # below this many calibration samples, evaluation reuses them (flagged)
 
 
@@ -74,7 +74,7 @@ class QuantizeOptions:
     require_speedup: bool = False
     threads: int | None = None
     sensitivity: bool = True
-    sensitivity_nodes: int = 12  # cap on nodes quantized alone (pre-ranked by layer SQNR above it)
+    sensitivity_nodes: int = 12  # cap on nodes quantized alone (pre-ranked by per-layer SQNR loss above it)
     sensitivity_samples: int = 16
     speed: bool = True
     speed_seconds: float = 1.0  # per model, interleaved
@@ -393,21 +393,20 @@ def fewest_kept_float(n: int, trial: Callable[[int], bool | None], *, linear: in
 def _sensitivity(prepared: Prepared, full_bytes: bytes, candidates: list[tuple[str, str]], sens_set: EvalSet,
                  opts: QuantizeOptions, notes: list[str], threads: int,
                  quantize_only: Any) -> list[NodeSensitivity]:
-    """Rank arithmetic nodes: quantize each alone (capped); above the cap, pre-rank by layer SQNR."""
+    """Rank arithmetic nodes: quantize each alone (capped); above the cap, pre-rank by per-layer SQNR loss."""
     compute = [c for c in candidates if c[1] not in DATA_MOVEMENT_OPS]
-    layer: dict[str, float] = {}
+    loss: dict[str, float] = {}
     alone, rest = compute, []
     if len(compute) > opts.sensitivity_nodes:
-        layer = layer_sqnr(prepared.model, full_bytes, compute, sens_set.samples[:LOCAL_SAMPLES], threads)
-        ordered = sorted(compute, key=lambda c: layer.get(c[0], float("inf")))  # unmeasured last
+        loss = local_sqnr_loss(prepared.model, full_bytes, compute, sens_set.samples[:LOCAL_SAMPLES], threads)
+        ordered = sorted(compute, key=lambda c: -loss.get(c[0], float("-inf")))
         alone, rest = ordered[:opts.sensitivity_nodes], ordered[opts.sensitivity_nodes:]
-        notes.append(f"sensitivity: {len(compute)} quantized arithmetic nodes; the {len(alone)} adding the most "
-                     f"error inside the full INT8 model (lowest layer SQNR) were quantized alone, the rest ranked "
-                     f"by layer SQNR only")
+        notes.append(f"sensitivity: {len(compute)} quantized arithmetic nodes; the {len(alone)} losing the most "
+                     f"SQNR inside the full INT8 model were quantized alone, the rest ranked by that loss only")
     ranked = rank_nodes(alone, quantize_only, lambda data: check_loads(data, threads=threads), sens_set)
-    ranked = [replace(r, layer_sqnr_db=layer.get(r.node)) for r in ranked]
+    ranked = [replace(r, local_loss_db=loss.get(r.node)) for r in ranked]
     nan = float("nan")
-    return ranked + [NodeSensitivity(n, op, nan, nan, None, None, "local", layer.get(n)) for n, op in rest]
+    return ranked + [NodeSensitivity(n, op, nan, nan, None, None, "local", loss.get(n)) for n, op in rest]
 
 
 def _failed(result: QuantizeResult, message: str, path: Path, hint: str) -> CheckFailedError:

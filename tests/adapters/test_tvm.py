@@ -145,3 +145,15 @@ def test_check_flags_ops_without_a_relax_converter(model, tmp_path):
     assert [v.node for v in report.unsupported] == ["frob"]
     assert not report.ok
     assert TvmAdapter().check(model, get_profile("cpu")).ok
+    with pytest.raises(UnsupportedError, match="no converter for Frobnicate"):
+        TvmAdapter().compile(tmp_path / "odd.onnx", get_profile("cpu"), CompileOptions(), tmp_path)
+
+
+def test_default_database_is_per_target_under_the_user_cache(monkeypatch, tmp_path):
+    from edgekit.adapters._tvm_tuning import default_db_dir
+    from edgekit.adapters.tvm import make_target
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    one, two = default_db_dir(make_target("cpu", 1)), default_db_dir(make_target("cpu", 2))
+    assert one.parent == tmp_path / "edgekit" / "tvm-db"
+    assert one != two and one == default_db_dir(make_target("cpu", 1))

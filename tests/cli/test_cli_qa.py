@@ -108,3 +108,54 @@ def test_default_check_does_not_call_custom_ops_supported(tmp_path: Path) -> Non
     verdicts = {v.node: v for v in report.verdicts}
     assert isinstance(verdicts["mine"], NodeVerdict) and verdicts["mine"].verdict == "unknown"
     assert verdicts["relu"].verdict == "supported"
+
+
+def test_budget_table_shows_accuracy_to_six_digits() -> None:
+    """A cosine of 0.999998 was shown as "1" (4 significant digits) beside its limit."""
+    from rich.console import Console
+
+    from edgekit.checks.budgets import BudgetVerdict
+    from edgekit.cli.bench import budget_table
+
+    verdict = BudgetVerdict("min_cosine=0.9999", "accuracy", "min_cosine", ">=", 0.9999, 0.99985, "", "fail",
+                            "measured", "manifest")
+    console = Console(width=200, record=True)
+    console.print(budget_table([verdict]))
+    text = console.export_text()
+    assert "0.99985" in text and ">= 0.9999" in text
+
+
+def test_check_dynamic_dims_note_keeps_brackets(tmp_path: Path) -> None:
+    """The rk* profiles' note `config(dynamic_input=[[shapes...], ...])` lost "[shapes...]" to Rich markup."""
+    from tests._npu_helpers import detector
+
+    model = detector(tmp_path / "dyn.onnx", batch="N")
+    result = runner.invoke(app, ["check", str(model), "--target", "rk3588"])
+    assert result.exit_code == 0, result.output
+    assert "dynamic_input=[[shapes...], ...]" in " ".join(result.stdout.split())
+
+
+def test_notes_with_brackets_do_not_crash_rendering() -> None:
+    """A note holding "[/tmp/x]" raised rich.errors.MarkupError (a traceback) instead of printing."""
+    from rich.console import Console
+
+    from edgekit.checks.budgets import BudgetVerdict
+    from edgekit.cli.bench import print_verdict_notes
+
+    verdict = BudgetVerdict("p90<=1ms", "latency", "p90", "<=", 1.0, 0.5, "ms", "pass", "measured", "--budget",
+                            note="baseline in [/tmp/x] and [bold]")
+    console = Console(width=200, record=True)
+    print_verdict_notes([verdict], console)
+    assert "baseline in [/tmp/x] and [bold]" in console.export_text()
+
+
+def test_ci_example_installs_what_its_recipe_needs() -> None:
+    """The example workflow ran the digits recipe after `pip install edgekit[plot]`: no scikit-learn
+    (exit 4), and `recipes/...` only exists inside the edgekit repository."""
+    workflow = Path(__file__).parents[2] / "docs" / "ci" / "github-actions-edgekit.yml"
+    if not workflow.is_file():
+        pytest.skip("docs/ci not in this checkout")
+    text = workflow.read_text()
+    if "lenet-digits" in text:
+        assert any("pip install" in line and "scikit-learn" in line for line in text.splitlines())
+        assert "data_dir(\"recipes\")" in text

@@ -169,13 +169,13 @@ def test_quantize_onnx_api_for_other_stages(small):
     assert quantization_info(model).format == "QDQ"
 
 
-def test_sensitivity_cap_preranks_by_layer_sqnr(outlier, tmp_path):
+def test_sensitivity_cap_preranks_by_layer_sqnr_loss(outlier, tmp_path):
     result = quantize(outlier["model"], tmp_path / "q.onnx", outlier["calib"], eval=outlier["eval"],
                       sensitivity_nodes=1, speed=False)
     alone = [s for s in result.sensitivity if s.method == "alone"]
     local = [s for s in result.sensitivity if s.method == "local"]
     assert len(alone) == 1 and alone[0].node in OUTLIER_NODES and local
-    assert all(s.layer_sqnr_db is not None for s in result.sensitivity)
+    assert all(s.local_loss_db is not None for s in result.sensitivity)
     assert any("quantized alone" in n for n in result.notes)
     assert "flatten" not in {s.node for s in result.sensitivity}  # data movement is not ranked
 
@@ -235,13 +235,31 @@ def test_local_sqnr_loss_follows_qdq_renames(unet, tmp_path, symmetric):
     # (or a capped exact input) gave +-20..120 dB here
     assert all(-3.0 < v < 15.0 for v in loss.values()), loss
 
+    # the head by hand: SQNR of what it reads (FP32 r4 vs the dequantized r4) minus SQNR of the output
+    from edgekit.onnxio import ort_session
+
+    def session(model: onnx.ModelProto, extra: str):
+        model = onnx.ModelProto.FromString(model.SerializeToString())
+        model.graph.output.append(onnx.ValueInfoProto(name=extra))
+        return ort_session(model.SerializeToString(), threads=1)
+
+    (fp_in, q_in) = pairs["head"][0]
+    fp_sess, q_sess = session(prepared.model, fp_in), session(int8, q_in)
+    energies = np.zeros(4)  # signal in, noise in, signal out, noise out
+    for sample in unet["samples"][:4]:
+        (ref_out, ref_in), (got_out, got_in) = fp_sess.run(["mask", fp_in], sample), q_sess.run(["mask", q_in], sample)
+        energies += [np.sum(ref_in.astype(np.float64) ** 2), np.sum((ref_in - got_in).astype(np.float64) ** 2),
+                     np.sum(ref_out.astype(np.float64) ** 2), np.sum((ref_out - got_out).astype(np.float64) ** 2)]
+    by_hand = 10 * np.log10(energies[0] / energies[1]) - 10 * np.log10(energies[2] / energies[3])
+    assert loss["head"] == pytest.approx(by_hand, abs=0.05)
+
 
 def test_sensitivity_with_the_per_layer_pass_runs_on_a_unet(unet, tmp_path):
     result = quantize(unet["model"], tmp_path / "q.onnx", "synthetic", calib_samples=8, eval_samples=8,
                       sensitivity_nodes=2, speed=False)
     assert {s.node for s in result.sensitivity} == UNET_COMPUTE
     assert [s.method for s in result.sensitivity].count("alone") == 2
-    assert all(s.layer_sqnr_db is not None for s in result.sensitivity)
+    assert all(s.local_loss_db is not None for s in result.sensitivity)
 
 
 @pytest.mark.parametrize("n", [1, 5, 37, 200])

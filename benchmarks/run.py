@@ -510,7 +510,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "schema": "edgekit.benchmarks/1", "created_at": now.isoformat(timespec="seconds"),
         "host": host_short(), "quick": cfg.quick, "command": " ".join(["python benchmarks/run.py", *(argv or
                                                                                                  sys.argv[1:])]),
-        "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in cfg.__dict__.items()},
+        "config": {k: (str(v) if isinstance(v, (Path, dt.datetime)) else v) for k, v in cfg.__dict__.items()},
         "environment": environment_fingerprint(threads=cfg.threads),
         "provenance": "measured: every figure was measured in this run on this machine",
         "torch": {"version": torch.__version__, "threads": torch.get_num_threads()},
@@ -521,7 +521,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         results["targets"] = evaluate_targets(results)
         results["wall_s"] = time.perf_counter() - started
         results["complete"] = final
-        write_outputs(results, cfg, now, quiet=not final)
+        try:
+            write_outputs(results, cfg, now, quiet=not final)
+        except Exception as exc:  # a checkpoint must never end the run; the final write raises
+            if final:
+                raise
+            log(f"checkpoint not written: {_one_line(exc)}")
 
     def late(what: str) -> bool:
         if cfg.deadline is not None and dt.datetime.now(dt.UTC) >= cfg.deadline:

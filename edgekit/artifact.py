@@ -216,12 +216,23 @@ class Artifact:
         return cls(path, Manifest(kind="onnx"))
 
 
+def _unwritable(dest: Path, exc: OSError) -> BadInputError:
+    """An output folder that cannot be created or written is bad input (exit 2), not a traceback."""
+    return BadInputError(f"cannot write here ({exc.strerror or type(exc).__name__})", path=dest,
+                         hint="choose an output path in a writable folder")
+
+
 @contextlib.contextmanager
 def atomic_path(dest: str | Path) -> Iterator[Path]:
     """Yield a temp path beside `dest`; rename it onto `dest` only if the block succeeds."""
     dest = Path(dest)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent)
+    if dest.is_dir():  # os.replace(file, dir) fails only after the work is done
+        raise BadInputError("is a directory, expected a file path", path=dest, hint="give a file name")
+    try:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent)
+    except OSError as exc:
+        raise _unwritable(dest, exc) from None
     os.close(fd)
     tmp = Path(tmp_name)
     try:
@@ -238,8 +249,11 @@ def atomic_path(dest: str | Path) -> Iterator[Path]:
 def atomic_dir(dest: str | Path) -> Iterator[Path]:
     """Yield a temp directory beside `dest`; it replaces `dest` only if the block succeeds."""
     dest = Path(dest)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent))
+    try:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent))
+    except OSError as exc:
+        raise _unwritable(dest, exc) from None
     try:
         yield tmp
         os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes 0700; use the mode mkdir would

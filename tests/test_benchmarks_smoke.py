@@ -107,3 +107,17 @@ def test_quick_run_writes_json_markdown_chart(tmp_path):
     assert "## Targets (issue 9)" in md and "## Latency summary" in md and "LeNet-5" in md
     assert "| ORT INT8 (QDQ) | int8 |" in md and "measured" in md
     assert (tmp_path / f"{stem}.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_deadline_skips_models_and_still_writes_results(tmp_path):
+    pytest.importorskip("torch")
+    run = _load("run")
+    # 00:00 UTC today has always passed: every model is skipped, the run still writes honest results
+    results = run.main(["--quick", "--models", "lenet5", "--deadline", "00:00", "--no-cache-rerun",
+                        "--out", str(tmp_path)])
+    assert results["models"] == {} and results["complete"] is True
+    assert any("lenet5: skipped" in n for n in results["notes"])
+    data = json.loads(next(tmp_path.glob("*.json")).read_text())
+    assert data["config"]["deadline"].endswith("00:00:00+00:00")
+    assert all(t["met"] is False for t in data["targets"])  # nothing measured: nothing met
+    assert "lenet5: skipped" in next(tmp_path.glob("*.md")).read_text()

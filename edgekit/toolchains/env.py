@@ -181,8 +181,13 @@ def require_env(name: str, path: str | Path | None = None) -> EnvState:
 @contextlib.contextmanager
 def _lock(root: Path, name: str, timeout: float = 1800.0) -> Iterator[None]:
     """An exclusive lock per toolchain name, so concurrent installs/removals never collide."""
-    root.mkdir(parents=True, exist_ok=True)
-    with open(root / f".{name}.lock", "a+") as handle:
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        handle = open(root / f".{name}.lock", "a+")  # noqa: SIM115 (closed by the with below)
+    except OSError as exc:
+        raise BadInputError(f"cannot create the toolchain folder ({exc.strerror or type(exc).__name__})", path=root,
+                            hint="pass --path DIR (or set EDGEKIT_TOOLCHAINS_DIR) to a writable folder") from None
+    with handle:
         deadline = time.monotonic() + timeout
         while True:
             try:

@@ -159,3 +159,32 @@ def test_ci_example_installs_what_its_recipe_needs() -> None:
     if "lenet-digits" in text:
         assert any("pip install" in line and "scikit-learn" in line for line in text.splitlines())
         assert "data_dir(\"recipes\")" in text
+
+
+def test_unwritable_output_is_one_line_exit_2(tmp_path: Path) -> None:
+    """Writing under a path that is a file (or /proc) raised FileNotFoundError with a traceback."""
+    from edgekit.artifact import atomic_dir, atomic_path
+    from edgekit.errors import BadInputError
+
+    blocker = tmp_path / "afile"
+    blocker.write_text("x")
+    with pytest.raises(BadInputError, match="cannot write here"), atomic_path(blocker / "out.onnx"):
+        pass
+    with pytest.raises(BadInputError, match="cannot write here"), atomic_dir(blocker / "bundle"):
+        pass
+    result = runner.invoke(app, ["zoo", "--json", str(blocker / "zoo.json")])
+    assert result.exit_code == 2 and "cannot write here" in result.stderr
+    assert "Traceback" not in result.output
+    folder = tmp_path / "out.json"
+    folder.mkdir()
+    result = runner.invoke(app, ["zoo", "--json", str(folder)])
+    assert result.exit_code == 2 and "is a directory" in result.stderr
+
+
+def test_toolchain_install_into_unwritable_path_is_exit_2(tmp_path: Path) -> None:
+    """`toolchain install rknn --path /proc/tc` ended in a FileNotFoundError traceback."""
+    blocker = tmp_path / "afile"
+    blocker.write_text("x")
+    result = runner.invoke(app, ["toolchain", "install", "rknn", "--path", str(blocker / "tc")])
+    assert result.exit_code == 2 and "cannot create the toolchain folder" in result.stderr
+    assert "Traceback" not in result.output

@@ -425,11 +425,33 @@ def parse_recipe(data: dict[str, Any], path: Path) -> Recipe:
     return recipe
 
 
-def load_recipe(path: str | Path) -> Recipe:
-    """Read and validate a recipe file (BadInputError naming the key path on any problem)."""
+def shipped_recipes() -> list[Path]:
+    """The example recipes shipped with edgekit (`edgekit.targets.data_dir("recipes")`), sorted by name."""
+    from edgekit.targets import data_dir
+
+    folder = data_dir("recipes")
+    return sorted(folder.glob("*.toml")) if folder.is_dir() else []
+
+
+def find_recipe(path: str | Path) -> Path | None:
+    """`path` if it is a file; else, for a bare name (no folder), the shipped recipe of that name (.toml optional)."""
     path = Path(path)
-    if not path.is_file():
-        raise BadInputError("no such recipe file", path=path, hint="see recipes/ for examples")
+    if path.is_file():
+        return path
+    text = str(path)
+    if "/" in text or "\\" in text or not text:
+        return None
+    stem = text[:-5] if text.lower().endswith(".toml") else text
+    return next((p for p in shipped_recipes() if p.stem == stem), None)
+
+
+def load_recipe(path: str | Path) -> Recipe:
+    """Read and validate a recipe file, or a shipped recipe by name (BadInputError naming the key path on a problem)."""
+    found = find_recipe(path)
+    if found is None:
+        names = ", ".join(p.stem for p in shipped_recipes()) or "none"
+        raise BadInputError("no such recipe file", path=path, hint=f"give a .toml path, or a shipped recipe: {names}")
+    path = found
     try:
         data = tomllib.loads(path.read_text())
     except tomllib.TOMLDecodeError as exc:

@@ -47,6 +47,59 @@ class EdgekitGroup(TyperGroup):
     def list_commands(self, ctx: Any) -> list[str]:  # keep pipeline order, not alphabetical
         return list(self.commands)
 
+    def main(self, args: Any = None, prog_name: str | None = None, complete_var: str | None = None,
+             standalone_mode: bool = True, **extra: Any) -> Any:
+        """Usage errors (missing argument, unknown command/option) as one line on stderr, exit 2.
+
+        Click/Typer would draw a multi-line Rich box; edgekit's own errors are one line, so these are too.
+        `edgekit` with no arguments prints the help and exits 0.
+        """
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        exc_mod = _click_exceptions()
+        try:
+            rv = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except exc_mod.NoArgsIsHelpError as exc:  # `edgekit` / `edgekit toolchain` alone: the help, exit 0
+            text = exc.format_message()  # building the error rendered the help already (Rich); plain: its text
+            if text.strip():
+                sys.stdout.write(text + "\n")
+            sys.exit(0)
+        except exc_mod.UsageError as exc:
+            from rich.markup import escape
+
+            where = f" (see {exc.ctx.command_path} --help)" if exc.ctx is not None else ""
+            err_console.print(f"[bold red]error[/]: {escape(exc.format_message())}{escape(where)}",
+                              highlight=False, soft_wrap=True)
+            sys.exit(exc.exit_code)
+        except exc_mod.ClickException as exc:
+            from rich.markup import escape
+
+            err_console.print(f"[bold red]error[/]: {escape(exc.format_message())}", highlight=False, soft_wrap=True)
+            sys.exit(exc.exit_code)
+        except _abort_types():
+            err_console.print("[bold red]aborted[/]", highlight=False)
+            sys.exit(1)
+        # standalone_mode=False returns a typer.Exit's code, or the command's return value (None for our verbs)
+        sys.exit(rv if isinstance(rv, int) else 0)
+
+
+def _abort_types() -> tuple[type[BaseException], ...]:
+    """Typer's Abort and (where Typer still uses it) click's, for a clean "aborted" instead of a traceback."""
+    found: list[type[BaseException]] = [typer.Abort]
+    abort = getattr(_click_exceptions(), "Abort", None)
+    if isinstance(abort, type) and issubclass(abort, BaseException):
+        found.append(abort)
+    return tuple(found)
+
+
+def _click_exceptions() -> Any:
+    """Click's exception module: vendored by recent Typer (typer._click), else click itself."""
+    try:
+        from typer._click import exceptions
+    except ImportError:  # older Typer depends on click
+        from click import exceptions  # type: ignore[no-redef]
+    return exceptions
+
 
 app = typer.Typer(
     name="edgekit",

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from edgekit.cli._common import (
@@ -61,17 +62,28 @@ def _options(pairs: list[str] | None) -> dict[str, Any]:
 def candidates_table(candidates: list[Any], title: str = "backend auto: candidates") -> Table:
     table = Table(title=title, title_justify="left")
     numeric = ("median ms", "p90 ms", "runs", "cosine", "SQNR dB", "max abs")
-    for col in ("candidate", "precision", *numeric, "verdict"):
+    # every figure carries its provenance in the same row: "timing" for the ms columns, "numerics" for cosine/SQNR
+    for col in ("candidate", "precision", "median ms", "p90 ms", "runs", "timing", "cosine", "SQNR dB", "max abs",
+                "numerics", "verdict"):
         table.add_column(col, justify="right" if col in numeric else "left", no_wrap=True)
     table.add_column("why", overflow="fold", min_width=20)
     for c in candidates:
         style = _STATUS_STYLE.get(c.status, "")
         table.add_row(
-            c.adapter, c.precision_used or c.precision, fmt_num(c.median_ms), fmt_num(c.p90_ms),
-            str(c.runs or "—"), fmt_num(c.min_cosine, 6), fmt_num(c.min_sqnr_db), fmt_num(c.max_abs),
-            f"[{style}]{c.status}[/]", c.reason,
+            escape(c.adapter), c.precision_used or c.precision, fmt_num(c.median_ms), fmt_num(c.p90_ms),
+            str(c.runs or "—"), _prov(c, "timing"), fmt_num(c.min_cosine, 6), fmt_num(c.min_sqnr_db),
+            fmt_num(c.max_abs), _prov(c, "numerics"), f"[{style}]{c.status}[/]", escape(c.reason),
         )
     return table
+
+
+def _prov(candidate: Any, which: str) -> str:
+    """Provenance label of a candidate's timing or numerics figures ("not-run" when there are none)."""
+    if which == "timing":
+        value = getattr(candidate, "timing_provenance", "not-run") if candidate.median_ms is not None else "not-run"
+    else:
+        value = getattr(candidate, "numerics_provenance", "measured") if candidate.min_cosine is not None else "not-run"
+    return provenance_style(str(value))
 
 
 def print_candidates(console: Any, candidates: list[Any]) -> None:
@@ -82,14 +94,14 @@ def print_candidates(console: Any, candidates: list[Any]) -> None:
     console.print("[bold]backend auto: candidates[/]")
     for c in candidates:
         style = _STATUS_STYLE.get(c.status, "")
-        timing = (f"median {fmt_num(c.median_ms)} ms, p90 {fmt_num(c.p90_ms)} ms ({c.runs} runs)"
-                  if c.median_ms is not None else "not timed")
+        timing = (f"median {fmt_num(c.median_ms)} ms, p90 {fmt_num(c.p90_ms)} ms ({c.runs} runs, "
+                  f"{_prov(c, 'timing')})" if c.median_ms is not None else "not timed")
         numerics = (f"cosine {fmt_num(c.min_cosine, 6)}, SQNR {fmt_num(c.min_sqnr_db)} dB, "
-                    f"max abs {fmt_num(c.max_abs)}" if c.min_cosine is not None else "")
+                    f"max abs {fmt_num(c.max_abs)} ({_prov(c, 'numerics')})" if c.min_cosine is not None else "")
         parts = [p for p in (timing if c.status != "unavailable" else "", numerics) if p]
-        console.print(f"  [{style}]{c.status:<11}[/] {c.adapter} ({c.precision_used or c.precision})"
-                      + (f": {'; '.join(parts)}" if parts else "") + (f" — {c.reason}" if c.reason else ""),
-                      highlight=False)
+        console.print(f"  [{style}]{c.status:<11}[/] {escape(c.adapter)} ({c.precision_used or c.precision})"
+                      + (f": {'; '.join(parts)}" if parts else "") + (f" — {escape(c.reason)}" if c.reason else ""),
+                      highlight=False, soft_wrap=True)
 
 
 @command("compile")
@@ -155,7 +167,9 @@ def compile_cmd(
         f"[bold green]compiled[/] {model} → {result.bundle.path} "
         f"([bold]{result.adapter}[/], {info.get('target')}, {result.precision_used}; "
         f"runs: {provenance_style(str(info.get('run_provenance')))})", highlight=False)
-    console.print(f"verified vs ONNX reference on {v.get('inputs')}: {v.get('reason')}", highlight=False)
+    figures = str(v.get("provenance") or info.get("run_provenance") or "measured")
+    console.print(f"verified vs ONNX reference ({provenance_style(figures)}) on {escape(str(v.get('inputs')))}: "
+                  f"{escape(str(v.get('reason')))}", highlight=False, soft_wrap=True)
     if info.get("note"):  # adapter caveats worth a line, e.g. TVM "untuned: ... compile with tune=True"
         console.print(f"[yellow]note[/]: {info['note']}", highlight=False)
     if info.get("calibration", {}).get("synthetic"):

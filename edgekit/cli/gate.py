@@ -44,6 +44,10 @@ def gate_cmd(
     from edgekit.checks.budgets import write_junit
 
     console = out(json)
+    if not path.exists():  # a bare name: the recipe of that name shipped with edgekit (`edgekit gate NAME`)
+        from edgekit.recipe import find_recipe
+
+        path = find_recipe(path) or path
     result = edgekit.gate(path, warmup=warmup, iters=iters, duration=duration, threads=threads, samples=samples,
                           seed=seed, allow_emulated=emulated, output=output, trust_code=trust_code)
     if result.bench is not None:

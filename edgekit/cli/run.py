@@ -12,7 +12,8 @@ from edgekit.cli._common import JsonOpt, command, emit_json, out, provenance_sty
 
 @command("run")
 def run(
-    recipe: Annotated[Path, typer.Argument(help="Recipe file (TOML), e.g. recipes/lenet-digits-cpu-int8.toml.")],
+    recipe: Annotated[Path, typer.Argument(help="Recipe file (TOML), or the name of a shipped recipe, "
+                                           "e.g. lenet-digits-cpu-int8.")],
     output: Annotated[Path | None, typer.Option("--output", "-o", help="Output folder (default ./edgekit-out/NAME).")]
     = None,
     target: Annotated[list[str] | None, typer.Option("--target", "-t", help="Run only this recipe target "

@@ -213,6 +213,7 @@ class Candidate:
     p90_ms: float | None = None
     runs: int = 0
     timing_provenance: str = "not-run"
+    numerics_provenance: str = "not-run"  # how min_cosine/SQNR/max_abs were obtained (measured | emulated)
     min_cosine: float | None = None
     min_sqnr_db: float | None = None
     max_abs: float | None = None
@@ -430,21 +431,25 @@ def options_for(adapter: str, adapter_options: Mapping[str, Any] | None) -> dict
     return chosen
 
 
-def _resolve_adapter(profile: TargetProfile, name: str) -> TargetAdapter:
-    """An explicitly named backend: unknown (exit 2), not serving this target (2), not installed (4)."""
+def _resolve_adapter(profile: TargetProfile, name: str, *, option: str = "--backend",
+                     auto: bool = True) -> TargetAdapter:
+    """An explicitly named backend: unknown (exit 2), not serving this target (2), not installed (4).
+
+    `option` is the CLI option the name came from (`--backends` for compare), `auto` whether it offers `auto`.
+    """
     from edgekit.adapters.registry import adapter_names, get_adapter
 
     installed = adapter_names()
     serving = [a for a in profile.adapters if a in installed and a != "null"]
+    choices = ", ".join([*(["auto"] if auto else []), *serving, "null"])
     if name not in installed and name not in profile.adapters:
-        raise BadInputError(f"unknown backend {name!r}", path="--backend",
-                            hint=f"available for {profile.name}: {', '.join(['auto', *serving, 'null'])}")
+        raise BadInputError(f"unknown backend {name!r}", path=option, hint=f"available for {profile.name}: {choices}")
     if name != "null" and name not in profile.adapters:
-        raise BadInputError(f"backend {name!r} does not serve target {profile.name}", path="--backend",
-                            hint=f"available for {profile.name}: {', '.join(['auto', *serving, 'null'])}")
+        raise BadInputError(f"backend {name!r} does not serve target {profile.name}", path=option,
+                            hint=f"available for {profile.name}: {choices}")
     if name not in installed:
         raise ToolchainMissingError(f"backend {name!r} is named by target {profile.name} but not installed here",
-                                    path="--backend", hint=f"installed: {', '.join(['auto', *serving, 'null'])}")
+                                    path=option, hint=f"installed: {choices}")
     return get_adapter(name)
 
 
@@ -482,6 +487,60 @@ def _unavailable_reason(adapter: TargetAdapter, profile: TargetProfile, precisio
     if precision not in precisions:
         return f"{precision} not offered on {profile.name} (offers {', '.join(precisions)})"
     return ""
+
+
+def _unavailable_error(adapter: TargetAdapter, profile: TargetProfile, why: str) -> EdgekitError:
+    """The error an explicit `--backend NAME` would raise for this unavailable candidate."""
+    try:
+        available = adapter.availability(profile).available
+    except Exception:  # the probe itself failed: treat as a missing toolchain
+        available = False
+    if not available:
+        return ToolchainMissingError(f"backend {adapter.name} is unavailable for {profile.name}: {why}",
+                                     path="--backend", hint=f"see `edgekit targets show {profile.name}`")
+    return UnsupportedError(f"backend {adapter.name}: {why}", path="--precision")
+
+
+# Which failure tells the user most, when every auto candidate failed: a mistake of theirs (bad option),
+# then a check that ran and failed, then "cannot compile/run this", then a missing toolchain.
+_ERROR_RANK = {BadInputError: 0, CheckFailedError: 1, UnsupportedError: 2, ToolchainMissingError: 3}
+
+
+def _error_rank(exc: EdgekitError) -> int:
+    return next((rank for cls, rank in _ERROR_RANK.items() if isinstance(exc, cls)), 4)
+
+
+def _auto_failure(candidates: list[Candidate], errors: Mapping[str, EdgekitError], profile: TargetProfile,
+                  precision: str, adapters: Sequence[TargetAdapter], model_path: Path) -> EdgekitError:
+    """The error for `--backend auto` when no candidate passed, with the exit code of its real cause.
+
+    A single candidate's own error is re-raised as is (same message and exit code as `--backend NAME`);
+    a precision that no adapter of the target offers is UnsupportedError (3) listing what is offered;
+    otherwise the most informative candidate error keeps its class and lists the other candidates.
+    """
+    reasons = "; ".join(f"{c.adapter}: {c.reason}" for c in candidates) or "no candidates"
+    if any(c.status == "rejected" for c in candidates):
+        return CheckFailedError(f"no backend passed the numerics check ({reasons})", path=model_path)
+    offered: list[str] = []
+    for adapter in adapters:
+        try:
+            offered.extend(p for p in adapter.capabilities(profile).precisions if p not in offered)
+        except Exception:  # a foreign probe failing says nothing about precisions
+            offered = []
+            break
+    if adapters and offered and precision not in offered:
+        return UnsupportedError(f"{precision} is not offered on {profile.name} by any of its backends "
+                                f"({', '.join(a.name for a in adapters)})", path="--precision",
+                                hint=f"offered: {', '.join(offered)}")
+    if all(isinstance(e, ToolchainMissingError) for e in errors.values()):  # nothing here can build it
+        return ToolchainMissingError(f"no backend available for {profile.name} ({reasons})",
+                                     hint=f"see `edgekit targets show {profile.name}`")
+    if len(candidates) == 1 and len(errors) == 1:
+        return next(iter(errors.values()))
+    name, best = min(errors.items(), key=lambda item: _error_rank(item[1]))
+    others = "; ".join(f"{c.adapter}: {c.reason}" for c in candidates if c.adapter != name)
+    hint = "; ".join(h for h in (best.hint, f"other candidates: {others}" if others else "") if h) or None
+    return type(best)(best.message, path=best.path, hint=hint)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -541,9 +600,14 @@ def compile(
         raise BadInputError(f"model is already quantized ({qinfo.format}); compile it with --precision int8",
                             path=model_path)
 
-    output.parent.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
-    with tempfile.TemporaryDirectory(prefix=f".{output.name}.work-", dir=output.parent) as work_name:
+    try:  # an unwritable output folder is bad input (exit 2), not a traceback
+        output.parent.mkdir(parents=True, exist_ok=True)
+        workdir = tempfile.TemporaryDirectory(prefix=f".{output.name}.work-", dir=output.parent)
+    except OSError as exc:
+        raise BadInputError(f"cannot write here ({exc.strerror or type(exc).__name__})", path=output,
+                            hint="choose an output path in a writable folder") from None
+    with workdir as work_name:
         work = Path(work_name)
         source = _fix_shapes(model_path, specs, work) if specs else model_path
         src_specs = input_specs(load_onnx(source, load_weights=False))
@@ -579,6 +643,7 @@ def compile(
 
         candidates: list[Candidate] = []
         built: dict[str, _Built] = {}
+        errors: dict[str, EdgekitError] = {}  # auto: why each candidate failed, to re-raise the best one
         for adapter in chosen_adapters:
             try:
                 why = _unavailable_reason(adapter, profile, precision)
@@ -593,6 +658,7 @@ def compile(
                                                     path="--backend", hint=f"see `edgekit targets show {profile.name}`")
                     raise UnsupportedError(f"backend {adapter.name}: {why}", path="--precision")
                 candidates.append(Candidate(adapter.name, precision, "unavailable", why))
+                errors[adapter.name] = _unavailable_error(adapter, profile, why)
                 continue
             note(f"compiling with {adapter.name} ({precision}) ...")
             options = replace(base_options, adapter_options=options_for(adapter.name, adapter_options))
@@ -603,13 +669,15 @@ def compile(
                 if backend != "auto":
                     raise
                 candidates.append(Candidate(adapter.name, precision, "failed", exc.one_line()))
+                errors[adapter.name] = exc
                 continue
             v = b.verification
             cand = Candidate(adapter.name, precision, "passed" if v["passed"] else "rejected",
                              "" if v["passed"] else f"numerics: {v['reason']}",
                              precision_used=str(b.compiled.info.get("precision_used", precision)),
                              min_cosine=v["min_cosine"], min_sqnr_db=v["min_sqnr_db"], max_abs=v["max_abs"],
-                             compile_s=round(b.compile_s, 3))
+                             compile_s=round(b.compile_s, 3),
+                             numerics_provenance=str(v.get("provenance", Provenance.MEASURED.value)))
             candidates.append(cand)
             if v["passed"]:
                 built[adapter.name] = b
@@ -621,13 +689,7 @@ def compile(
 
         candidates.extend(missing)
         if not built:
-            reasons = "; ".join(f"{c.adapter}: {c.reason}" for c in candidates) or "no candidates"
-            if any(c.status == "rejected" for c in candidates):
-                raise CheckFailedError(f"no backend passed the numerics check ({reasons})", path=model_path)
-            if all(c.status == "unavailable" for c in candidates):
-                raise ToolchainMissingError(f"no backend available for {profile.name} ({reasons})",
-                                            hint=f"see `edgekit targets show {profile.name}`")
-            raise UnsupportedError(f"no backend could compile the model ({reasons})", path=model_path)
+            raise _auto_failure(candidates, errors, profile, precision, chosen_adapters, model_path)
 
         winner = _pick(built, candidates, feeds[0], auto_rounds, note) if backend == "auto" else next(iter(built))
         for b in built.values():
@@ -854,9 +916,10 @@ def compare(
     else:
         feeds, note = _feeds(specs, seed=seed, samples=samples)
     rows: list[BackendComparison] = []
+    adapters = {name: _resolve_adapter(profile, name, option="--backends", auto=False) for name in names}
     with tempfile.TemporaryDirectory(prefix="edgekit-compare-") as work:
         for name in names:
-            adapter = _resolve_adapter(profile, name)
+            adapter = adapters[name]
             why = _unavailable_reason(adapter, profile, precision)
             if why:
                 rows.append(BackendComparison(name, "unavailable", why))

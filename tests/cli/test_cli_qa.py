@@ -188,3 +188,163 @@ def test_toolchain_install_into_unwritable_path_is_exit_2(tmp_path: Path) -> Non
     result = runner.invoke(app, ["toolchain", "install", "rknn", "--path", str(blocker / "tc")])
     assert result.exit_code == 2 and "cannot create the toolchain folder" in result.stderr
     assert "Traceback" not in result.output
+
+
+# --- second QA pass: compile/targets/compare/run/usage errors ------------------------------------------------
+
+
+def _tiny(tmp_path: Path) -> Path:
+    from tests._adapters_helpers import tiny_conv_model
+
+    return tiny_conv_model(tmp_path / "tiny.onnx")
+
+
+def test_auto_precision_the_target_does_not_offer_is_exit_3(tmp_path: Path) -> None:
+    """`compile --target rk3588 --precision fp32` (auto) said exit 4 "no backend available"; docs/rknn.md says 3."""
+    result = runner.invoke(app, ["compile", str(_tiny(tmp_path)), "--target", "rk3588", "--precision", "fp32",
+                                 "-o", str(tmp_path / "b")])
+    assert result.exit_code == 3, result.output
+    assert "fp32 is not offered on rk3588" in result.stderr and "offered: " in result.stderr
+
+
+def test_compile_into_unwritable_folder_is_one_line_exit_2(tmp_path: Path) -> None:
+    """`compile -o /proc/b` raised FileNotFoundError from the `.b.work-*` temp dir with a traceback."""
+    blocker = tmp_path / "afile"
+    blocker.write_text("x")
+    result = runner.invoke(app, ["compile", str(_tiny(tmp_path)), "-b", "onnxruntime", "-o", str(blocker / "b")])
+    assert result.exit_code == 2 and "cannot write here" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.output
+
+
+def test_emulated_figures_say_so_on_their_own_line(tmp_path: Path, monkeypatch) -> None:
+    """NPU bundles printed "verified … cosine …" and the candidates with no `emulated` label on those lines."""
+    import shutil
+
+    from tests._npu_helpers import detector
+
+    monkeypatch.setattr(shutil, "which", lambda name, *a, **k: None)  # no `atc`: the emulator runs
+    result = runner.invoke(app, ["compile", str(detector(tmp_path / "det.onnx")), "--target", "ascend310",
+                                 "--precision", "fp16", "-o", str(tmp_path / "b")])
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    verified = [line for line in lines if line.startswith("verified vs ONNX reference")]
+    assert verified and "emulated" in verified[0]
+    numerics = [line for line in lines if "cosine" in line and "ascend-atc" in line]
+    assert numerics and all("emulated" in line for line in numerics)
+
+
+def test_candidates_table_rows_carry_provenance() -> None:
+    from rich.console import Console
+
+    from edgekit.cli.compile import candidates_table
+    from edgekit.stages.compile import Candidate
+
+    rows = [Candidate("npu", "int8", "chosen", "", min_cosine=0.999, numerics_provenance="emulated"),
+            Candidate("ort", "fp32", "passed", "", median_ms=1.5, p90_ms=2.0, runs=5, timing_provenance="measured",
+                      min_cosine=1.0, numerics_provenance="measured")]
+    console = Console(width=250, record=True)
+    console.print(candidates_table(rows))
+    text = console.export_text()
+    npu = next(line for line in text.splitlines() if "npu" in line)
+    ort = next(line for line in text.splitlines() if "ort" in line and "fp32" in line)
+    assert "emulated" in npu and "not-run" in npu  # numerics emulated; no timing
+    assert ort.count("measured") == 2
+
+
+def test_targets_show_keeps_brackets_of_profile_text() -> None:
+    """`targets show rk3588` printed `dynamic_input=[, ...]`: Rich ate `[[shapes...]`."""
+    result = runner.invoke(app, ["targets", "show", "rk3588"])
+    assert result.exit_code == 0, result.output
+    text = "".join(result.output.split())  # Rich wraps long lines
+    assert "dynamic_input=[[" in text
+
+
+def test_targets_list_does_not_import_tvm_and_says_so() -> None:
+    """`edgekit targets` took ~6 s: it imported TVM (which imports torch) only to list it."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from typer.testing import CliRunner; from edgekit.cli import app; "
+            "r = CliRunner().invoke(app, ['targets']); "
+            "print(r.exit_code, 'tvm' in sys.modules, 'torch' in sys.modules); print(r.output)")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
+    first, _, output = proc.stdout.partition("\n")
+    assert first == "0 False False", proc.stdout + proc.stderr
+    assert "tvm" in output
+
+
+def test_targets_quick_status_is_honest(monkeypatch) -> None:
+    import importlib.util
+
+    from edgekit.cli import targets as targets_cli
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "tvm" else real(name, *a))
+    missing = targets_cli.quick_status("tvm")
+    assert missing is not None and missing["available"] is False and "not installed" in missing["reason"]
+    assert targets_cli.quick_status("onnxruntime") is None  # cheap adapters are probed for real
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: object() if name == "tvm" else real(name, *a))
+    found = targets_cli.quick_status("tvm")
+    assert found is not None and found["available"] is None and "not imported" in found["reason"]
+
+
+def test_compare_errors_name_the_backends_option(tmp_path: Path) -> None:
+    """compare's option is --backends but its error said `--backend`."""
+    result = runner.invoke(app, ["compare", str(_tiny(tmp_path)), "--backends", "onnxruntime,tflite"])
+    assert result.exit_code == 2 and "--backends: unknown backend 'tflite'" in result.stderr
+    assert "auto" not in result.stderr  # compare has no `auto`
+    result = runner.invoke(app, ["compare", str(_tiny(tmp_path)), "-b", "onnxruntime"])
+    assert result.exit_code == 0, result.output
+
+
+def test_run_finds_shipped_recipes_by_name(tmp_path: Path, monkeypatch) -> None:
+    """`edgekit run lenet-digits-cpu-int8` said "no such recipe file"."""
+    from edgekit.recipe import find_recipe, load_recipe, shipped_recipes
+
+    monkeypatch.chdir(tmp_path)
+    names = [p.stem for p in shipped_recipes()]
+    assert "lenet-digits-cpu-int8" in names
+    assert find_recipe("lenet-digits-cpu-int8") == find_recipe("lenet-digits-cpu-int8.toml") is not None
+    assert find_recipe("sub/lenet-digits-cpu-int8") is None  # a path with a folder is taken literally
+    assert load_recipe("lenet-digits-cpu-int8").name
+    result = runner.invoke(app, ["run", "no-such-recipe"])
+    assert result.exit_code == 2 and "no such recipe file" in result.stderr
+    assert all(name in result.stderr for name in names)
+
+
+def test_gate_resolves_a_shipped_recipe_name(tmp_path: Path, monkeypatch) -> None:
+    import edgekit
+
+    seen: list[Path] = []
+
+    def fake_gate(path, **_kw):
+        from edgekit.errors import ToolchainMissingError
+
+        seen.append(Path(path))
+        raise ToolchainMissingError("stop here")
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(edgekit, "gate", fake_gate, raising=False)
+    result = runner.invoke(app, ["gate", "lenet-digits-cpu-int8"])
+    assert result.exit_code == 4 and seen and seen[0].suffix == ".toml" and seen[0].is_file()
+
+
+@pytest.mark.parametrize("args, words", [
+    (["export"], "Missing argument"),
+    (["bogus-verb"], "No such command"),
+    (["targets", "--bogus"], "No such option"),
+])
+def test_usage_errors_are_one_line_exit_2(args: list[str], words: str) -> None:
+    """Click usage errors printed a multi-line Rich box."""
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2
+    line = result.stderr.strip()
+    assert len(line.splitlines()) == 1 and line.startswith("error: ") and words in line and "--help" in line
+    assert "╭" not in result.output
+
+
+def test_no_args_prints_help_exit_0_and_help_still_works() -> None:
+    result = runner.invoke(app, [])
+    assert result.exit_code == 0 and "Usage" in result.output and result.output.count("Usage") == 1
+    result = runner.invoke(app, ["compile", "--help"])
+    assert result.exit_code == 0 and "--backend" in result.output

@@ -223,3 +223,65 @@ def test_a_backend_crashing_at_run_time_is_a_failed_candidate(model, tmp_path, m
     assert failed.status == "failed" and "failed to run: RuntimeError: device fell over" in failed.reason
     with pytest.raises(UnsupportedError, match="device fell over"):
         edgekit.compile(model, output=tmp_path / "c", target="testcpu", backend="crash")
+
+
+# --- auto keeps the real cause's exit code (QA) -------------------------------------------------------------
+
+
+def test_auto_precision_no_backend_of_the_target_offers_is_unsupported(model, tmp_path):
+    with pytest.raises(UnsupportedError, match="fp32 is not offered on rk3588") as err:
+        edgekit.compile(model, output=tmp_path / "b", target="rk3588", precision="fp32")
+    assert err.value.exit_code == 3 and "offered: " in err.value.one_line() and "int8" in err.value.one_line()
+    assert not (tmp_path / "b").exists()
+
+
+def test_auto_single_candidate_reraises_its_own_bad_option_error(model, tmp_path, monkeypatch):
+    profiles = dict(targets_mod.all_profiles())
+    profiles["ortonly"] = TargetProfile("ortonly", "test", "cpu", ("onnxruntime",), ("fp32",))
+    monkeypatch.setattr(targets_mod, "all_profiles", lambda: profiles)
+    with pytest.raises(BadInputError, match="unknown option 'bogus'") as err:
+        edgekit.compile(model, output=tmp_path / "b", target="ortonly", adapter_options={"bogus": 1})
+    assert err.value.exit_code == 2 and "other candidates" not in err.value.one_line()
+
+
+def test_auto_failing_vendor_tool_keeps_exit_1(tmp_path, monkeypatch):
+    import os
+    import shutil
+    from pathlib import Path
+
+    from tests._npu_helpers import detector
+
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    shutil.copy(Path(__file__).parents[1] / "fixtures" / "fake_atc", bindir / "atc")
+    (bindir / "atc").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bindir}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.setenv("FAKE_ATC_LOG", str(tmp_path / "atc.jsonl"))
+    monkeypatch.setenv("FAKE_ATC_MODE", "fail")
+    with pytest.raises(CheckFailedError, match="E19999") as err:
+        edgekit.compile(detector(tmp_path / "det.onnx"), output=tmp_path / "b", target="ascend310",
+                        backend="auto", precision="fp16")
+    assert err.value.exit_code == 1 and not (tmp_path / "b").exists()
+
+
+def test_auto_most_informative_error_wins_and_names_the_others(model, tmp_path, monkeypatch):
+    """Two failing candidates: a bad option (2) beats a crash (3); the crash is still named in the hint."""
+    cls = wrong_adapter_class(name="crashy", crash=True)
+    monkeypatch.setitem(registry.BUILTIN_ADAPTERS, "crashy", "edgekit.adapters.null:NullAdapter")
+    monkeypatch.setattr(registry, "_module_exists", lambda _target: True)
+    real_class = registry._adapter_class.__wrapped__
+    monkeypatch.setattr(registry, "_adapter_class", lambda name: cls if name == "crashy" else real_class(name))
+    profiles = dict(targets_mod.all_profiles())
+    profiles["testcpu2"] = TargetProfile("testcpu2", "test", "cpu", ("crashy", "onnxruntime"), ("fp32",))
+    monkeypatch.setattr(targets_mod, "all_profiles", lambda: profiles)
+    with pytest.raises(BadInputError, match="unknown option 'onnxruntime_only'") as err:
+        edgekit.compile(model, output=tmp_path / "b", target="testcpu2",
+                        adapter_options={"onnxruntime.onnxruntime_only": 1})
+    assert "other candidates: crashy" in err.value.one_line()
+
+
+def test_unwritable_output_folder_is_bad_input(model, tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    with pytest.raises(BadInputError, match="cannot write here"):
+        edgekit.compile(model, output=blocker / "b", target="cpu", backend="onnxruntime")

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
 SUMMARY_COLUMNS = (
-    ("torch", "PyTorch eager"), ("ort-fp32", "ORT FP32"), ("ort-int8", "ORT INT8"), ("ov-fp32", "OV FP32"),
+    ("torch", "PyTorch eager"), ("torch-1t", "PyTorch 1 thread"),
+    ("ort-fp32", "ORT FP32"), ("ort-int8", "ORT INT8"), ("ov-fp32", "OV FP32"),
     ("ov-bf16", "OV bf16"), ("ov-int8-qdq", "OV INT8 QDQ"), ("ov-int8-nncf", "OV INT8 NNCF"),
     ("tvm-untuned", "TVM untuned"), ("tvm-tuned", "TVM tuned"), ("auto-fp32", "auto fp32"),
     ("auto-int8", "auto int8"), ("auto", "edgekit auto"),
@@ -27,6 +29,11 @@ def _num(value: Any, digits: int = 3) -> str:
             return f"{value:.0f}"
         return f"{value:.{digits}g}"
     return str(value)
+
+
+def _reason(text: str) -> str:
+    """Failure reasons without the run's temporary folder (it is gone when the run ends)."""
+    return re.sub(r"\S*edgekit-benchmarks-[^/\s]+/[^/\s]+/", "", text)
 
 
 def _cell(row: dict[str, Any] | None) -> str:
@@ -72,8 +79,12 @@ def render_markdown(results: dict[str, Any]) -> str:
         a = rows.get("auto", {})
         picked = f"{a.get('chosen')} {a.get('precision_used')}" if a.get("status") == "ok" else "–"
         lines.append(f"| {m['label']} | " + " | ".join(_cell(rows.get(k)) for k, _ in SUMMARY_COLUMNS)
-                     + f" | {picked} | {_num(a.get('x_vs_torch'))} | {_num(a.get('x_vs_best'))} |")
-    lines += ["", "`× best single` = median of the fastest single backend whose output is within the auto "
+                     + f" | {picked} | {_num(a.get('x_vs_torch_paired'))} ({_num(a.get('x_vs_torch'))}) | "
+                     f"{_num(a.get('x_vs_best_paired'))} ({_num(a.get('x_vs_best'))}) |")
+    lines += ["", "Ratios: paired per-round ratio first (the median over rounds of the two candidates' round "
+              "medians, taken seconds apart), pooled-median ratio in brackets. "
+              "`× PyTorch` is against the faster PyTorch row (T threads or 1 thread). "
+              "`× best single` = median of the fastest single backend whose output is within the auto "
               "accuracy budget (SQNR ≥ 20 dB vs ONNX Runtime FP32) ÷ median of the row; > 1 is faster. "
               "'not run' = not requested for this model; 'failed' = see the per-model table.", ""]
     for key, m in results.get("models", {}).items():
@@ -100,11 +111,14 @@ def _model_section(key: str, m: dict[str, Any]) -> list[str]:
              "| candidate | precision used | median ms | p90 ms | runs | × PyTorch | × best single | cosine vs FP32 "
              "| SQNR dB | compile s | notes |", "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in m["candidates"].values():
-        note = r.get("reason", "") if r.get("status") != "ok" else ""
+        note = _reason(r.get("reason", "")) if r.get("status") != "ok" else ""
         if r.get("key", "").startswith("auto") and r.get("chosen"):
             note = f"picked {r['chosen']} {r.get('precision_used')}"
             if r.get("x_vs_best_same_pool") is not None:
-                note += f"; {_num(r['x_vs_best_same_pool'])}× best {r.get('best_same_pool')}"
+                note += (f"; {_num(r.get('x_vs_best_same_pool_paired'))}× (paired; pooled "
+                         f"{_num(r['x_vs_best_same_pool'])}×) best {r.get('best_same_pool')}")
+                if r.get("same_build_as_best"):
+                    note += ", same adapter+precision"
         if r.get("key", "").startswith("tvm") and r.get("status") == "ok":
             note = (f"tuned {r.get('tasks_tuned')}/{r.get('tasks')} tasks, {r.get('trials')} trials"
                     if r.get("tuned") else "untuned default schedules")

@@ -62,11 +62,17 @@ def test_ratios_and_targets_flag_slow_int8_and_inaccurate_best():
         "ort-int8": _row("ort-int8", "single", "int8", 12.0, sqnr=30.0),
         "auto": _row("auto", "auto", "auto", 12.5, chosen="onnxruntime", precision_used="int8"),
     }
+    # a load spike in round 2 hit ort-fp32 only: the paired ratio (per round) is immune, the pooled one is not
+    rows["ort-fp32"]["round_medians_ms"] = [10.0, 30.0, 10.0]
+    rows["auto"]["round_medians_ms"] = [12.5, 12.5, 12.5]
     model = {"model": "resnet18", "label": "R", "candidates": rows, "toolchain": {"export_to_int8_s": 25.0}}
     run._ratios(model)
     assert model["best_single"]["any"] == "ort-fp32"  # the 2 ms candidate fails the SQNR budget
     assert rows["auto"]["x_vs_best"] == pytest.approx(10.0 / 12.5)
     assert rows["auto"]["x_vs_torch"] == pytest.approx(40.0 / 12.5)
+    assert rows["auto"]["x_vs_best_paired"] == pytest.approx(10.0 / 12.5)  # median of 0.8, 2.4, 0.8
+    assert rows["auto"]["x_vs_torch_paired"] is None  # torch has no per-round medians here
+    assert rows["auto"]["same_build_as_best"] is False
     targets = {t["target"]: t for t in run.evaluate_targets({"models": {"resnet18": model}, "cached_rerun": {}})}
     met = {k.split(":")[-1].strip(): v["met"] for k, v in targets.items()}
     assert met["edgekit auto >= 0.95x best single backend"] is False
@@ -91,7 +97,7 @@ def test_quick_run_writes_json_markdown_chart(tmp_path):
     env = data["environment"]
     assert env["threads"] == 2 and "cpu_model" in env and "load_average" in env
     rows = data["models"]["lenet5"]["candidates"]
-    assert set(rows) == {"torch", "ort-fp32", "ort-int8", "auto"}
+    assert set(rows) == {"torch", "torch-1t", "ort-fp32", "ort-int8", "auto"}
     for key, row in rows.items():
         assert row["status"] == "ok", (key, row.get("reason"))
         assert row["provenance"] == "measured"
@@ -107,6 +113,10 @@ def test_quick_run_writes_json_markdown_chart(tmp_path):
     assert "## Targets (issue 9)" in md and "## Latency summary" in md and "LeNet-5" in md
     assert "| ORT INT8 (QDQ) | int8 |" in md and "measured" in md
     assert (tmp_path / f"{stem}.png").read_bytes()[:4] == b"\x89PNG"
+    (tmp_path / f"{stem}.md").unlink()
+    run.main(["--render", str(tmp_path / f"{stem}.json")])  # presentation again from the JSON, no re-measuring
+    assert (tmp_path / f"{stem}.md").read_text() == md
+    assert not (tmp_path / "latest.md").exists()
 
 
 def test_deadline_skips_models_and_still_writes_results(tmp_path):

@@ -1,10 +1,11 @@
 """MetaSchedule tuning for the TVM adapter: a persistent database, reused across runs.
 
-Why not `tune_relax` as it is: its LocalBuilder/LocalRunner start fresh worker processes for
-every batch, each importing TVM (20+ s on a busy 2-core host), so with the default 30 s build
-timeout every candidate "fails" and nothing is learnt. Here candidates are built and timed in this
-process (the search itself still runs in MetaSchedule's threads), and only tasks that have no
-record in the database yet are tuned, so a second compile of the same model tunes nothing.
+Why not `tune_relax` as it is: its LocalBuilder starts fresh worker processes for every batch,
+each importing TVM and its tensor intrinsics (20 s to minutes on a busy 2-core host), so with the
+default 30 s build timeout every candidate "fails" and nothing is learnt. Here candidates are built
+in this process and timed by MetaSchedule's LocalRunner (one worker for the session, with a timeout:
+a few candidates are pathologically slow and would otherwise hang tuning). A ledger of trials spent
+per task makes a second compile with the same budget tune nothing.
 
 The database lives in `tvm-db/<target-hash>/` under the user cache dir (or a given path): MetaSchedule's
 JSON files (`database_workload.json`, `database_tuning_record.json`), applied before `tvm.compile`
@@ -17,6 +18,7 @@ import contextlib
 import hashlib
 import json
 import logging
+import os
 import shutil
 import tempfile
 import time
@@ -138,12 +140,19 @@ def tune(mod: Any, target: Any, db_dir: Path, *, trials: int, threads: int = 1, 
                 genetic_num_iters=4 if per_task >= 64 else 2)
             contexts, weights = ms.relax_integration.extracted_tasks_to_tune_contexts(
                 todo, work_dir=str(work), strategy=strategy, num_threads=threads, seed=seed)
-            store: dict[str, Any] = {}
+            previous = os.environ.get("TVM_NUM_THREADS")
+            os.environ["TVM_NUM_THREADS"] = str(threads)  # the runner worker measures with the deployed threads
+            try:
+                runner = _timed_runner(timeout_s=60.0)
+            finally:
+                if previous is None:
+                    os.environ.pop("TVM_NUM_THREADS", None)
+                else:
+                    os.environ["TVM_NUM_THREADS"] = previous
             ms.tune.tune_tasks(
                 tasks=contexts, task_weights=weights, work_dir=str(work), max_trials_global=sum(top_up),
                 max_trials_per_task=max(top_up), num_trials_per_iter=per_iter, database=database,
-                builder=_in_process_builder(store, work), runner=_in_process_runner(store),
-                cost_model="xgb")
+                builder=_in_process_builder(work), runner=runner, cost_model="xgb")
         finally:
             shutil.rmtree(work, ignore_errors=True)
         for task in todo:
@@ -205,7 +214,8 @@ def _has_record(database: Any, task: Any) -> bool:
     return bool(database.get_top_k(database.commit_workload(mod), 1))
 
 
-def _in_process_builder(store: dict[str, Any], work: Path) -> Any:
+def _in_process_builder(work: Path) -> Any:
+    """Build candidates in this process (no per-batch worker start-up) and export each as a .so."""
     from tvm.ir.utils import derived_object
     from tvm.s_tir.meta_schedule.builder import BuilderResult, PyBuilder
     from tvm.s_tir.meta_schedule.builder.local_builder import default_build
@@ -215,10 +225,10 @@ def _in_process_builder(store: dict[str, Any], work: Path) -> Any:
         def build(self, build_inputs: list) -> list:
             results = []
             for item in build_inputs:
-                # a real (empty) dir per candidate: MetaSchedule's RemoveBuildArtifact rmtree's its parent
-                path = tempfile.mkdtemp(dir=work) + "/candidate"
+                # one dir per candidate: MetaSchedule's RemoveBuildArtifact deletes the artifact's parent
+                path = tempfile.mkdtemp(dir=work) + "/candidate.so"
                 try:
-                    store[path] = default_build(item.mod, item.target, None)
+                    default_build(item.mod, item.target, None).export_library(path)
                     results.append(BuilderResult(path, None))
                 except Exception as exc:  # a candidate that does not build is a normal search outcome
                     results.append(BuilderResult(None, f"build failed: {type(exc).__name__}: {exc}"))
@@ -227,34 +237,13 @@ def _in_process_builder(store: dict[str, Any], work: Path) -> Any:
     return InProcessBuilder()
 
 
-def _in_process_runner(store: dict[str, Any]) -> Any:
-    import tvm
-    from tvm.ir.utils import derived_object
-    from tvm.s_tir.meta_schedule.runner import EvaluatorConfig, PyRunner
-    from tvm.s_tir.meta_schedule.runner.local_runner import LocalRunnerFuture, default_alloc_argument
-    from tvm.s_tir.meta_schedule.runner.utils import run_evaluator_common
+def _timed_runner(timeout_s: float) -> Any:
+    """MetaSchedule's LocalRunner: one worker process for the whole session, killed and replaced when a
+    candidate runs past `timeout_s` (some candidates are pathologically slow; in-process they hang tuning)."""
+    from tvm.s_tir.meta_schedule.runner import EvaluatorConfig, LocalRunner
 
     config = EvaluatorConfig(number=3, repeat=1, min_repeat_ms=20, enable_cpu_cache_flush=False)
-
-    @derived_object
-    class InProcessRunner(PyRunner):
-        def run(self, runner_inputs: list) -> list:
-            futures = []
-            for item in runner_inputs:
-                rt_mod = store.pop(item.artifact_path, None)
-                if rt_mod is None:
-                    futures.append(LocalRunnerFuture(error_message="no built module"))
-                    continue
-                try:
-                    device = tvm.runtime.device(item.device_type, 0)
-                    args = default_alloc_argument(device, [a.as_json() for a in item.args_info], 1)
-                    costs = run_evaluator_common(rt_mod, device, config, args)
-                    futures.append(LocalRunnerFuture(res=costs))
-                except Exception as exc:
-                    futures.append(LocalRunnerFuture(error_message=f"{type(exc).__name__}: {exc}"))
-            return futures
-
-    return InProcessRunner()
+    return LocalRunner(timeout_sec=timeout_s, evaluator_config=config)
 
 
 @contextlib.contextmanager

@@ -197,6 +197,6 @@ def render_chart(results: dict[str, Any], path: Path) -> None:
             ax.text(v + e, i, f"  {v:.3g}", va="center", fontsize=6)
     fig.suptitle(f"edgekit benchmarks {results['created_at'][:10]} on {results['host']} "
                  f"({results['config'].get('threads')} threads, measured)", fontsize=10)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0, 1, 0.985))
     fig.savefig(path, dpi=110)
     plt.close(fig)

@@ -152,13 +152,10 @@ def conform(raw: dict[str, Any], inputs: list[TensorSpec], where: str) -> Sample
     return out
 
 
-class ArrayFolderReader(CalibrationReader):
-    """A folder of `.npy` (single input) and/or `.npz` (one array per input, optional `labels`) files."""
+class _FileListReader(CalibrationReader):
+    """A reader over a sorted list of files, one sample each; subclasses decode one file in `_read`."""
 
-    def __init__(self, folder: Path, files: list[Path], inputs: list[TensorSpec], **kw: Any):
-        super().__init__(inputs, f"{len(files)} array file(s) in {folder}", **kw)
-        self.files = files
-        self.has_labels = any(f.suffix == ".npz" for f in files)  # refined while reading
+    files: list[Path]
 
     def _known_size(self) -> int:
         return len(self.files)
@@ -168,6 +165,18 @@ class ArrayFolderReader(CalibrationReader):
 
     def _iter_impl(self) -> Iterator[tuple[str, Sample, np.ndarray | None]]:
         return self._read(self.files)
+
+    def _read(self, files: list[Path]) -> Iterator[tuple[str, Sample, np.ndarray | None]]:
+        raise NotImplementedError
+
+
+class ArrayFolderReader(_FileListReader):
+    """A folder of `.npy` (single input) and/or `.npz` (one array per input, optional `labels`) files."""
+
+    def __init__(self, folder: Path, files: list[Path], inputs: list[TensorSpec], **kw: Any):
+        super().__init__(inputs, f"{len(files)} array file(s) in {folder}", **kw)
+        self.files = files
+        self.has_labels = any(f.suffix == ".npz" for f in files)  # refined while reading
 
     def _read(self, files: list[Path]) -> Iterator[tuple[str, Sample, np.ndarray | None]]:
         for file in files:
@@ -191,7 +200,7 @@ class ArrayFolderReader(CalibrationReader):
                                     hint="save samples with numpy.save / numpy.savez") from None
 
 
-class ImageFolderReader(CalibrationReader):
+class ImageFolderReader(_FileListReader):
     """A folder (searched recursively) of images, decoded with Pillow and preprocessed."""
 
     def __init__(self, folder: Path, files: list[Path], inputs: list[TensorSpec], preprocess: Preprocess, **kw: Any):
@@ -202,15 +211,6 @@ class ImageFolderReader(CalibrationReader):
         self.files = files
         self.preprocess = preprocess
         self.size = _image_size(inputs[0], preprocess, folder)
-
-    def _known_size(self) -> int:
-        return len(self.files)
-
-    def _window(self) -> Iterator[tuple[str, Sample, np.ndarray | None]]:
-        return self._read(self.files[self._start:self._stop])
-
-    def _iter_impl(self) -> Iterator[tuple[str, Sample, np.ndarray | None]]:
-        return self._read(self.files)
 
     def _read(self, files: list[Path]) -> Iterator[tuple[str, Sample, np.ndarray | None]]:
         for file in files:

@@ -59,34 +59,11 @@ def interleaved(
     """Cold run + `warmup` runs each (not counted), then `rounds` rounds of every candidate in turn.
 
     In a round a candidate runs `round_seconds / warm-up time` times (at least 1, at most `max_runs`,
-    or its entry in `caps`), so fast and slow candidates get about the same wall time.
+    or its entry in `caps`), so fast and slow candidates get about the same wall time. The loop is
+    `edgekit.checks.latency.interleaved` (the one edgekit's own choices use).
     """
-    caps = dict(caps or {})
-    timed = {name: Timed() for name in calls}
-    for name, call in calls.items():
-        t0 = clock()
-        call()
-        timed[name].cold_ms = (clock() - t0) / 1e6
-        n_warm = max(0, min(warmup, caps.get(name, warmup)))
-        if n_warm:
-            t0 = clock()
-            for _ in range(n_warm):
-                call()
-            timed[name].warm_ms = (clock() - t0) / 1e6 / n_warm
-        else:
-            timed[name].warm_ms = timed[name].cold_ms
-    names = list(calls)
-    for r in range(rounds):
-        order = names[r % len(names):] + names[: r % len(names)] if names else []
-        for name in order:
-            per_run = max(timed[name].warm_ms or 0.0, 1e-3)
-            n = int(round_seconds * 1000 / per_run)
-            n = max(1, min(n, max_runs, caps.get(name, max_runs)))
-            call = calls[name]
-            samples = []
-            for _ in range(n):
-                t0 = clock()
-                call()
-                samples.append((clock() - t0) / 1e6)
-            timed[name].rounds.append(samples)
-    return timed
+    from edgekit.checks.latency import interleaved as shared
+
+    timed = shared(calls, rounds=rounds, round_seconds=round_seconds, warmup=warmup, min_runs=1,
+                   max_runs=max_runs, caps=caps, clock=clock)
+    return {name: Timed(t.rounds, t.cold_ms, t.warm_ms) for name, t in timed.items()}

@@ -1,8 +1,21 @@
-"""`precision = "auto"` outside a recipe: `edgekit compile MODEL --precision auto --accuracy-budget ...`.
+"""`precision = "auto"`: the choice between candidates, and `edgekit compile MODEL --precision auto`.
 
-The search itself lives in the pipeline (every (adapter × precision) the target offers, accuracy and
-latency measured for each, the fastest that meets the budget kept); this module builds the one-target
-recipe for a plain ONNX model, runs it with the stage cache, and moves the chosen bundle to `output`.
+The search lives in the pipeline (every (adapter × precision) the target offers, accuracy and latency
+measured for each); the pipeline asks `choose_candidate` here which of the builds that meet the
+accuracy budget to keep. Why not the fastest bench p50: each candidate's bench ran on its own, minutes
+apart, and on a shared host that noise decided the choice (an INT8 build picked although side by
+side it was twice as slow). So every passing candidate is timed again side by side
+(`edgekit.checks.latency.interleaved`), and the decision rule is (`choose_side_by_side`):
+
+1. the median of each candidate's per-round medians is its latency;
+2. the best float (fp32/fp16/bf16) candidate is the fastest float median;
+3. an INT8/mixed candidate wins over it only when it is clearly faster: its median at least
+   `min_gain` (5 %) lower AND its round median lower in a strict majority of the paired rounds;
+   otherwise the best float candidate is kept ("float-kept");
+4. without float (or without INT8) candidates, the fastest median wins ("fastest-median").
+
+`compile_auto` builds the one-target recipe for a plain ONNX model, runs it with the stage cache,
+and moves the chosen bundle to `output`.
 """
 
 from __future__ import annotations
@@ -10,7 +23,9 @@ from __future__ import annotations
 import re
 import shutil
 import tempfile
-from dataclasses import dataclass
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +55,152 @@ def parse_accuracy_budget(texts: str | list[str] | tuple[str, ...]) -> AccuracyB
     if not values:
         raise BadInputError("empty accuracy budget", path="--accuracy-budget", hint="e.g. sqnr>=20dB")
     return AccuracyBudget(**values)
+
+
+FLOAT_PRECISIONS = ("fp32", "fp16", "bf16")
+QUANT_PRECISIONS = ("int8", "mixed")
+RULE_FASTEST = "fastest-median"
+RULE_INT8 = "int8-clearly-faster"
+RULE_FLOAT_KEPT = "float-kept"
+
+
+@dataclass
+class Choice:
+    """Which candidate won a side-by-side timing, and the rule that decided."""
+
+    name: str
+    rule: str  # fastest-median | int8-clearly-faster | float-kept
+    detail: str
+    medians_ms: dict[str, float] = field(default_factory=dict)  # median of per-round medians
+    rounds: int = 0
+    rejected: dict[str, str] = field(default_factory=dict)  # too slow after warm-up: not timed in rounds
+
+
+def choose_side_by_side(
+    calls: Mapping[str, Callable[[], Any]],
+    precisions: Mapping[str, str],
+    *,
+    rounds: int = 7,
+    round_seconds: float = 0.2,
+    warmup: int = 2,
+    min_gain: float = 0.05,
+    reject_ratio: float = 10.0,
+    clock: Callable[[], int] = time.perf_counter_ns,
+) -> Choice:
+    """Time `calls` interleaved and pick one by the rule in the module docstring (`precisions[name]`)."""
+    import numpy as np
+
+    from edgekit.checks.latency import interleaved, paired_ratios
+
+    timed = interleaved(calls, rounds=rounds, round_seconds=round_seconds, warmup=warmup, min_runs=2,
+                        max_runs=50, reject_ratio=reject_ratio, clock=clock)
+    medians: dict[str, float] = {}
+    for name, t in timed.items():
+        per_round = [m for m in t.round_medians if m is not None]
+        if per_round and not t.rejected:
+            medians[name] = float(np.median(per_round))
+    rejected = {n: t.rejected for n, t in timed.items() if t.rejected}
+    n_rounds = max((len(t.rounds) for t in timed.values()), default=0)
+    if not medians:  # every candidate rejected: cannot happen (the fastest is never), but stay total
+        name = next(iter(calls))
+        return Choice(name, RULE_FASTEST, "nothing timed; first candidate", {}, n_rounds, rejected)
+
+    def fastest(names: list[str]) -> str:
+        return min(names, key=lambda n: medians[n])
+
+    floats = [n for n in medians if precisions.get(n) not in QUANT_PRECISIONS]
+    quants = [n for n in medians if precisions.get(n) in QUANT_PRECISIONS]
+    if not floats or not quants:
+        name = fastest(list(medians))
+        return Choice(name, RULE_FASTEST, f"fastest median side by side ({medians[name]:.3f} ms)", medians,
+                      n_rounds, rejected)
+    best_float = fastest(floats)
+    f_ms = medians[best_float]
+    notes = []
+    for q in sorted(quants, key=lambda n: medians[n]):
+        ratios = paired_ratios(timed[q], timed[best_float])
+        wins = sum(r < 1.0 for r in ratios)
+        gain = 1.0 - medians[q] / f_ms
+        if gain >= min_gain and wins * 2 > len(ratios):
+            return Choice(q, RULE_INT8, f"{precisions[q]} {medians[q]:.3f} ms vs {best_float} {f_ms:.3f} ms: "
+                          f"{gain:.0%} faster, faster in {wins}/{len(ratios)} paired rounds", medians, n_rounds,
+                          rejected)
+        notes.append(f"{q} {gain:+.0%}, faster in {wins}/{len(ratios)} rounds")
+    if medians[fastest(quants)] >= f_ms:
+        return Choice(best_float, RULE_FASTEST, f"fastest median side by side ({f_ms:.3f} ms)", medians, n_rounds,
+                      rejected)
+    return Choice(best_float, RULE_FLOAT_KEPT,
+                  f"INT8 not clearly faster than {best_float} ({f_ms:.3f} ms; needs >= {min_gain:.0%} and a "
+                  f"majority of paired rounds): " + "; ".join(notes), medians, n_rounds, rejected)
+
+
+def choose_candidate(
+    cands: Sequence[Any],
+    *,
+    threads: int | None = None,
+    loader: Callable[..., Any] | None = None,
+    clock: Callable[[], int] = time.perf_counter_ns,
+    **options: Any,
+) -> Any:
+    """The pipeline's choice among built candidates (`edgekit.pipeline.Candidate`); sets `decision` on it.
+
+    The candidates that meet the accuracy budget and whose latency was measured here are timed side
+    by side (`choose_side_by_side`), `interleaved_ms` set on each. When fewer than two such candidates
+    exist or a passing candidate's latency is an estimate (it cannot be timed next to a measurement),
+    the fastest passing bench figure wins ("fastest-bench"); when none passes, the most accurate
+    candidate is returned ("most-accurate"; the run then fails its budget).
+    """
+    picked = _side_by_side(cands, threads=threads, loader=loader, clock=clock, **options)
+    if picked is not None:
+        return picked
+    ok = [c for c in cands if c.meets_budget and c.latency_ms is not None]
+    if ok:
+        winner = min(ok, key=lambda c: c.latency_ms or float("inf"))
+        winner.decision = f"fastest-bench: {winner.latency_stat} {winner.latency_ms:.3f} ms " \
+                          f"({winner.latency_provenance}; not timed side by side)"
+        return winner
+    ok = [c for c in cands if c.meets_budget]
+    if ok:
+        ok[0].decision = "first-passing: no latency figure for any passing candidate"
+        return ok[0]
+    winner = max(cands, key=lambda c: (c.sqnr_db if c.sqnr_db is not None else -1e9))
+    winner.decision = "most-accurate: no candidate meets the accuracy budget"
+    return winner
+
+
+def _side_by_side(cands: Sequence[Any], *, threads: int | None, loader: Callable[..., Any] | None,
+                  clock: Callable[[], int], **options: Any) -> Any | None:
+    from edgekit.checks.latency import default_loader, prepare_inputs
+    from edgekit.errors import EdgekitError
+
+    ok = [c for c in cands if c.meets_budget and c.latency_ms is not None and c.bundle_entry]
+    if len(ok) < 2 or any(c.latency_provenance != "measured" for c in ok):
+        return None
+    load = loader or default_loader
+    calls: dict[str, Callable[[], Any]] = {}
+    by_key: dict[str, Any] = {}
+    for c in ok:
+        key = f"{c.adapter}-{c.precision}"
+        try:
+            runner = load(Path(c.bundle_entry) / "bundle", threads=threads)
+            feed = prepare_inputs(runner)
+            runner.run(feed)  # validates the feed once; timed calls skip edgekit's checks (as bench does)
+        except EdgekitError as exc:
+            c.reason = f"{c.reason}; not timed side by side: {exc.one_line()}"
+            continue
+        run = getattr(runner, "_run_impl", runner.run)
+        calls[key] = lambda run=run, feed=feed: run(feed)
+        by_key[key] = c
+    if len(calls) < 2:
+        return None
+    choice = choose_side_by_side(calls, {k: c.precision for k, c in by_key.items()}, clock=clock, **options)
+    for key, c in by_key.items():
+        c.interleaved_ms = choice.medians_ms.get(key)
+        if key in choice.rejected:
+            c.reason = f"{c.reason}; {choice.rejected[key]}"
+    winner = by_key[choice.name]
+    winner.decision = f"{choice.rule}: {choice.detail}"
+    return winner
 
 
 @dataclass

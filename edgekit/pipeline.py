@@ -72,6 +72,8 @@ class Candidate:
     reason: str = ""
     chosen: bool = False
     bundle_entry: str = ""
+    interleaved_ms: float | None = None  # median when timed side by side with the other passing candidates
+    decision: str = ""  # on the chosen candidate of precision auto: the rule that decided (edgekit.autotune)
 
 
 @dataclass
@@ -502,7 +504,8 @@ class _Run:
         built = [c for c in candidates if c.bundle_entry]
         if not built:
             raise ToolchainMissingError(f"no candidate could be built for {settings.name}: " + "; ".join(reasons))
-        chosen = self._choose(built) if settings.precision == "auto" else built[0]
+        chosen = self._choose(built, threads=settings.threads or self.recipe.bench.threads) \
+            if settings.precision == "auto" else built[0]
         chosen.chosen = True
         return self._finish(settings, chosen, candidates)
 
@@ -670,15 +673,12 @@ class _Run:
         return (not fails, "; ".join(fails) or "meets the accuracy budget")
 
     @staticmethod
-    def _choose(cands: list[Candidate]) -> Candidate:
-        """Fastest candidate that meets the accuracy budget; if none does, the most accurate one."""
-        ok = [c for c in cands if c.meets_budget and c.latency_ms is not None]
-        if ok:
-            return min(ok, key=lambda c: c.latency_ms or float("inf"))
-        ok = [c for c in cands if c.meets_budget]
-        if ok:
-            return ok[0]
-        return max(cands, key=lambda c: (c.sqnr_db if c.sqnr_db is not None else -1e9))
+    def _choose(cands: list[Candidate], threads: int | None = None) -> Candidate:
+        """Passing candidates timed side by side, float kept unless INT8 is clearly faster; if none
+        passes, the most accurate one. The rule is `edgekit.autotune.choose_candidate`'s."""
+        from edgekit.autotune import choose_candidate
+
+        return choose_candidate(cands, threads=threads)
 
     # ------------------------------------------------------------------ checks + bundle
     def _finish(self, settings: TargetSettings, chosen: Candidate, candidates: list[Candidate]) -> TargetResult:

@@ -456,6 +456,110 @@ def measure_runner(
 
 
 # ---------------------------------------------------------------------------------------------
+# Side by side: several callables timed in interleaved rounds (compile --backend auto, precision
+# auto, quantize's speed verdict and benchmarks/ all use this one loop)
+
+
+@dataclass
+class InterleavedTiming:
+    """Samples (ms) of one candidate, kept per round so paired per-round ratios can be computed."""
+
+    rounds: list[list[float]] = field(default_factory=list)
+    cold_ms: float | None = None
+    warm_ms: float | None = None
+    rejected: str = ""  # why it was not timed in the rounds (too slow after warm-up)
+
+    @property
+    def samples(self) -> list[float]:
+        return [s for r in self.rounds for s in r]
+
+    @property
+    def round_medians(self) -> list[float | None]:
+        """Median of each round (None where the candidate did not run in that round)."""
+        return [float(np.median(r)) if r else None for r in self.rounds]
+
+    @property
+    def median_ms(self) -> float | None:
+        samples = self.samples
+        return float(np.median(samples)) if samples else None
+
+
+def paired_ratios(a: InterleavedTiming, b: InterleavedTiming) -> list[float]:
+    """a/b of the per-round medians, for every round both ran in (< 1: a was faster in that round)."""
+    pairs = zip(a.round_medians, b.round_medians, strict=False)
+    return [x / y for x, y in pairs if x is not None and y is not None and y > 0]
+
+
+def interleaved(
+    calls: Mapping[str, Callable[[], Any]],
+    *,
+    rounds: int = 5,
+    round_seconds: float = 0.3,
+    warmup: int = 2,
+    min_runs: int = 1,
+    max_runs: int = 50,
+    caps: Mapping[str, int] | None = None,
+    reject_ratio: float | None = None,
+    min_rounds: int | None = None,
+    max_seconds: float | None = None,
+    clock: Timer = time.perf_counter_ns,
+) -> dict[str, InterleavedTiming]:
+    """Time several callables side by side: a cold run, `warmup` runs, then rounds of every candidate in turn.
+
+    Why: on a shared machine, timing candidates one after another hands a busy spell to whichever ran
+    then; in rounds (order rotating each round) the spell hurts every candidate alike, and per-round
+    medians give paired ratios. In a round a candidate runs `round_seconds / warm-up time` times, kept
+    within [`min_runs`, `max_runs`] and its `caps` entry (untuned TVM: a run or two). With
+    `reject_ratio`, a candidate that many times slower than the fastest after warm-up is not timed in
+    the rounds (`rejected` says why). Up to `rounds` rounds; with `max_seconds`, rounds stop once that
+    much time has passed and at least `min_rounds` (default: `rounds`) have run. `clock` returns ns.
+    """
+    caps = dict(caps or {})
+    timed = {name: InterleavedTiming() for name in calls}
+    for name, call in calls.items():
+        t0 = clock()
+        call()
+        t = timed[name]
+        t.cold_ms = (clock() - t0) / 1e6
+        n_warm = max(0, min(warmup, caps.get(name, warmup)))
+        if n_warm:
+            t0 = clock()
+            for _ in range(n_warm):
+                call()
+            t.warm_ms = (clock() - t0) / 1e6 / n_warm
+        else:
+            t.warm_ms = t.cold_ms
+    active = list(calls)
+    if reject_ratio is not None and active:
+        fastest = max(min(timed[n].warm_ms or 0.0 for n in active), 1e-9)
+        for name in list(active):
+            ratio = (timed[name].warm_ms or 0.0) / fastest
+            if ratio > reject_ratio:
+                timed[name].rejected = f"{ratio:.0f}x slower than the fastest in warm-up (not timed further)"
+                active.remove(name)
+    floor = rounds if min_rounds is None else min(min_rounds, rounds)
+    start = clock()
+    for r in range(rounds):
+        order = active[r % len(active):] + active[: r % len(active)] if active else []
+        ran = {name: [] for name in calls}
+        for name in order:
+            per_run = max(timed[name].warm_ms or 0.0, 1e-3)
+            n = max(min_runs, min(int(round_seconds * 1000 / per_run), max_runs))
+            if name in caps:
+                n = max(1, min(n, caps[name]))
+            call = calls[name]
+            for _ in range(n):
+                t0 = clock()
+                call()
+                ran[name].append((clock() - t0) / 1e6)
+        for name in calls:
+            timed[name].rounds.append(ran[name])
+        if max_seconds is not None and r + 1 >= floor and (clock() - start) / 1e9 >= max_seconds:
+            break
+    return timed
+
+
+# ---------------------------------------------------------------------------------------------
 # Bundles: loading, deciding what can be measured here
 
 

@@ -6,7 +6,6 @@ Plain dataclasses that serialize to JSON (Polygraphy's RunResults habit); no liv
 from __future__ import annotations
 
 import statistics
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -299,22 +298,18 @@ class SpeedReport:
 
 def measure_speed(models: dict[str, bytes], sample: Sample, *, threads: int, seconds: float = 1.0,
                   min_runs: int = 15, max_runs: int = 300) -> SpeedReport:
-    """Same threads, warm-up, then round-robin runs (order alternating each round) and medians."""
+    """Same threads, warm-up, then round-robin runs (order rotating each round) and medians.
+
+    The loop is `edgekit.checks.latency.interleaved`: one run per candidate per round, at least
+    `min_runs` rounds and then rounds until about `seconds` per model has passed (at most `max_runs`).
+    """
+    from edgekit.checks.latency import interleaved
     from edgekit.onnxio import ort_session
 
     sessions = {k: ort_session(v, threads=threads) for k, v in models.items()}
     names = {k: [o.name for o in s.get_outputs()] for k, s in sessions.items()}
-    for key, sess in sessions.items():
-        for _ in range(3):
-            sess.run(names[key], sample)
-    times: dict[str, list[float]] = {k: [] for k in sessions}
-    order = list(sessions)
-    deadline = time.perf_counter() + seconds * len(sessions)
-    rounds = 0
-    while rounds < max_runs and (rounds < min_runs or time.perf_counter() < deadline):
-        for key in order if rounds % 2 == 0 else reversed(order):
-            start = time.perf_counter()
-            sessions[key].run(names[key], sample)
-            times[key].append((time.perf_counter() - start) * 1e3)
-        rounds += 1
-    return SpeedReport({k: statistics.median(v) for k, v in times.items()}, rounds, threads)
+    calls = {k: (lambda s=s, k=k: s.run(names[k], sample)) for k, s in sessions.items()}
+    timed = interleaved(calls, rounds=max_runs, min_rounds=min_runs, max_seconds=seconds * len(sessions),
+                        warmup=3, round_seconds=0.0, min_runs=1, max_runs=1)
+    rounds = min(len(t.rounds) for t in timed.values()) if timed else 0
+    return SpeedReport({k: statistics.median(t.samples) for k, t in timed.items()}, rounds, threads)

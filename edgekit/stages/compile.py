@@ -144,6 +144,7 @@ def _output_json(o: Any) -> dict[str, Any]:
 class TimedCandidate:
     samples_ms: list[float] = field(default_factory=list)
     rejected: str = ""
+    timing: Any = None  # the per-round `edgekit.checks.latency.InterleavedTiming`
 
     def stats(self) -> dict[str, float]:
         arr = np.asarray(self.samples_ms, dtype=np.float64)
@@ -163,36 +164,22 @@ def interleaved_timing(
     warmup: int = 2,
     reject_ratio: float = 10.0,
 ) -> dict[str, TimedCandidate]:
-    """Time several callables side by side: warm-up, then `rounds` rounds, each candidate in turn.
+    """Time several callables side by side (`edgekit.checks.latency.interleaved`), samples flattened.
 
     Interleaving (and rotating the order each round) spreads machine noise over every candidate
     instead of punishing whichever ran during a busy spell. A candidate more than `reject_ratio`×
-    slower than the fastest after warm-up is not timed further (untuned TVM would take minutes).
+    slower than the fastest after warm-up is not timed further (untuned TVM would take minutes); its
+    one sample is its warm-up time.
     """
-    timed = {name: TimedCandidate() for name in calls}
-    warm: dict[str, float] = {}
-    for name, call in calls.items():
-        call()  # cold run: not timed
-        t0 = time.perf_counter()
-        for _ in range(max(1, warmup)):
-            call()
-        warm[name] = (time.perf_counter() - t0) / max(1, warmup)
-    fastest = min(warm.values())
-    active = []
-    for name, seconds in warm.items():
-        if seconds > reject_ratio * fastest:
-            timed[name].rejected = f"{seconds / fastest:.0f}x slower than the fastest in warm-up (not timed further)"
-            timed[name].samples_ms.append(seconds * 1000)
-        else:
-            active.append(name)
-    for r in range(rounds):
-        order = active[r % len(active):] + active[: r % len(active)] if active else []
-        for name in order:
-            n = max(min_runs_per_round, min(max_runs_per_round, int(round_seconds / max(warm[name], 1e-6))))
-            for _ in range(n):
-                t0 = time.perf_counter_ns()
-                calls[name]()
-                timed[name].samples_ms.append((time.perf_counter_ns() - t0) / 1e6)
+    from edgekit.checks.latency import interleaved
+
+    shared = interleaved(calls, rounds=rounds, round_seconds=round_seconds, warmup=max(1, warmup),
+                         min_runs=min_runs_per_round, max_runs=max_runs_per_round, reject_ratio=reject_ratio)
+    timed = {name: TimedCandidate(t.samples, t.rejected) for name, t in shared.items()}
+    for name, t in shared.items():
+        if t.rejected:
+            timed[name].samples_ms.append(t.warm_ms or 0.0)
+        timed[name].timing = t
     return timed
 
 

@@ -189,3 +189,73 @@ def test_extension_stops_once_a_slow_run_has_taken_long_enough() -> None:
     samples, stability = time_runs(lambda: runner.run({"x": np.zeros((1, 16), np.float32)}), config, timer=clock)
     assert stability.rounds == 2 and len(samples) == 20  # 50 s after round 1 (< 60 s), 100 s after round 2
     assert not stability.stable and stability.warning
+
+
+# ------------------------------------------------------------------ interleaved (shared side-by-side loop)
+
+class _Clock:
+    """ns clock that only moves when a fake candidate runs (no sleeps)."""
+
+    def __init__(self) -> None:
+        self.t = 0
+
+    def __call__(self) -> int:
+        return self.t
+
+
+def _candidate(clock: _Clock, log: list[str], name: str, ms: float | list[float]):
+    """A call costing `ms` (or ms[i] on its i-th call) of fake time, logging its name."""
+    count = [0]
+
+    def call() -> None:
+        cost = ms if isinstance(ms, (int, float)) else ms[min(count[0], len(ms) - 1)]
+        count[0] += 1
+        clock.t += int(cost * 1e6)
+        log.append(name)
+
+    return call
+
+
+def test_interleaved_rotates_order_and_keeps_rounds() -> None:
+    clock, log = _Clock(), []
+    calls = {n: _candidate(clock, log, n, 1.0) for n in ("a", "b", "c")}
+    timed = latency.interleaved(calls, rounds=3, round_seconds=0.0, warmup=2, min_runs=2, clock=clock)
+    rounds_log = log[3 * 3:]  # cold + 2 warm-up runs each come first
+    assert rounds_log == ["a"] * 2 + ["b"] * 2 + ["c"] * 2 + ["b"] * 2 + ["c"] * 2 + ["a"] * 2 \
+        + ["c"] * 2 + ["a"] * 2 + ["b"] * 2
+    for t in timed.values():
+        assert [len(r) for r in t.rounds] == [2, 2, 2] and t.samples == [1.0] * 6
+        assert t.cold_ms == 1.0 and t.warm_ms == 1.0 and t.median_ms == 1.0
+
+
+def test_interleaved_runs_per_round_follow_warm_time_and_caps() -> None:
+    clock, log = _Clock(), []
+    calls = {"fast": _candidate(clock, log, "fast", 1.0), "slow": _candidate(clock, log, "slow", 5.0),
+             "capped": _candidate(clock, log, "capped", 1.0)}
+    timed = latency.interleaved(calls, rounds=2, round_seconds=0.02, warmup=1, max_runs=15, caps={"capped": 3},
+                                clock=clock)
+    assert [len(r) for r in timed["fast"].rounds] == [15, 15]  # 20 ms / 1 ms = 20, capped by max_runs
+    assert [len(r) for r in timed["slow"].rounds] == [4, 4]  # 20 ms / 5 ms
+    assert [len(r) for r in timed["capped"].rounds] == [3, 3]
+
+
+def test_interleaved_rejects_a_hopeless_candidate_after_warm_up() -> None:
+    clock, log = _Clock(), []
+    calls = {"fast": _candidate(clock, log, "fast", 1.0), "tvm": _candidate(clock, log, "tvm", 500.0)}
+    timed = latency.interleaved(calls, rounds=2, round_seconds=0.01, warmup=1, reject_ratio=10.0, clock=clock)
+    assert "slower than the fastest" in timed["tvm"].rejected and not timed["fast"].rejected
+    assert timed["tvm"].samples == [] and timed["tvm"].round_medians == [None, None]
+    assert log.count("tvm") == 2  # cold + warm-up only
+    assert timed["tvm"].warm_ms == 500.0
+
+
+def test_interleaved_paired_ratios_and_time_budget() -> None:
+    clock, log = _Clock(), []
+    calls = {"a": _candidate(clock, log, "a", [1.0] * 3 + [1.0, 1.0, 4.0, 4.0] + [1.0] * 100),
+             "b": _candidate(clock, log, "b", 2.0)}
+    timed = latency.interleaved(calls, rounds=100, min_rounds=4, max_seconds=0.03, round_seconds=0.0,
+                                warmup=2, min_runs=2, clock=clock)
+    n = len(timed["a"].rounds)
+    assert 4 <= n < 100 and n == len(timed["b"].rounds)  # stopped on the time budget, not the round cap
+    ratios = latency.paired_ratios(timed["a"], timed["b"])
+    assert ratios[:2] == [0.5, 2.0] and all(r == 0.5 for r in ratios[2:])

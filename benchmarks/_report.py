@@ -46,6 +46,13 @@ def _cell(row: dict[str, Any] | None) -> str:
     return _num(row["median_ms"])
 
 
+def _verdict(target: dict[str, Any]) -> str:
+    """met / missed, or 'not run' when the run did not measure it (a partial run is not a miss)."""
+    if target.get("value") is None:
+        return "not run"
+    return "**met**" if target["met"] else "**missed**"
+
+
 def render_markdown(results: dict[str, Any]) -> str:
     env = results.get("environment", {})
     cfg = results.get("config", {})
@@ -69,7 +76,7 @@ def render_markdown(results: dict[str, Any]) -> str:
         "## Targets (issue 9)", "", "| target | value | met? | detail |", "|---|---|---|---|",
     ]
     for t in results.get("targets", []):
-        lines.append(f"| {t['target']} | {_num(t['value'])} | {'**met**' if t['met'] else '**missed**'} | "
+        lines.append(f"| {t['target']} | {_num(t['value'])} | {_verdict(t)} | "
                      f"{t['detail']} |")
     lines += ["", "## Latency summary (median ms, batch 1)", "",
               "| model | " + " | ".join(h for _, h in SUMMARY_COLUMNS) + " | auto picked | auto × PyTorch | "

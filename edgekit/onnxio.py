@@ -155,6 +155,27 @@ def random_inputs(
     return feeds
 
 
+def sample_feeds(
+    specs: list[TensorSpec], reader: Any = None, *, count: int, seed: int, random_count: int | None = None
+) -> tuple[list[dict[str, np.ndarray]], str]:
+    """Up to `count` samples from a calibration reader (in-distribution), else seeded random inputs.
+
+    Returns the feeds and a short description of where they came from, so every verification
+    says whether it ran on real, synthetic or random data.
+    """
+    if reader is not None:
+        feeds: list[dict[str, np.ndarray]] = []
+        for sample in reader:
+            feeds.append({k: np.asarray(v) for k, v in sample.items()})
+            if len(feeds) >= count:
+                break
+        if feeds:
+            kind = "synthetic" if getattr(reader, "synthetic", False) else "real"
+            return feeds, f"{len(feeds)} calibration sample(s) ({kind})"
+    n = count if random_count is None else random_count
+    return [random_inputs(specs, seed=seed + i) for i in range(n)], f"{n} seeded random sample(s) (seed {seed})"
+
+
 def ort_session(
     model: str | Path | bytes,
     *,

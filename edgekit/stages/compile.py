@@ -325,19 +325,9 @@ def _quantize(model: Path, calib: Any, work: Path, calib_samples: int) -> Path:
 
 
 def _feeds(specs: list[TensorSpec], *, seed: int, samples: int, reader: Any = None) -> tuple[list[dict], str]:
-    from edgekit.onnxio import random_inputs
+    from edgekit.onnxio import sample_feeds
 
-    if reader is not None:
-        feeds = []
-        for sample in reader:
-            feeds.append({k: np.asarray(v) for k, v in sample.items()})
-            if len(feeds) >= samples:
-                break
-        if feeds:
-            kind = "synthetic" if getattr(reader, "synthetic", False) else "real"
-            return feeds, f"{len(feeds)} calibration sample(s) ({kind})"
-    feeds = [random_inputs(specs, seed=seed + i) for i in range(samples)]
-    return feeds, f"{samples} seeded random sample(s) (seed {seed})"
+    return sample_feeds(specs, reader, count=samples, seed=seed)
 
 
 def _build(

@@ -311,19 +311,12 @@ class NpuAdapter(TargetAdapter):
     @staticmethod
     def _accuracy_feeds(specs: list[TensorSpec], calibration: Any, count: int = 4) -> tuple[list[dict], str]:
         """Calibration samples when given (in-distribution), else seeded random inputs (flagged)."""
-        from edgekit.onnxio import random_inputs
+        from edgekit.onnxio import sample_feeds
 
-        feeds: list[dict] = []
-        if calibration is not None:
-            for sample in calibration:
-                feeds.append({k: np.asarray(v) for k, v in sample.items()})
-                if len(feeds) >= count:
-                    break
-        if feeds:
-            kind = "synthetic" if getattr(calibration, "synthetic", False) else "real"
-            return feeds, f"{len(feeds)} calibration samples ({kind}); output agreement, not task accuracy"
-        return ([random_inputs(specs, seed=100 + i) for i in range(2)],
-                "2 seeded random samples (not task accuracy; out-of-distribution for int8 ranges)")
+        feeds, where = sample_feeds(specs, calibration, count=count, seed=100, random_count=2)
+        if calibration is not None and "calibration" in where:
+            return feeds, f"{where}; output agreement, not task accuracy"
+        return feeds, f"{where}; not task accuracy, out-of-distribution for int8 ranges"
 
     def _static_specs(self, specs: list[TensorSpec], options: CompileOptions, model: Path) -> list[TensorSpec]:
         """Inputs with every dim fixed, or an error naming the dims and the command that fixes them."""

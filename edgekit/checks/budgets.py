@@ -145,6 +145,14 @@ def _verdict_note(provenance: str) -> str:
     return ""
 
 
+def overall_status(verdicts: Sequence[BudgetVerdict]) -> str:
+    """fail if any budget failed, else not-run if any could not be checked here, else pass."""
+    statuses = {v.status for v in verdicts}
+    if "fail" in statuses:
+        return "fail"
+    return "not-run" if "not-run" in statuses else "pass"
+
+
 def evaluate_budgets(
     result: BenchResult, budgets: Sequence[Budget], *, source: str = "--budget"
 ) -> list[BudgetVerdict]:
@@ -364,10 +372,7 @@ class GateResult:
 
     @property
     def status(self) -> str:
-        statuses = {v.status for v in self.verdicts}
-        if "fail" in statuses or self.failures:
-            return "fail"
-        return "not-run" if "not-run" in statuses else "pass"
+        return "fail" if self.failures else overall_status(self.verdicts)
 
     @property
     def passed(self) -> bool:

@@ -184,12 +184,9 @@ class BenchResult:
 
     @property
     def status(self) -> str:
-        statuses = {v.status for v in self.verdicts}
-        if "fail" in statuses:
-            return "fail"
-        if "not-run" in statuses:
-            return "not-run"
-        return "pass"
+        from edgekit.checks.budgets import overall_status
+
+        return overall_status(self.verdicts)
 
     @property
     def passed(self) -> bool:

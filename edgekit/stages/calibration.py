@@ -269,13 +269,17 @@ class CallableReader(CalibrationReader):
         produced = self.func()
         if produced is None or isinstance(produced, dict):
             raise BadInputError("the callable must return an iterable of input dicts", path=self.ref)
-        for i, item in enumerate(produced):
-            if not isinstance(item, dict):
-                raise BadInputError(f"item {i} is {type(item).__name__}, expected a dict of input arrays",
-                                    path=self.ref)
-            raw = dict(item)
-            labels = raw.pop(LABELS_KEY, None)
-            yield f"{self.ref}[{i}]", raw, labels
+        return _dict_items(produced, self.ref)
+
+
+def _dict_items(items: Iterable[Any], where: str) -> Iterator[tuple[str, Sample, np.ndarray | None]]:
+    """Samples given as Python dicts (from a callable or an iterable), labels split off."""
+    for i, item in enumerate(items):
+        if not isinstance(item, dict):
+            raise BadInputError(f"item {i} is {type(item).__name__}, expected a dict of input arrays", path=where)
+        raw = dict(item)
+        labels = raw.pop(LABELS_KEY, None)
+        yield f"{where}[{i}]", raw, labels
 
 
 class IterableReader(CalibrationReader):
@@ -290,13 +294,7 @@ class IterableReader(CalibrationReader):
         self.synthetic = bool(getattr(items, "synthetic", False))
 
     def _iter_impl(self) -> Iterator[tuple[str, Sample, np.ndarray | None]]:
-        for i, item in enumerate(self.items):
-            if not isinstance(item, dict):
-                raise BadInputError(f"item {i} is {type(item).__name__}, expected a dict of input arrays",
-                                    path=self.description)
-            raw = dict(item)
-            labels = raw.pop(LABELS_KEY, None)
-            yield f"{self.description}[{i}]", raw, labels
+        return _dict_items(self.items, self.description)
 
 
 class SyntheticReader(CalibrationReader):

@@ -60,9 +60,9 @@ def interleaved(
 
     In a round a candidate runs `round_seconds / warm-up time` times (at least 1, at most `max_runs`,
     or its entry in `caps`), so fast and slow candidates get about the same wall time. The loop is
-    `edgekit.checks.latency.interleaved` (the one edgekit's own choices use).
+    `edgekit.timing.interleaved` (the one edgekit's own choices use).
     """
-    from edgekit.checks.latency import interleaved as shared
+    from edgekit.timing import interleaved as shared
 
     timed = shared(calls, rounds=rounds, round_seconds=round_seconds, warmup=warmup, min_runs=1,
                    max_runs=max_runs, caps=caps, clock=clock)

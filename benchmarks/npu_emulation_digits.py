@@ -40,7 +40,7 @@ def main() -> int:
                 info = to_jsonable(result.bundle.manifest.info)
                 emulated = result.bundle.path / info["emulation"]["path"]
                 print(f"{target} {precision} ({info['emulation']['scheme'].get('style', '')}): top-1 "
-                      f"{top1(emulated):.4f} [emulated]; cosine vs fp32 {info['emulated_accuracy']['min_cosine']:.6f}; "
+                      f"{top1(emulated):.4f} [emulated]; cosine vs fp32 {info['verification']['min_cosine']:.6f}; "
                       f"estimate {info['estimate']['latency_ms']:.4f} ms [estimated]")
     return 0
 

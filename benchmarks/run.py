@@ -193,9 +193,9 @@ def bench_model(key: str, cfg: Config, work: Path) -> dict[str, Any]:
     import torch
 
     from edgekit import zoo
+    from edgekit.adapters.loading import load_bundle as load
     from edgekit.onnxio import input_specs, load_onnx, random_inputs
     from edgekit.stages.compile import compile as compile_model
-    from edgekit.stages.compile import load
     from edgekit.stages.export import export
     from edgekit.stages.quantize import quantize
     from edgekit.stages.simplify import simplify
@@ -302,7 +302,7 @@ def bench_model(key: str, cfg: Config, work: Path) -> dict[str, Any]:
     caps: dict[str, int] = {}
     for name, runner in runners.items():
         runner.run(feed)  # validated once; the timed calls skip edgekit's input check like `edgekit bench`
-        calls[name] = (lambda r=runner: r._run_impl(feed))
+        calls[name] = (lambda r=runner: r.run(feed, check_inputs=False))
         spec_cap = next((s.cap for s in specs_for(key, cfg) if s.key == name), None)
         if spec_cap:
             caps[name] = spec_cap
@@ -551,7 +551,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
     import torch
 
-    from edgekit.checks.latency import environment_fingerprint
+    from edgekit.artifact import tool_versions
+    from edgekit.environment import environment_fingerprint
 
     started = time.perf_counter()
     now = dt.datetime.now(dt.UTC)
@@ -561,7 +562,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "host": host_short(), "quick": cfg.quick, "command": " ".join(["python benchmarks/run.py", *(argv or
                                                                                                  sys.argv[1:])]),
         "config": {k: (str(v) if isinstance(v, (Path, dt.datetime)) else v) for k, v in cfg.__dict__.items()},
-        "environment": environment_fingerprint(threads=cfg.threads),
+        "environment": environment_fingerprint(threads=cfg.threads, versions=tool_versions()),
         "provenance": "measured: every figure was measured in this run on this machine",
         "torch": {"version": torch.__version__, "threads": torch.get_num_threads()},
         "models": {}, "notes": [],

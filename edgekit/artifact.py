@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import datetime as _dt
+import fnmatch
 import hashlib
 import json
 import os
@@ -23,11 +24,16 @@ from pathlib import Path
 from typing import Any
 
 from edgekit.errors import BadInputError
-from edgekit.specs import TensorSpec
+from edgekit.specs import DTYPES, TensorSpec
 
 SCHEMA_VERSION = 1
 MANIFEST_SUFFIX = ".manifest.json"
 BUNDLE_MANIFEST = "manifest.json"
+MANIFEST_SCHEMA = "edgekit.manifest"
+# Bounds on numbers a manifest may carry (a manifest can come from anyone; see docs/security.md).
+MAX_RANK = 32
+MAX_DIM = 2**31 - 1
+MAX_TENSOR_ELEMENTS = 2**30  # 4 GiB of float32: enough for any edge model input, refuses absurd shapes
 
 # Distributions whose versions go into every manifest when installed (queried without importing).
 TRACKED_TOOLS = (
@@ -119,6 +125,7 @@ class Manifest:
     metrics: dict[str, Any] = field(default_factory=dict)  # latest figures, keyed by stage or check
     info: dict[str, Any] = field(default_factory=dict)  # target, adapter, precision, budgets, ...
     schema_version: int = SCHEMA_VERSION
+    signature: dict[str, str] = field(default_factory=dict)  # HMAC of `files` by the local key (edgekit.bundle)
 
     def add_stage(self, record: StageRecord) -> None:
         self.history.append(record)
@@ -136,18 +143,13 @@ class Manifest:
             "history": [r.to_json() for r in self.history],
             "metrics": to_jsonable(self.metrics),
             "info": to_jsonable(self.info),
+            **({"signature": dict(self.signature)} if self.signature else {}),
         }
 
     @classmethod
-    def from_json(cls, data: dict[str, Any], *, path: str | Path | None = None) -> Manifest:
-        if data.get("schema") != "edgekit.manifest":
-            raise BadInputError("not an edgekit manifest", path=path)
-        version = data.get("schema_version")
-        if not isinstance(version, int) or version > SCHEMA_VERSION:
-            raise BadInputError(
-                f"manifest schema version {version!r} is newer than this edgekit ({SCHEMA_VERSION})",
-                path=path, hint="upgrade edgekit",
-            )
+    def from_json(cls, data: Any, *, path: str | Path | None = None) -> Manifest:
+        """The one parser of manifest JSON: every field is type- and bound-checked here (bad → exit 2)."""
+        _check_manifest_json(data, path)
         return cls(
             kind=data["kind"],
             inputs=[TensorSpec.from_json(s) for s in data.get("inputs", [])],
@@ -156,7 +158,8 @@ class Manifest:
             history=[StageRecord.from_json(r) for r in data.get("history", [])],
             metrics=dict(data.get("metrics", {})),
             info=dict(data.get("info", {})),
-            schema_version=version,
+            schema_version=data["schema_version"],
+            signature=dict(data.get("signature", {})),
         )
 
     def dumps(self) -> str:
@@ -169,9 +172,74 @@ class Manifest:
             data = json.loads(path.read_text())
         except FileNotFoundError:
             raise BadInputError("no manifest here", path=path) from None
+        except OSError as exc:
+            raise BadInputError(f"cannot read the manifest ({exc.strerror or type(exc).__name__})", path=path) from None
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise BadInputError(f"manifest is not valid JSON ({exc})", path=path) from None
         return cls.from_json(data, path=path)
+
+
+def _bad_manifest(what: str, path: str | Path | None) -> BadInputError:
+    return BadInputError(f"malformed manifest: {what}", path=path,
+                         hint="the manifest was edited or is not edgekit's; rebuild it with edgekit")
+
+
+def _check_spec_json(spec: Any, where: str, path: str | Path | None) -> None:
+    if not isinstance(spec, dict):
+        raise _bad_manifest(f"{where} is not an object", path)
+    if not isinstance(spec.get("name"), str) or not spec["name"]:
+        raise _bad_manifest(f"{where} has no name", path)
+    shape = spec.get("shape")
+    if not isinstance(shape, list):
+        raise _bad_manifest(f"{where} ({spec['name']}) has no shape list", path)
+    if len(shape) > MAX_RANK:
+        raise _bad_manifest(f"{where} ({spec['name']}) has rank {len(shape)} > {MAX_RANK}", path)
+    elements = 1
+    for dim in shape:
+        if isinstance(dim, bool) or not isinstance(dim, (int, str)) or (isinstance(dim, int) and not
+                                                                        0 <= dim <= MAX_DIM):
+            raise _bad_manifest(f"{where} ({spec['name']}) has a bad dim {dim!r}", path)
+        elements *= dim if isinstance(dim, int) else 1
+    if elements > MAX_TENSOR_ELEMENTS:
+        raise _bad_manifest(f"{where} ({spec['name']}) has {elements} elements > {MAX_TENSOR_ELEMENTS}", path)
+    dtype = spec.get("dtype", "float32")
+    if dtype not in DTYPES:
+        raise _bad_manifest(f"{where} ({spec['name']}) has unknown dtype {dtype!r}", path)
+    if spec.get("layout") is not None and not isinstance(spec["layout"], str):
+        raise _bad_manifest(f"{where} ({spec['name']}) layout is not a string", path)
+
+
+def _check_manifest_json(data: Any, path: str | Path | None) -> None:
+    """Structure and bounds of a manifest, so no later code meets a list where it expects a dict."""
+    if not isinstance(data, dict) or data.get("schema") != MANIFEST_SCHEMA:
+        raise BadInputError("not an edgekit manifest", path=path, hint="expected a JSON object with schema "
+                            f"{MANIFEST_SCHEMA!r}")
+    version = data.get("schema_version")
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+        raise _bad_manifest(f"schema_version {version!r} is not a positive integer", path)
+    if version > SCHEMA_VERSION:
+        raise BadInputError(f"manifest schema version {version!r} is newer than this edgekit ({SCHEMA_VERSION})",
+                            path=path, hint="upgrade edgekit")
+    if not isinstance(data.get("kind"), str) or not data["kind"]:
+        raise _bad_manifest("kind is missing", path)
+    for key in ("inputs", "outputs", "history"):
+        if not isinstance(data.get(key, []), list):
+            raise _bad_manifest(f"{key} is not a list", path)
+    for key in ("files", "metrics", "info", "signature"):
+        if not isinstance(data.get(key, {}), dict):
+            raise _bad_manifest(f"{key} is not an object", path)
+    for key in ("inputs", "outputs"):
+        for i, spec in enumerate(data.get(key, [])):
+            _check_spec_json(spec, f"{key}[{i}]", path)
+    for rel, digest in data.get("files", {}).items():
+        if not rel or not isinstance(digest, str) or len(digest) != 64 or any(c not in "0123456789abcdef"
+                                                                              for c in digest):
+            raise _bad_manifest(f"files entry {rel!r} is not a sha256", path)
+    for i, record in enumerate(data.get("history", [])):
+        if not isinstance(record, dict) or not isinstance(record.get("stage"), str):
+            raise _bad_manifest(f"history[{i}] is not a stage record", path)
+    if not all(isinstance(v, str) for v in data.get("signature", {}).values()):
+        raise _bad_manifest("signature values are not strings", path)
 
 
 def manifest_path_for(model_path: str | Path) -> Path:
@@ -222,15 +290,133 @@ def _unwritable(dest: Path, exc: OSError) -> BadInputError:
                          hint="choose an output path in a writable folder")
 
 
+# ---------------------------------------------------------------------------------------------
+# Scratch files and folders beside an output. Their names carry the owner's PID, so what a killed
+# process left behind (SIGKILL runs no `finally`) is recognised and removed by the next run.
+
+_SCRATCH_KINDS = ("tmp", "work", "old", "bad")
+
+
+def _pid_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OSError):
+        return True  # someone else's live process (or we cannot tell): leave it alone
+    return True
+
+
+def scratch_name(name: str, kind: str) -> str:
+    """`.NAME.KIND-PID-` — the prefix of a scratch entry for output `name` owned by this process."""
+    if kind not in _SCRATCH_KINDS:
+        raise ValueError(f"unknown scratch kind {kind!r}")
+    return f".{name}.{kind}-{os.getpid()}-"
+
+
+def sweep_dead_scratch(parent: Path, name: str | None = None) -> list[Path]:
+    """Remove scratch entries in `parent` (for output `name`, or all) whose owning process is gone."""
+    removed: list[Path] = []
+    try:
+        entries = list(parent.iterdir())
+    except OSError:
+        return removed
+    for entry in entries:
+        pid = _scratch_owner(entry.name, name)
+        if pid is None or _pid_alive(pid):
+            continue
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry, ignore_errors=True)
+        else:
+            with contextlib.suppress(OSError):
+                entry.unlink()
+        removed.append(entry)
+    return removed
+
+
+def _scratch_owner(entry: str, name: str | None) -> int | None:
+    """The PID in a scratch entry name `.NAME.KIND-PID-...`, or None when it is not one."""
+    if not entry.startswith("."):
+        return None
+    for kind in _SCRATCH_KINDS:
+        marker = f".{kind}-"
+        head, sep, rest = entry[1:].rpartition(marker)
+        if not sep or (name is not None and head != name) or not head:
+            continue
+        pid_text = rest.split("-", 1)[0]
+        if pid_text.isdigit():
+            return int(pid_text)
+    return None
+
+
+@contextlib.contextmanager
+def scratch_dir(dest: str | Path, kind: str = "work") -> Iterator[Path]:
+    """A private folder beside `dest` for work in progress, removed afterwards (or by the next run if killed)."""
+    dest = Path(dest)
+    _check_output_name(dest)
+    try:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        sweep_dead_scratch(dest.parent, dest.name)
+        tmp = Path(tempfile.mkdtemp(prefix=scratch_name(dest.name, kind), dir=dest.parent))
+    except OSError as exc:
+        raise _unwritable(dest, exc) from None
+    try:
+        yield tmp
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _check_output_name(dest: Path) -> None:
+    """`-o .`, `-o ''` and `-o ..` name the working folder itself: never a folder edgekit may replace."""
+    if dest.name in ("", ".", ".."):
+        raise BadInputError("is not a name edgekit can write an output to", path=str(dest) or "''",
+                            hint="give a new folder name, e.g. -o out/bundle")
+
+
+def is_edgekit_output(path: Path) -> bool:
+    """True for a folder edgekit wrote (it holds an edgekit manifest.json) or an empty folder."""
+    if not path.is_dir():
+        return False
+    manifest = path / BUNDLE_MANIFEST
+    if manifest.is_file():
+        try:
+            return json.loads(manifest.read_text()).get("schema") == MANIFEST_SCHEMA
+        except (OSError, ValueError, AttributeError):
+            return False
+    try:
+        return not any(path.iterdir())
+    except OSError:
+        return False
+
+
+def check_replaceable(dest: Path) -> None:
+    """Refuse to replace anything that is not an edgekit output: the user's files are never destroyed."""
+    _check_output_name(dest)
+    if not (dest.exists() or dest.is_symlink()):
+        return
+    if dest.is_symlink() and not dest.exists():
+        return  # a dangling link: replacing it loses nothing
+    if not dest.is_dir():
+        raise BadInputError("exists and is not a folder", path=dest, hint="choose another output path")
+    if not is_edgekit_output(dest):
+        raise BadInputError("folder exists and is not an edgekit output (no edgekit manifest.json); "
+                            "refusing to replace its files", path=dest,
+                            hint="choose a new folder, or remove this one yourself")
+
+
 @contextlib.contextmanager
 def atomic_path(dest: str | Path) -> Iterator[Path]:
     """Yield a temp path beside `dest`; rename it onto `dest` only if the block succeeds."""
     dest = Path(dest)
+    _check_output_name(dest)
     if dest.is_dir():  # os.replace(file, dir) fails only after the work is done
         raise BadInputError("is a directory, expected a file path", path=dest, hint="give a file name")
     try:
         dest.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent)
+        sweep_dead_scratch(dest.parent, dest.name)
+        fd, tmp_name = tempfile.mkstemp(prefix=scratch_name(dest.name, "tmp"), dir=dest.parent)
     except OSError as exc:
         raise _unwritable(dest, exc) from None
     os.close(fd)
@@ -247,18 +433,28 @@ def atomic_path(dest: str | Path) -> Iterator[Path]:
 
 @contextlib.contextmanager
 def atomic_dir(dest: str | Path) -> Iterator[Path]:
-    """Yield a temp directory beside `dest`; it replaces `dest` only if the block succeeds."""
+    """Yield a temp directory beside `dest`; it replaces `dest` only if the block succeeds.
+
+    `dest` may be absent, empty, or an earlier edgekit output; any other folder is refused before
+    any work (exit 2), so a user's files are never replaced. A symlink at `dest` is replaced by the
+    new folder (the folder it pointed to is left as it was).
+    """
     dest = Path(dest)
+    check_replaceable(dest)
     try:
         dest.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent))
+        sweep_dead_scratch(dest.parent, dest.name)
+        tmp = Path(tempfile.mkdtemp(prefix=scratch_name(dest.name, "tmp"), dir=dest.parent))
     except OSError as exc:
         raise _unwritable(dest, exc) from None
     try:
         yield tmp
         os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes 0700; use the mode mkdir would
-        if dest.exists():
-            old = dest.with_name(f".{dest.name}.old-{os.getpid()}")
+        check_replaceable(dest)  # it may have changed while we worked
+        if dest.is_symlink():
+            _swap_link(tmp, dest)
+        elif dest.exists():
+            old = Path(tempfile.mkdtemp(prefix=scratch_name(dest.name, "old"), dir=dest.parent))
             os.replace(dest, old)
             os.replace(tmp, dest)
             shutil.rmtree(old, ignore_errors=True)
@@ -266,6 +462,18 @@ def atomic_dir(dest: str | Path) -> Iterator[Path]:
             os.replace(tmp, dest)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _swap_link(tmp: Path, link: Path) -> None:
+    """Replace the symlink `link` by folder `tmp`: move the link aside, rename, drop the link itself."""
+    old = link.with_name(f"{scratch_name(link.name, 'old')}link")
+    os.replace(link, old)
+    try:
+        os.replace(tmp, link)
+    except OSError:
+        os.replace(old, link)
+        raise
+    old.unlink()
 
 
 def write_text_atomic(dest: str | Path, text: str) -> Path:
@@ -288,26 +496,32 @@ def save_model_artifact(model_bytes_or_path: bytes | Path, dest: str | Path, man
     return Artifact(dest, manifest)
 
 
-def hash_tree(root: Path) -> dict[str, str]:
-    """sha256 of every file under `root` except the manifest, keyed by posix relative path."""
-    return {
-        p.relative_to(root).as_posix(): sha256_file(p)
-        for p in sorted(root.rglob("*"))
-        if p.is_file() and p.name != BUNDLE_MANIFEST
-    }
+# ---------------------------------------------------------------------------------------------
+# The one directory hasher (bundles, cache entries, data folders)
 
 
-def verify_bundle(path: str | Path) -> Artifact:
-    """Open a bundle and refuse it if any file is missing, extra-truncated or altered."""
+def hash_tree(root: Path, *, exclude: tuple[str, ...] = (BUNDLE_MANIFEST,)) -> dict[str, str]:
+    """sha256 of every file under `root`, keyed by posix relative path; `exclude`: relative paths/patterns.
+
+    Symlinks are not followed (a link is hashed as the file it names only when that file is inside
+    `root`, under its own path); bundles are checked for links leaving them by `edgekit.bundle`.
+    """
+    root = Path(root)
+    out: dict[str, str] = {}
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames.sort()
+        for fname in sorted(filenames):
+            file = Path(dirpath) / fname
+            rel = file.relative_to(root).as_posix()
+            if any(fnmatch.fnmatchcase(rel, pattern) for pattern in exclude) or not file.is_file():
+                continue
+            out[rel] = sha256_file(file)
+    return dict(sorted(out.items()))
+
+
+def hash_dir(path: Path) -> str:
+    """One sha256 for a file or a whole folder (names and contents), e.g. for cache keys."""
     path = Path(path)
-    if not path.is_dir():
-        raise BadInputError("not a bundle directory", path=path, hint="pass the folder `edgekit compile -o` wrote")
-    manifest = Manifest.read(path / BUNDLE_MANIFEST)
-    for rel, digest in manifest.files.items():
-        file = path / rel
-        if not file.is_file():
-            raise BadInputError(f"bundle file {rel} is missing", path=path, hint="recompile the bundle")
-        if sha256_file(file) != digest:
-            raise BadInputError(f"bundle file {rel} does not match its sha256 (tampered or truncated)",
-                                path=path, hint="recompile the bundle")
-    return Artifact(path, manifest)
+    if path.is_file():
+        return sha256_file(path)
+    return sha256_bytes(json.dumps(hash_tree(path, exclude=()), sort_keys=True).encode())

@@ -6,6 +6,7 @@ stage's files plus `entry.json` with the sha256 of every file, so a corrupted en
 read and rebuilt. Entries are built in a temp directory and renamed into place: a reader never sees
 half an entry, and when two runs build the same entry at once the first rename wins and the
 second run uses the winner (both built the same content from the same key).
+Temp folders carry the builder's PID, so those a killed builder left are removed by the next build.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from edgekit.artifact import sha256_file, to_jsonable, tool_versions
+from edgekit.artifact import hash_tree, scratch_name, sweep_dead_scratch, to_jsonable, tool_versions
 
 ENTRY_FILE = "entry.json"
 CACHE_LAYOUT = "v1"
@@ -64,14 +65,6 @@ def stage_key(stage: str, *, inputs: Any, options: Any, tools: dict[str, str] | 
     }
     text = json.dumps(payload, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(text.encode()).hexdigest()
-
-
-def _hash_dir(root: Path) -> dict[str, str]:
-    return {
-        p.relative_to(root).as_posix(): sha256_file(p)
-        for p in sorted(root.rglob("*"))
-        if p.is_file() and not (p.parent == root and p.name == ENTRY_FILE)
-    }
 
 
 @dataclass
@@ -146,14 +139,14 @@ class StageCache:
         if not isinstance(record, dict) or record.get("key") != key or not isinstance(record.get("files"), dict):
             return None
         try:
-            if _hash_dir(path) != record["files"]:
+            if hash_tree(path, exclude=(ENTRY_FILE,)) != record["files"]:
                 return None
         except OSError:
             return None
         return CacheEntry(stage, key, path, dict(record.get("meta", {})), hit=True)
 
     def _discard(self, path: Path) -> None:
-        trash = path.with_name(f".{path.name}.bad-{uuid.uuid4().hex[:8]}")
+        trash = path.with_name(f"{scratch_name(path.name, 'bad')}{uuid.uuid4().hex[:8]}")
         with contextlib.suppress(OSError):
             os.replace(path, trash)
         shutil.rmtree(trash, ignore_errors=True)
@@ -170,10 +163,11 @@ class StageCache:
     def _build(self, stage: str, key: str, build: Callable[[Path], dict[str, Any] | None]) -> CacheEntry:
         final = self._entry_dir(stage, key)
         final.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{key[:12]}.", suffix=".tmp", dir=final.parent))
+        sweep_dead_scratch(final.parent)  # what builders killed mid-way (SIGKILL) left behind
+        tmp = Path(tempfile.mkdtemp(prefix=scratch_name(key[:12], "tmp"), dir=final.parent))
         try:
             meta = to_jsonable(build(tmp) or {})
-            files = _hash_dir(tmp)
+            files = hash_tree(tmp, exclude=(ENTRY_FILE,))
             meta["_content_sha256"] = hashlib.sha256(json.dumps(files, sort_keys=True).encode()).hexdigest()
             record = {
                 "key": key,

@@ -6,8 +6,10 @@ file gives the same one-line error everywhere.
 
 from __future__ import annotations
 
+import contextlib
+import math
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -138,11 +140,18 @@ def quantization_info(model: onnx.ModelProto) -> QuantizationInfo:
 
 
 def random_inputs(
-    specs: list[TensorSpec], *, seed: int = 0, dims: Mapping[str, int] | None = None
+    specs: list[TensorSpec], *, seed: int = 0, dims: Mapping[str, int] | None = None, strict: bool = False,
+    argument: str = "--input-shape",
 ) -> dict[str, np.ndarray]:
-    """Deterministic random inputs for the given specs (dynamic dims from `dims`, else 1)."""
+    """Deterministic random inputs for the given specs (dynamic dims from `dims`).
+
+    With `strict` (every latency figure), a dynamic dim `dims` does not size is an error naming
+    `argument`; without it (numerics checks only) such a dim is 1.
+    """
     rng = np.random.default_rng(seed)
     feeds: dict[str, np.ndarray] = {}
+    if strict:
+        require_static([resolve_dims(s, dims) for s in specs], argument=argument)
     for spec in specs:
         shape = spec.concrete_shape(dict(dims or {}))
         dtype = spec.numpy_dtype()
@@ -212,3 +221,118 @@ def run_reference(
     names = [o.name for o in session.get_outputs()]
     results = session.run(names, dict(inputs))
     return dict(zip(names, results, strict=True))
+
+
+# ---------------------------------------------------------------------------------------------
+# Input dims: the one fixer (compile, simplify, inspect, recipes) and the one "no size given" check
+
+MAX_INPUT_BYTES = 4 * 2**30  # one input larger than this is a typo (an extra digit), not a model input
+MAX_DIM = 1 << 24
+
+
+def resolve_dims(spec: TensorSpec, dims: Mapping[str, int] | None) -> TensorSpec:
+    """`spec` with the dynamic dims that `dims` names (by dim name) set; the others stay dynamic."""
+    dims = dict(dims or {})
+    shape = tuple(dims.get(str(d), d) if not (isinstance(d, int) and d >= 0) else d for d in spec.shape)
+    return TensorSpec(spec.name, shape, spec.dtype, spec.layout)
+
+
+def require_static(specs: Sequence[TensorSpec], *, argument: str = "--input-shape") -> None:
+    """Refuse (exit 2) any dynamic dim left: a figure taken at a size nobody chose is no figure.
+
+    The message names every such dim and shows the flag (or recipe key) with a full example.
+    """
+    missing: list[str] = []
+    examples: list[str] = []
+    for spec in specs:
+        dynamic = spec.dynamic_dims
+        if not dynamic:
+            continue
+        missing += [f"input {spec.name!r} dim {axis} ({name!r})" for axis, name in dynamic.items()]
+        example = ",".join(f"<{dynamic[i]}>" if i in dynamic else str(d) for i, d in enumerate(spec.shape))
+        examples.append(f"{spec.name}:{example}")
+    if missing:
+        raise BadInputError(f"{'; '.join(missing)} {'has' if len(missing) == 1 else 'have'} no size",
+                            path=argument, hint=f"give the size to measure at: {argument} {' '.join(examples)}")
+
+
+def check_input_dims(spec: TensorSpec, current: TensorSpec, *, argument: str) -> None:
+    """Rank, positive and bounded dims, fixed dims unchanged, and at most MAX_INPUT_BYTES per input."""
+    if len(spec.shape) != len(current.shape):
+        raise BadInputError(f"input {spec.name!r} has rank {len(current.shape)}, got {len(spec.shape)} dims ({spec})",
+                            path=argument, hint=f"the model declares {current}")
+    for axis, (old, new) in enumerate(zip(current.shape, spec.shape, strict=True)):
+        if not isinstance(new, int):
+            continue
+        if new < 1 or new > MAX_DIM:
+            raise BadInputError(f"input {spec.name!r} dim {axis} is {new}", path=argument,
+                                hint=f"every dim must be between 1 and {MAX_DIM}")
+        if isinstance(old, int) and old >= 0 and old != new:
+            raise BadInputError(f"input {spec.name!r} dim {axis} is fixed at {old} in the model, cannot set {new}",
+                                path=argument, hint="re-export the model at that shape")
+    sized = [d for d in spec.shape if isinstance(d, int)]
+    itemsize = np.dtype(_NUMPY_ITEMSIZE.get(current.dtype, "float32")).itemsize
+    total = math.prod(sized) * itemsize
+    if total > MAX_INPUT_BYTES:
+        raise BadInputError(f"input {spec.name!r} at {spec} would be {total / 2**30:.1f} GiB", path=argument,
+                            hint=f"one input is limited to {MAX_INPUT_BYTES // 2**30} GiB: check the dims for a typo")
+
+
+_NUMPY_ITEMSIZE = {"bfloat16": "float16"}  # same width, and numpy has no bfloat16 without ml_dtypes
+
+
+def fix_input_dims(
+    model: onnx.ModelProto, specs: Sequence[TensorSpec], *, argument: str = "--input-shape", fill: int | None = None
+) -> onnx.ModelProto:
+    """A copy of `model` whose graph inputs take their dims from `specs` (by input name).
+
+    A spec dim given as a name leaves that dim dynamic. `fill` (inspect's cost estimate only) sets
+    every dim still dynamic afterwards; figures never use it (see `require_static`). Unknown input
+    names, a wrong rank, a changed fixed dim, a zero or huge dim are bad input naming `argument`.
+    """
+    current = {s.name: s for s in input_specs(model)}
+    by_name: dict[str, TensorSpec] = {}
+    for spec in specs:
+        if spec.name not in current:
+            raise BadInputError(f"the model has no input {spec.name!r}", path=argument,
+                                hint="its inputs: " + " ".join(str(s) for s in current.values()))
+        if spec.name in by_name:
+            raise BadInputError(f"input {spec.name!r} given twice", path=argument)
+        check_input_dims(spec, current[spec.name], argument=argument)
+        by_name[spec.name] = spec
+    if not by_name and fill is None:
+        return model
+    fixed = onnx.ModelProto()
+    fixed.CopyFrom(model)
+    for value in fixed.graph.input:
+        if value.name not in current:
+            continue  # an initializer listed as an input
+        spec = by_name.get(value.name)
+        for axis, dim in enumerate(value.type.tensor_type.shape.dim):
+            new = spec.shape[axis] if spec is not None else None
+            if isinstance(new, int):
+                dim.Clear()
+                dim.dim_value = new
+            elif fill is not None and not (dim.HasField("dim_value") and dim.dim_value > 0):
+                dim.Clear()
+                dim.dim_value = fill
+    # stale intermediate shapes (e.g. with a symbolic batch) would stop inference from refining them
+    del fixed.graph.value_info[:]
+    for out in fixed.graph.output:
+        if out.type.HasField("tensor_type"):
+            out.type.tensor_type.ClearField("shape")
+    with contextlib.suppress(Exception):  # inference is a refinement; an op it does not know is no error
+        fixed = onnx.shape_inference.infer_shapes(fixed, strict_mode=False, data_prop=True)
+    return fixed
+
+
+def fix_input_dims_file(
+    source: str | Path, specs: Sequence[TensorSpec], output: str | Path, *, argument: str = "--input-shape"
+) -> Path:
+    """`fix_input_dims` from file to file (weights kept beside the model when it is over protobuf's 2 GiB)."""
+    model = fix_input_dims(load_onnx(source), specs, argument=argument)
+    output = Path(output)
+    large = model.ByteSize() > 2**31 - 2**20
+    onnx.save(model, str(output), save_as_external_data=large,
+              location=f"{output.name}.data" if large else None)
+    return output

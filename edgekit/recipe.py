@@ -1,40 +1,179 @@
-"""Recipe schema: frozen dataclasses loaded from TOML with validation that names the key path.
+"""Recipe schema: frozen pydantic dataclasses loaded from TOML, every error naming the file and key path.
 
 A recipe says where the model comes from, which data calibrates and evaluates it, how to quantize,
-which targets to build for and which budgets must hold. Every error names the key path
-(`quantize.max_drop`) and what was expected, and exits 2 (BadInputError). Relative paths are
-resolved against the recipe file's folder. Code (`factory = "pkg.mod:fn"`, `py:` data sources)
-only runs when the recipe says `trust_code = true` *and* the caller passes `trust_code=True`.
-The key reference is docs/recipes.md.
+which targets to build for and which budgets must hold. A recipe from someone else is data
+(design.md, "Trust model"): unknown keys, wrong types, NaN/inf and out-of-range numbers are refused
+at load time with one line `recipe.toml: targets[1].latency[0]: ...` (BadInputError, exit 2), and
+`name` is one safe path component because it names the output folder. Relative paths are resolved
+against the recipe file's folder; a key that names a file refuses a folder. Latency and accuracy
+budgets are checked with the one grammar of `edgekit.checks.budgets`. Code (`factory =
+"pkg.mod:fn"`, `py:` data sources) only runs when the recipe says `trust_code = true` *and* the
+caller passes `trust_code=True`. The key reference is docs/recipes.md.
+
+The classes are pydantic dataclasses (not BaseModels) so that they stay dataclasses for
+`to_jsonable` and the stage cache, and positional construction in Python keeps working. Checks that
+need the recipe file (relative paths, known targets, the strict name rule) run when a recipe is
+loaded (a validation context is present); a Recipe built in Python gets the value checks, and a bad
+value there is a BadInputError too.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import tomllib
-from dataclasses import dataclass, field
+import types
+import typing
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal, get_args, get_origin
 
+from pydantic import (
+    AfterValidator,
+    BeforeValidator,
+    Field,
+    InstanceOf,
+    StrictBool,
+    StrictInt,
+    StrictStr,
+    TypeAdapter,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+from pydantic.dataclasses import dataclass
+
+from edgekit.checks.budgets import AccuracyBudget, Decibels, Points, parse_budget
 from edgekit.errors import BadInputError
-from edgekit.specs import Preprocess, TensorSpec, parse_input_shape
+from edgekit.schema import CONFIG, Table, first_error, invalid, loading_base, value_error
+from edgekit.specs import PRECISIONS, Preprocess, TensorSpec, parse_input_shape
+from edgekit.targets import all_profiles
 
-PRECISIONS = ("fp32", "fp16", "bf16", "int8", "mixed", "auto")
+__all__ = ["AccuracyBudget", "BenchSettings", "Budgets", "DataSource", "ModelSource", "PreprocessSettings",
+           "QuantizeSettings", "Recipe", "TargetSettings", "find_recipe", "load_recipe", "parse_recipe",
+           "shipped_recipes"]
+
 DATA_KINDS = ("digits", "synthetic")
-_LATENCY_RE = re.compile(r"^\s*(p\d{1,2}(\.\d+)?|mean|median|min|max|std)\s*(<=|<)\s*\d+(\.\d+)?\s*(ms|us|s)\s*$")
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")  # a recipe name: one path component, never a path
+MAX_COUNT = 1_000_000  # samples, iterations, warm-up runs
+MAX_THREADS = 4096
+MAX_RECIPE_BYTES = 1 << 20
+MAX_DEPTH = 32  # nesting of tables and lists in a recipe document
 
 
-@dataclass(frozen=True)
-class ModelSource:
+def _precision(value: str) -> str:
+    if value not in PRECISIONS:
+        raise ValueError(f"must be one of {', '.join(PRECISIONS)}, got {value!r}")
+    return value
+
+
+Precision = Annotated[StrictStr, AfterValidator(_precision)]  # the vocabulary of edgekit.specs
+Count = Annotated[StrictInt, Field(ge=1, le=MAX_COUNT)]
+Threads = Annotated[StrictInt, Field(ge=1, le=MAX_THREADS)]
+
+
+def _latency(text: str) -> str:
+    value_error(parse_budget, text, argument="")
+    return text
+
+
+LatencyBudget = Annotated[StrictStr, AfterValidator(_latency)]
+
+
+def _document_loc(loc: tuple[Any, ...]) -> tuple[Any, ...]:
+    """Recipe.calibration/eval are written under [data] in the file."""
+    return ("data", *loc) if loc and loc[0] in ("calibration", "eval") else loc
+
+
+def _allowed_keys(loc: tuple[Any, ...]) -> list[str]:
+    """The keys a recipe table at `loc` accepts (for the unknown-key message)."""
+    if not loc:
+        return sorted([*(f.name for f in dataclasses.fields(Recipe) if f.name not in _NOT_KEYS), "data"])
+    if loc == ("data",):
+        return ["calibration", "eval"]
+    kind: Any = Recipe
+    for part in (*loc, None):
+        while get_origin(kind) in (typing.Union, types.UnionType, Annotated, tuple):  # X | None, tuple[X, ...]
+            kind = next(a for a in get_args(kind) if a is not type(None) and a is not Ellipsis)
+        if isinstance(part, str) and part != "data" and dataclasses.is_dataclass(kind):
+            kind = typing.get_type_hints(kind, include_extras=True).get(part)
+    return sorted(f.name for f in dataclasses.fields(kind)) if dataclasses.is_dataclass(kind) else []
+
+
+def _recipe_error(exc: ValidationError) -> str:
+    return first_error(exc, rename=_document_loc, allowed_keys=_allowed_keys)
+
+
+def _file(value: Any, info: ValidationInfo) -> Any:
+    """A path key: relative to the recipe's folder, and it must be an existing file (not a folder)."""
+    base = loading_base(info)
+    if base is None or value is None:
+        return value
+    if not isinstance(value, str) or not value:
+        raise ValueError(f"must be a path (a non-empty string), got {value!r}")
+    resolved = (base / value).resolve()
+    if resolved.is_dir():
+        raise ValueError(f"{value!r} is a folder, not a file (looked at {resolved})")
+    if not resolved.is_file():
+        raise ValueError(f"file {value!r} does not exist (looked at {resolved}; paths are relative to the recipe)")
+    return resolved
+
+
+FilePath = Annotated[Path | None, BeforeValidator(_file)]
+
+
+def _str_list(value: Any) -> Any:
+    return [value] if isinstance(value, str) else value
+
+
+def _pattern(pattern: str, expected: str) -> Callable[[str], str]:
+    def check(value: str) -> str:
+        if not re.fullmatch(pattern, value):
+            raise ValueError(f"must be {expected}, got {value!r}")
+        return value
+
+    return check
+
+
+_zoo_name = _pattern(NAME_RE.pattern, "a zoo model name (see `edgekit zoo`)")
+_factory = _pattern(r"[\w.]+:[\w.]+", "'package.module:function' returning a torch.nn.Module")
+_backend = _pattern(r"[\w.-]+(\s*,\s*[\w.-]+)*", "an adapter name, 'auto', or adapter names separated by commas")
+
+
+def _spec(value: Any) -> Any:
+    """`"x:1,3,224,224"` -> TensorSpec, by the one input-shape parser."""
+    if isinstance(value, str):
+        return value_error(parse_input_shape, value, argument="")
+    if not isinstance(value, TensorSpec):
+        raise ValueError(f"must be 'NAME:D0,D1,...' (e.g. 'input:1,3,224,224'), got {value!r}")
+    return value
+
+
+@dataclass(frozen=True, config=CONFIG)
+class ModelSource(Table):
     """Exactly one of zoo / onnx / torchscript / factory (+ optional state-dict `weights`)."""
 
-    zoo: str | None = None
-    onnx: Path | None = None
-    torchscript: Path | None = None
-    factory: str | None = None  # "pkg.module:function" -> torch.nn.Module (needs trust_code)
-    weights: Path | None = None  # state_dict for `factory` or `zoo` (torch.load weights_only=True)
-    inputs: tuple[TensorSpec, ...] = ()
-    opset: int | None = None
+    zoo: Annotated[StrictStr, AfterValidator(_zoo_name)] | None = None
+    onnx: FilePath = None
+    torchscript: FilePath = None
+    factory: Annotated[StrictStr, AfterValidator(_factory)] | None = None  # needs trust_code
+    weights: FilePath = None  # state_dict for `factory` or `zoo` (torch.load weights_only=True)
+    inputs: Annotated[tuple[Annotated[InstanceOf[TensorSpec], BeforeValidator(_spec)], ...],
+                      BeforeValidator(_str_list)] = ()
+    opset: Annotated[StrictInt, Field(ge=1, le=100)] | None = None
+
+    @model_validator(mode="after")
+    def _exactly_one(self, info: ValidationInfo) -> ModelSource:
+        given = [k for k in ("zoo", "onnx", "torchscript", "factory") if getattr(self, k) is not None]
+        if len(given) != 1:
+            raise invalid(info, ModelSource, "needs exactly one of zoo, onnx, torchscript, factory (got "
+                          f"{', '.join(given) or 'none'})")
+        if self.weights is not None and self.zoo is None and self.factory is None:
+            raise invalid(info, ModelSource, "weights only applies with model.zoo or model.factory")
+        if self.factory is not None and not self.inputs:
+            raise invalid(info, ModelSource, "inputs is required with model.factory (e.g. ['input:1,3,224,224'])")
+        return self
 
     @property
     def kind(self) -> str:
@@ -48,8 +187,8 @@ class ModelSource:
         return self.factory is not None
 
 
-@dataclass(frozen=True)
-class DataSource:
+@dataclass(frozen=True, config=CONFIG)
+class DataSource(Table):
     """Calibration or evaluation data.
 
     `source`: `digits` (scikit-learn digits, generated locally), `synthetic` (random; not valid for
@@ -57,83 +196,168 @@ class DataSource:
     `py:module:function` (needs trust_code).
     """
 
-    source: str
-    path: Path | None = None  # resolved path when `source` is a file or folder
-    split: str = "test"  # digits: "train" or "test"
-    samples: int | None = None
+    source: Annotated[StrictStr, Field(min_length=1, max_length=4096)]
+    path: Path | None = None  # resolved path when `source` is a file or folder (set at load, not a key)
+    split: Literal["train", "test"] = "test"  # digits: "train" or "test"
+    samples: Count | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _resolve(cls, data: Any, info: ValidationInfo) -> Any:
+        """`eval = "digits"` is short for `{ source = "digits" }`; a path source is resolved and must exist."""
+        base = loading_base(info)
+        if base is None:
+            return data
+        if isinstance(data, str):
+            data = {"source": data}
+        if not isinstance(data, dict):
+            raise ValueError(f"must be a data source (a string or a table), got {data!r}")
+        if "path" in data:
+            raise ValueError("unknown key path (write the path as `source`)")
+        src = data.get("source")
+        if isinstance(src, str) and src and src not in DATA_KINDS and not src.startswith("py:"):
+            path = (base / src).resolve()
+            if not path.exists():
+                raise ValueError(f"source {src!r} does not exist (looked at {path}; use 'digits', 'synthetic', "
+                                 "or a path relative to the recipe file)")
+            data = {**data, "path": path}
+        return data
+
+    @field_validator("source")
+    @classmethod
+    def _code_source(cls, value: str) -> str:
+        if value.startswith("py:") and not re.fullmatch(r"py:[\w.]+:[\w.]+", value):
+            raise ValueError(f"a code source is written 'py:package.module:function', got {value!r}")
+        return value
 
     @property
     def runs_code(self) -> bool:
         return self.source.startswith("py:")
 
 
-@dataclass(frozen=True)
-class QuantizeSettings:
-    method: str = "minmax"
-    per_channel: bool = True
-    symmetric_activations: bool = False
-    exclude: tuple[str, ...] = ()
-    calib_samples: int = 100
-    max_drop: float | None = None  # points; accuracy-aware mixed INT8: keep sensitive nodes in float until it holds
-    min_sqnr: float | None = None
+Names = Annotated[tuple[StrictStr, ...], BeforeValidator(_str_list)]
+LatencyBudgets = Annotated[tuple[LatencyBudget, ...], BeforeValidator(_str_list)]
 
 
-@dataclass(frozen=True)
-class TargetSettings:
-    name: str
-    backend: str = "auto"
-    precision: str = "fp32"
-    threads: int | None = None
-    latency: tuple[str, ...] = ()  # extra latency budgets for this target only
-    adapter_options: dict[str, Any] = field(default_factory=dict, hash=False)
+@dataclass(frozen=True, config=CONFIG)
+class QuantizeSettings(Table):
+    method: Literal["minmax", "entropy", "percentile"] = "minmax"
+    per_channel: StrictBool = True
+    symmetric_activations: StrictBool = False
+    exclude: Names = ()
+    calib_samples: Count = 100
+    max_drop: Points | None = None  # points; accuracy-aware mixed INT8: keep sensitive nodes in float until it holds
+    min_sqnr: Decibels | None = None
 
 
-@dataclass(frozen=True)
-class AccuracyBudget:
-    """Accuracy budget vs the FP32 ONNX model; task metric when eval labels exist."""
-
-    max_drop: float | None = None  # task-accuracy drop in percentage points (1.0 = 1 point), needs labels
-    min_cosine: float | None = None
-    min_sqnr_db: float | None = None
-
-    def to_json(self) -> dict[str, float]:
-        return {k: v for k, v in {
-            "max_drop": self.max_drop, "min_cosine": self.min_cosine, "min_sqnr_db": self.min_sqnr_db,
-        }.items() if v is not None}
-
-    @property
-    def empty(self) -> bool:
-        return not self.to_json()
+def _known_target(name: str, info: ValidationInfo) -> str:
+    if loading_base(info) is not None and name not in (known := all_profiles()):
+        raise ValueError(f"unknown target {name!r} (one of {', '.join(sorted(known))}; see `edgekit targets`)")
+    return name
 
 
-@dataclass(frozen=True)
-class Budgets:
-    latency: tuple[str, ...] = ()
-    accuracy: AccuracyBudget = AccuracyBudget()
+@dataclass(frozen=True, config=CONFIG)
+class TargetSettings(Table):
+    name: Annotated[StrictStr, Field(min_length=1, max_length=128), AfterValidator(_known_target)]
+    backend: Annotated[StrictStr, AfterValidator(_backend)] = "auto"
+    precision: Precision = "fp32"
+    threads: Threads | None = None
+    latency: LatencyBudgets = ()  # extra latency budgets for this target only
+    adapter_options: dict[StrictStr, Any] = dataclasses.field(default_factory=dict, hash=False)
+    optional: StrictBool = False  # a target skipped here (no toolchain, no device) does not fail the run
+
+    @model_validator(mode="before")
+    @classmethod
+    def _short(cls, data: Any) -> Any:
+        """`targets = ["cpu"]` is short for `[[targets]] name = "cpu"`."""
+        return {"name": data} if isinstance(data, str) else data
 
 
-@dataclass(frozen=True)
-class BenchSettings:
-    warmup: int = 5
-    iterations: int = 50
-    threads: int | None = None
+@dataclass(frozen=True, config=CONFIG)
+class Budgets(Table):
+    latency: LatencyBudgets = ()
+    accuracy: AccuracyBudget = dataclasses.field(default_factory=AccuracyBudget)
 
 
-@dataclass(frozen=True)
-class Recipe:
-    name: str
+@dataclass(frozen=True, config=CONFIG)
+class BenchSettings(Table):
+    warmup: Annotated[StrictInt, Field(ge=0, le=MAX_COUNT)] = 5
+    iterations: Count = 50
+    threads: Threads | None = None
+
+
+Pixels = Annotated[StrictInt, Field(ge=1, le=65536)]
+Channels = Annotated[tuple[Annotated[float, Field(strict=False)], ...], Field(min_length=1, max_length=64)]
+
+
+@dataclass(frozen=True, config=CONFIG)
+class PreprocessSettings(Preprocess, Table):
+    """`[preprocess]`: a Preprocess whose sizes are positive ints and whose mean/std are finite (std != 0)."""
+
+    size: tuple[Pixels, Pixels] | None = None  # (height, width)
+    mean: Channels = (0.0, 0.0, 0.0)
+    std: Channels = (1.0, 1.0, 1.0)
+    layout: Literal["nchw", "nhwc"] = "nchw"
+    grayscale: StrictBool = False
+
+    @field_validator("mean", "std", mode="before")
+    @classmethod
+    def _numbers(cls, value: Any) -> Any:
+        if not isinstance(value, (list, tuple)) or any(isinstance(v, (bool, str)) for v in value):
+            raise ValueError(f"must be a list of numbers (pixel units, 0..255), got {value!r}")
+        return value
+
+    @field_validator("std")
+    @classmethod
+    def _no_zero(cls, value: tuple[float, ...]) -> tuple[float, ...]:
+        if any(v == 0 for v in value):
+            raise ValueError(f"must not contain 0 (it divides), got {list(value)}")
+        return value
+
+
+_NOT_KEYS = ("path", "calibration", "eval")  # Recipe fields that are not top-level keys of a recipe file
+
+
+@dataclass(frozen=True, config=CONFIG)
+class Recipe(Table):
+    name: StrictStr
     path: Path
     model: ModelSource
-    targets: tuple[TargetSettings, ...]
-    description: str = ""
-    trust_code: bool = False
-    simplify: bool = True
-    preprocess: Preprocess | None = None
+    targets: Annotated[tuple[TargetSettings, ...], Field(min_length=1, max_length=256)]
+    description: Annotated[StrictStr, Field(max_length=10_000)] = ""
+    trust_code: StrictBool = False
+    simplify: StrictBool = True
+    preprocess: PreprocessSettings | None = None
     calibration: DataSource | None = None
     eval: DataSource | None = None
-    quantize: QuantizeSettings = QuantizeSettings()
-    budgets: Budgets = Budgets()
-    bench: BenchSettings = BenchSettings()
+    quantize: QuantizeSettings = dataclasses.field(default_factory=QuantizeSettings)
+    budgets: Budgets = dataclasses.field(default_factory=Budgets)
+    bench: BenchSettings = dataclasses.field(default_factory=BenchSettings)
+
+    @field_validator("name")
+    @classmethod
+    def _safe_name(cls, value: str, info: ValidationInfo) -> str:
+        """The name is the default output folder: one path component, never a path."""
+        if loading_base(info) is not None:
+            if not NAME_RE.fullmatch(value) or ".." in value:
+                raise ValueError(f"{value!r} is not a recipe name (1-64 letters, digits, '.', '_', '-', starting "
+                                 "with a letter or digit; it names the output folder, so never a path)")
+        elif not value or value in (".", "..") or any(c in value for c in "/\\\0") or len(value) > 255:
+            raise ValueError(f"{value!r} is not one path component")
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self, info: ValidationInfo) -> Recipe:
+        names = [t.name for t in self.targets]
+        if len(set(names)) != len(names):
+            raise invalid(info, Recipe, f"targets: target listed twice in {names}")
+        if self.calibration is None and any(t.precision in ("int8", "mixed", "auto") for t in self.targets):
+            raise invalid(info, Recipe, "data.calibration is required when a target's precision is int8, mixed or "
+                          "auto (e.g. [data] calibration = 'digits' or a folder of .npy files)")
+        if self.model.runs_code and not self.trust_code:
+            raise invalid(info, Recipe, "model.factory runs Python code but the recipe does not say "
+                          "`trust_code = true` (add it to the recipe and pass --trust-code)")
+        return self
 
     @property
     def base_dir(self) -> Path:
@@ -151,278 +375,57 @@ class Recipe:
                             hint=f"recipe targets: {', '.join(t.name for t in self.targets)}")
 
 
-# --------------------------------------------------------------------------------------- validation
-
-class _Section:
-    """Reads one TOML table, tracking the key path; `done()` rejects keys nobody read."""
-
-    def __init__(self, data: Any, path: str, source: Path):
-        if not isinstance(data, dict):
-            raise BadInputError(f"`{path}` must be a table, got {_tname(data)}", path=source)
-        self.data = dict(data)
-        self.path = path
-        self.source = source
-        self.allowed: list[str] = []
-
-    def _key(self, key: str) -> str:
-        return f"{self.path}.{key}" if self.path else key
-
-    def _fail(self, key: str, expected: str, value: Any) -> BadInputError:
-        return BadInputError(f"`{self._key(key)}` must be {expected}, got {_tname(value)} {value!r}", path=self.source)
-
-    def get(self, key: str, kind: type | tuple[type, ...], expected: str, default: Any = None,
-            required: bool = False) -> Any:
-        self.allowed.append(key)
-        if key not in self.data:
-            if required:
-                raise BadInputError(f"missing required key `{self._key(key)}` ({expected})", path=self.source)
-            return default
-        value = self.data[key]
-        kinds = kind if isinstance(kind, tuple) else (kind,)
-        if isinstance(value, bool) and bool not in kinds:
-            raise self._fail(key, expected, value)
-        if float in kinds and isinstance(value, int) and not isinstance(value, bool):
-            value = float(value)
-        if not isinstance(value, kinds):
-            raise self._fail(key, expected, value)
-        return value
-
-    def str_list(self, key: str, expected: str = "a list of strings") -> tuple[str, ...]:
-        value = self.get(key, (list, str), expected, default=[])
-        if isinstance(value, str):
-            value = [value]
-        if not all(isinstance(v, str) for v in value):
-            raise self._fail(key, expected, value)
-        return tuple(value)
-
-    def number_list(self, key: str, expected: str) -> tuple[float, ...] | None:
-        value = self.get(key, list, expected)
-        if value is None:
-            return None
-        if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value):
-            raise self._fail(key, expected, value)
-        return tuple(float(v) for v in value)
-
-    def choice(self, key: str, choices: tuple[str, ...], default: str) -> str:
-        value = self.get(key, str, f"one of {', '.join(choices)}", default)
-        if value not in choices:
-            raise BadInputError(f"`{self._key(key)}` must be one of {', '.join(choices)}, got {value!r}",
-                                path=self.source)
-        return value
-
-    def positive(self, key: str, default: int | None, *, expected: str = "a positive integer") -> int | None:
-        value = self.get(key, int, expected, default)
-        if value is not None and value < 1:
-            raise self._fail(key, expected, value)
-        return value
-
-    def points(self, key: str) -> float | None:
-        expected = "a number of accuracy points >= 0 (1.0 = one percentage point)"
-        value = self.get(key, float, expected)
-        if value is not None and not 0.0 <= value <= 100.0:
-            raise self._fail(key, expected, value)
-        return value
-
-    def file(self, key: str, expected: str, base: Path) -> Path | None:
-        value = self.get(key, str, expected)
-        if value is None:
-            return None
-        resolved = (base / value).resolve()
-        if not resolved.exists():
-            raise BadInputError(f"`{self._key(key)}`: file {value!r} does not exist (looked at {resolved})",
-                                path=self.source, hint="paths are relative to the recipe file")
-        return resolved
-
-    def sub(self, key: str) -> _Section | None:
-        self.allowed.append(key)
-        if key not in self.data:
-            return None
-        return _Section(self.data[key], self._key(key), self.source)
-
-    def done(self) -> None:
-        unknown = [k for k in self.data if k not in self.allowed]
-        if unknown:
-            where = f"in `{self.path}`" if self.path else "at the top level"
-            raise BadInputError(
-                f"unknown key `{self._key(unknown[0])}` {where}",
-                path=self.source, hint=f"allowed keys: {', '.join(sorted(set(self.allowed)))}; see docs/recipes.md",
-            )
+_RECIPE = TypeAdapter(Recipe)
 
 
-def _tname(value: Any) -> str:
-    return {dict: "a table", list: "a list", str: "a string", bool: "a boolean", int: "an integer",
-            float: "a number"}.get(type(value), type(value).__name__)
+# --------------------------------------------------------------------------------------- loading
 
-
-def _model(sec: _Section, base: Path) -> ModelSource:
-    zoo = sec.get("zoo", str, "a zoo model name (see `edgekit zoo`)")
-    onnx = sec.file("onnx", "a path to an .onnx file", base)
-    torchscript = sec.file("torchscript", "a path to a TorchScript .pt file", base)
-    factory = sec.get("factory", str, "'package.module:function' returning a torch.nn.Module")
-    weights = sec.file("weights", "a path to a state_dict file", base)
-    inputs_raw = sec.str_list("inputs", "a list of 'NAME:D0,D1,...' strings")
-    opset = sec.positive("opset", None, expected="an ONNX opset number")
-    sec.done()
-    given = [k for k, v in (("zoo", zoo), ("onnx", onnx), ("torchscript", torchscript), ("factory", factory)) if v]
-    if len(given) != 1:
-        what = "none" if not given else ", ".join(f"model.{g}" for g in given)
-        raise BadInputError(f"`model` needs exactly one of zoo, onnx, torchscript, factory (got {what})",
-                            path=sec.source)
-    if factory is not None and not re.fullmatch(r"[\w.]+:[\w.]+", factory):
-        raise BadInputError(f"`model.factory` must be 'package.module:function', got {factory!r}", path=sec.source)
-    if weights is not None and zoo is None and factory is None:
-        raise BadInputError("`model.weights` only applies with model.zoo or model.factory", path=sec.source)
-    specs = []
-    for i, text in enumerate(inputs_raw):
-        specs.append(parse_input_shape(text, argument=f"{sec.source}: model.inputs[{i}]"))
-    if factory is not None and not specs:
-        raise BadInputError("`model.inputs` is required with model.factory (e.g. ['input:1,3,224,224'])",
-                            path=sec.source)
-    return ModelSource(zoo, onnx, torchscript, factory, weights, tuple(specs), opset)
-
-
-def _data(value: Any, key: str, base: Path, source: Path) -> DataSource:
-    if isinstance(value, str):
-        value = {"source": value}
-    sec = _Section(value, key, source)
-    src = sec.get("source", str, "'digits', 'synthetic', 'py:module:function' or a path", required=True)
-    split = sec.choice("split", ("train", "test"), "test")
-    samples = sec.positive("samples", None)
-    sec.done()
-    path = None
-    if src not in DATA_KINDS and not src.startswith("py:"):
-        path = (base / src).resolve()
-        if not path.exists():
-            raise BadInputError(f"`{key}.source`: {src!r} does not exist (looked at {path})", path=source,
-                                hint="use 'digits', 'synthetic', or a path relative to the recipe file")
-    return DataSource(src, path, split, samples)
-
-
-def _latency_list(sec: _Section, key: str) -> tuple[str, ...]:
-    values = sec.str_list(key, "a list of latency budgets like 'p90<=25ms'")
-    for text in values:
-        if not _LATENCY_RE.match(text):
-            raise BadInputError(f"`{sec._key(key)}`: cannot parse budget {text!r}", path=sec.source,
-                                hint="expected STAT<=VALUE with a unit, e.g. 'p90<=25ms', 'mean<=4ms'")
-    return tuple(values)
-
-
-def _target(value: Any, index: int, source: Path) -> TargetSettings:
-    if isinstance(value, str):
-        value = {"name": value}
-    sec = _Section(value, f"targets[{index}]", source)
-    name = sec.get("name", str, "a target name (see `edgekit targets`)", required=True)
-    backend = sec.get("backend", str, "an adapter name or 'auto'", "auto")
-    precision = sec.choice("precision", PRECISIONS, "fp32")
-    threads = sec.positive("threads", None)
-    latency = _latency_list(sec, "latency")
-    options = sec.get("adapter_options", dict, "a table of adapter options", {})
-    sec.done()
-    return TargetSettings(name, backend, precision, threads, latency, dict(options))
+def _depth(data: Any) -> int:
+    """Nesting depth of tables and lists, without recursion (a hostile document may nest deeply)."""
+    deepest, stack = 0, [(data, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if isinstance(value, dict):
+            value = list(value.values())
+        if isinstance(value, list):
+            deepest = max(deepest, depth)
+            if depth <= MAX_DEPTH:
+                stack.extend((v, depth + 1) for v in value)
+    return deepest
 
 
 def parse_recipe(data: dict[str, Any], path: Path) -> Recipe:
     """Validate a parsed TOML document; `path` is the recipe file (relative paths resolve beside it)."""
     path = Path(path).resolve()
-    base = path.parent
-    top = _Section(data, "", path)
-    name = top.get("name", str, "a string", path.stem)
-    description = top.get("description", str, "a string", "")
-    trust_code = top.get("trust_code", bool, "true or false", False)
-    simplify = top.get("simplify", bool, "true or false", True)
-
-    model_sec = top.sub("model")
-    if model_sec is None:
-        raise BadInputError("missing required table `[model]`", path=path, hint="see docs/recipes.md")
-    model = _model(model_sec, base)
-
-    preprocess = None
-    if (pre := top.sub("preprocess")) is not None:
-        size = pre.number_list("size", "[height, width]")
-        if size is not None and (len(size) != 2 or min(size) < 1):
-            raise BadInputError(f"`preprocess.size` must be [height, width], got {list(size)}", path=path)
-        mean = pre.number_list("mean", "a list of numbers (pixel units, 0..255)") or (0.0, 0.0, 0.0)
-        std = pre.number_list("std", "a list of numbers (pixel units, 0..255)") or (1.0, 1.0, 1.0)
-        if any(s == 0 for s in std):
-            raise BadInputError("`preprocess.std` must not contain 0", path=path)
-        layout = pre.choice("layout", ("nchw", "nhwc"), "nchw")
-        grayscale = pre.get("grayscale", bool, "true or false", False)
-        pre.done()
-        preprocess = Preprocess(tuple(int(s) for s in size) if size else None, mean, std, layout, grayscale)
-
-    calibration = evaluation = None
-    if (data_sec := top.sub("data")) is not None:
-        calib_raw = data_sec.get("calibration", (str, dict), "a data source (string or table)")
-        eval_raw = data_sec.get("eval", (str, dict), "a data source (string or table)")
-        data_sec.done()
-        if calib_raw is not None:
-            calibration = _data(calib_raw, "data.calibration", base, path)
-        if eval_raw is not None:
-            evaluation = _data(eval_raw, "data.eval", base, path)
-
-    quantize = QuantizeSettings()
-    if (q := top.sub("quantize")) is not None:
-        quantize = QuantizeSettings(
-            method=q.choice("method", ("minmax", "entropy", "percentile"), "minmax"),
-            per_channel=q.get("per_channel", bool, "true or false", True),
-            symmetric_activations=q.get("symmetric_activations", bool, "true or false", False),
-            exclude=q.str_list("exclude", "a list of node names"),
-            calib_samples=q.positive("calib_samples", 100) or 100,
-            max_drop=q.points("max_drop"),
-            min_sqnr=q.get("min_sqnr", float, "a number (dB)"),
-        )
-        q.done()
-
-    targets_raw = top.get("targets", list, "a list of target names or [[targets]] tables", required=True)
-    if not targets_raw:
-        raise BadInputError("`targets` is empty: list at least one target", path=path)
-    targets = tuple(_target(t, i, path) for i, t in enumerate(targets_raw))
-    names = [t.name for t in targets]
-    from edgekit.targets import all_profiles
-
-    known = all_profiles()
-    for i, t in enumerate(targets):
-        if t.name not in known:
-            raise BadInputError(f"`targets[{i}].name`: unknown target {t.name!r}", path=path,
-                                hint=f"one of {', '.join(sorted(known))} (see `edgekit targets`)")
-    if len(set(names)) != len(names):
-        raise BadInputError(f"`targets`: target listed twice in {names}", path=path)
-
-    budgets = Budgets()
-    if (b := top.sub("budgets")) is not None:
-        latency = _latency_list(b, "latency")
-        acc = AccuracyBudget()
-        if (a := b.sub("accuracy")) is not None:
-            acc = AccuracyBudget(
-                max_drop=a.points("max_drop"),
-                min_cosine=a.get("min_cosine", float, "a number (e.g. 0.99)"),
-                min_sqnr_db=a.get("min_sqnr_db", float, "a number in dB (e.g. 20)"),
-            )
-            a.done()
-        b.done()
-        budgets = Budgets(latency, acc)
-
-    bench = BenchSettings()
-    if (bs := top.sub("bench")) is not None:
-        bench = BenchSettings(
-            warmup=bs.get("warmup", int, "an integer >= 0", 5),
-            iterations=bs.positive("iterations", 50) or 50,
-            threads=bs.positive("threads", None),
-        )
-        bs.done()
-    top.done()
-
-    recipe = Recipe(name=name, path=path, model=model, targets=targets, description=description,
-                    trust_code=trust_code, simplify=simplify, preprocess=preprocess, calibration=calibration,
-                    eval=evaluation, quantize=quantize, budgets=budgets, bench=bench)
-    needs_calib = any(t.precision in ("int8", "mixed", "auto") for t in targets)
-    if needs_calib and calibration is None:
-        raise BadInputError("`data.calibration` is required when a target's precision is int8, mixed or auto",
-                            path=path, hint="e.g. [data] calibration = 'digits' or a folder of .npy files")
-    if model.runs_code and not trust_code:
-        raise BadInputError("`model.factory` runs Python code but the recipe does not say `trust_code = true`",
-                            path=path, hint="add trust_code = true to the recipe and pass --trust-code")
-    return recipe
+    if not isinstance(data, dict):
+        raise BadInputError(f"a recipe is a TOML table, got {type(data).__name__}", path=path)
+    if _depth(data) > MAX_DEPTH:
+        raise BadInputError(f"nested more than {MAX_DEPTH} tables or lists deep", path=path)
+    document = dict(data)
+    for key in _NOT_KEYS:
+        if key in document:
+            where = "write it under [data]" if key != "path" else "the recipe's path is where the file is"
+            raise BadInputError(f"{key}: unknown key at the top level ({where}; see docs/recipes.md)", path=path)
+    section = document.pop("data", {})
+    if not isinstance(section, dict):
+        raise BadInputError(f"data: must be a table, got {section!r}", path=path)
+    for key, value in section.items():
+        if key not in ("calibration", "eval"):
+            raise BadInputError(f"data.{key}: unknown key (allowed here: calibration, eval)", path=path)
+        document[key] = value
+    if "model" not in document:
+        raise BadInputError("missing required table [model]", path=path, hint="see docs/recipes.md")
+    document.setdefault("name", path.stem)
+    if "name" not in data and not NAME_RE.fullmatch(path.stem):
+        raise BadInputError(f"name: the file name {path.stem!r} is not a recipe name", path=path,
+                            hint="add name = \"...\" (letters, digits, '.', '_', '-') to the recipe")
+    document["path"] = path
+    try:
+        return _RECIPE.validate_python(document, context={"base": path.parent})
+    except ValidationError as exc:
+        raise BadInputError(_recipe_error(exc), path=path) from None
+    except RecursionError:
+        raise BadInputError(f"nested too deeply (more than {MAX_DEPTH} levels)", path=path) from None
 
 
 def shipped_recipes() -> list[Path]:
@@ -450,12 +453,22 @@ def load_recipe(path: str | Path) -> Recipe:
     found = find_recipe(path)
     if found is None:
         names = ", ".join(p.stem for p in shipped_recipes()) or "none"
-        raise BadInputError("no such recipe file", path=path, hint=f"give a .toml path, or a shipped recipe: {names}")
+        hint = "a recipe is a file, not a folder" if Path(path).is_dir() else \
+            f"give a .toml path, or a shipped recipe: {names}"
+        raise BadInputError("no such recipe file", path=path, hint=hint)
     path = found
     try:
-        data = tomllib.loads(path.read_text())
+        with path.open("rb") as f:
+            raw = f.read(MAX_RECIPE_BYTES + 1)
+        if len(raw) > MAX_RECIPE_BYTES:
+            raise BadInputError(f"larger than {MAX_RECIPE_BYTES >> 20} MiB: not a recipe", path=path)
+        data = tomllib.loads(raw.decode("utf-8"))
     except tomllib.TOMLDecodeError as exc:
         raise BadInputError(f"invalid TOML ({exc})", path=path) from None
     except UnicodeDecodeError:
-        raise BadInputError("not a text file", path=path) from None
+        raise BadInputError("not a UTF-8 text file", path=path) from None
+    except RecursionError:
+        raise BadInputError("invalid TOML (nested too deeply)", path=path) from None
+    except OSError as exc:
+        raise BadInputError(f"cannot read ({exc.strerror or exc})", path=path) from None
     return parse_recipe(data, path)

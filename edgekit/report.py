@@ -41,10 +41,12 @@ def _num(value: Any, digits: int = 4, unit: str = "") -> str:
 
 def _acc_metric(c: Candidate | TargetResult) -> tuple[str, float | None]:
     """The accuracy figure to plot: task accuracy when labels exist, else SQNR (dB)."""
-    accuracy = c.accuracy if not isinstance(c.accuracy, dict) else c.accuracy.get("accuracy")
+    if isinstance(c.accuracy, dict):  # a TargetResult: the chosen build's figures
+        accuracy, sqnr = c.accuracy.get("accuracy"), c.accuracy.get("sqnr_db")
+    else:
+        accuracy, sqnr = c.accuracy, getattr(c, "sqnr_db", None)
     if accuracy is not None:
         return "task accuracy", float(accuracy)
-    sqnr = c.sqnr_db if hasattr(c, "sqnr_db") else c.accuracy.get("sqnr_db")  # type: ignore[union-attr]
     if sqnr is None:
         return "SQNR (dB)", None
     return "SQNR (dB) vs FP32", min(float(sqnr), 120.0)  # exact (inf) plotted at 120 dB
@@ -184,13 +186,29 @@ def _target_rows(result: PipelineResult) -> list[list[str]]:
         label, acc = _acc_metric(t)
         rows.append([
             t.target, t.status.upper(), t.adapter or "—", f"{t.precision or '—'} → {t.precision_used or '—'}",
-            f"{_num(t.latency.get('p50'), 4, 'ms')} / {_num(t.latency.get('p90'), 4, 'ms')}",
-            t.latency_provenance,
+            f"{_num(t.latency.get('p50'), 4, 'ms')} / {_num(t.latency.get('p90'), 4, 'ms')} / "
+            f"{_num(t.latency.get('p99'), 4, 'ms')}",
+            t.latency_provenance + (f" ({_figure_context(t)})" if t.latency_figure else ""),
             f"{label}: {_num(acc)}" if acc is not None else "—",
             str(t.accuracy.get("provenance", "not-run")),
             str(t.bundle) if t.bundle else (t.reason or "—"),
         ])
     return rows
+
+
+def _figure_context(t: TargetResult) -> str:
+    """Where a latency figure comes from: this run or not, the shapes, the host."""
+    f = t.latency_figure
+    if f is None:
+        return ""
+    shapes = ", ".join(f"{k} {'x'.join(map(str, v))}" for k, v in f.input_shapes.items())
+    return ("this run" if f.fresh else f"from {f.measured_at}") + (f", {shapes}" if shapes else "") + \
+        (f", {f.iterations} runs" if f.iterations else "")
+
+
+def _decisions(result: PipelineResult) -> list[str]:
+    return [f"{t.target}: ★ {t.adapter} {t.precision_used or t.precision} — {t.decision}"
+            for t in result.targets if t.decision and len(t.candidates) > 1]
 
 
 def _verdict_rows(t: TargetResult) -> list[list[str]]:
@@ -206,8 +224,9 @@ def _candidate_rows(t: TargetResult) -> list[list[str]]:
     rows = []
     for c in t.candidates:
         rows.append([
-            ("★ " if c.chosen else "") + c.adapter, f"{c.precision} → {c.precision_used or '—'}",
-            _num(c.latency_ms, 4, "ms"), c.latency_provenance,
+            ("★ " if c.chosen else "") + c.adapter, f"{c.precision} → {c.precision_used or '—'}", c.status,
+            f"{_num(c.latency_ms, 4, 'ms')} ({c.latency_kind})" if c.latency_ms is not None else "—",
+            c.latency_provenance,
             _num(c.accuracy), _num(c.accuracy_drop), _num(c.cosine, 6), _num(c.sqnr_db, 4, "dB"),
             c.accuracy_provenance, "yes" if c.meets_budget else "no", c.reason,
         ])
@@ -229,24 +248,29 @@ def _html_table(header: list[str], rows: list[list[str]]) -> str:
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
-TARGET_HEADER = ["target", "status", "adapter", "precision asked → used", "latency p50 / p90", "latency provenance",
+TARGET_HEADER = ["target", "status", "adapter", "precision asked → used", "latency p50 / p90 / p99",
+                 "latency provenance",
                  "accuracy", "accuracy provenance", "bundle"]
 VERDICT_HEADER = ["target", "budget", "kind", "value", "limit", "status", "provenance", "note"]
-CANDIDATE_HEADER = ["adapter", "precision asked → used", "latency p50", "latency provenance", "task accuracy",
-                    "drop (points)", "cosine", "SQNR", "accuracy provenance", "meets budget", "why"]
+CANDIDATE_HEADER = ["adapter", "precision asked → used", "status", "latency the choice used", "latency provenance",
+                    "task accuracy", "drop (points)", "cosine", "SQNR", "accuracy provenance", "meets budget", "why"]
 STAGE_HEADER = ["stage", "cache", "seconds", "detail"]
 
 
-def _figure_key(result: PipelineResult) -> Any:
-    """What the figures show (not where the bundles went): equal keys draw equal figures."""
-    from edgekit.artifact import to_jsonable
-
-    targets = to_jsonable(result.targets)
+def _figure_keys(result: PipelineResult) -> dict[str, Any]:
+    """What each figure shows (not where the bundles went, nor when): equal keys draw equal figures."""
+    targets = [t.to_json() for t in result.targets]
     for t in targets:
-        t.pop("bundle", None)
-        for c in t.get("candidates", []):
-            c.pop("bundle_entry", None)
-    return {"targets": targets, "reference": to_jsonable(result.reference), "format": 2}
+        for drop in ("bundle", "latency_figure", "reason", "verdicts"):
+            t.pop(drop, None)
+    latency = [{k: t.get(k) for k in ("target", "latency", "latency_provenance", "adapter", "precision_used")}
+               for t in targets]
+    accuracy = [{k: t.get(k) for k in ("target", "accuracy", "adapter", "precision_used")} for t in targets]
+    reference = {k: v for k, v in result.reference.items() if k in ("accuracy", "eval")}
+    keys: dict[str, Any] = {"latency.png": latency, "accuracy.png": {"targets": accuracy, "reference": reference}}
+    for t in targets:
+        keys[f"frontier-{t['target']}.png"] = {"candidates": t.get("candidates"), "reference": reference}
+    return {name: {"data": data, "format": 3} for name, data in keys.items()}
 
 
 def write_report(result: PipelineResult, out: str | Path, *, cache: Any = None) -> tuple[Path, Path]:
@@ -275,7 +299,7 @@ def write_report(result: PipelineResult, out: str | Path, *, cache: Any = None) 
                 plan.append((f"{t.target}: latency vs accuracy frontier (precision auto)", f"frontier-{t.target}.png",
                              lambda p, t=t: plot_frontier(t, p, budget_note=note, budget=budget,
                                                           reference_accuracy=result.reference.get("accuracy"))))
-        key_data = _figure_key(result) if cache is not None else None
+        key_data = _figure_keys(result) if cache is not None else {}
         for title, name, draw in plan:
             dest = figures_dir / name
             if cache is None:
@@ -283,7 +307,7 @@ def write_report(result: PipelineResult, out: str | Path, *, cache: Any = None) 
             else:
                 from edgekit.cache import stage_key
 
-                key = stage_key("figure", inputs=key_data, options={"name": name}, tools={})
+                key = stage_key("figure", inputs=key_data.get(name), options={"name": name}, tools={})
                 entry = cache.get_or_build("figure", key, lambda tmp, draw=draw, name=name: {"drawn": bool(
                     draw(tmp / name))})
                 made = None
@@ -305,7 +329,7 @@ def write_report(result: PipelineResult, out: str | Path, *, cache: Any = None) 
                 f"{_num(ref.get('accuracy'))} (measured)" if ref.get("accuracy") is not None else
                 f"FP32 ONNX reference on {ref.get('eval', 'the eval set')} (no labels: accuracy is cosine/SQNR "
                 "vs FP32; synthetic inputs say nothing about task accuracy)" if ref else "no reference run")
-    status = "PASSED" if result.passed else "FAILED"
+    status = result.status.upper()
 
     md = [f"# edgekit run: {result.recipe}", "",
           f"Recipe `{result.recipe_path}` — **{status}** (exit {result.exit_code}) — {stamp} — "
@@ -318,7 +342,7 @@ def write_report(result: PipelineResult, out: str | Path, *, cache: Any = None) 
     for t in result.targets:
         if len(t.candidates) > 1:
             md += [f"## {t.target}: every candidate (precision auto)", "",
-                   _md_table(CANDIDATE_HEADER, _candidate_rows(t)), ""]
+                   _md_table(CANDIDATE_HEADER, _candidate_rows(t)), "", *_decisions(result), ""]
     if figures:
         md += ["## Figures", ""]
         md += [f"![{title}](figures/{p.name})\n" for title, p in figures]
@@ -329,7 +353,8 @@ def write_report(result: PipelineResult, out: str | Path, *, cache: Any = None) 
 
     style = ("body{font-family:system-ui,sans-serif;margin:2em;max-width:1200px}table{border-collapse:collapse;"
              "margin:1em 0;font-size:13px}td,th{border:1px solid #ccc;padding:4px 8px;text-align:left}"
-             "th{background:#f3f3f3}.PASSED{color:#1a7f37}.FAILED{color:#cf222e}figure{margin:1em 0}"
+             "th{background:#f3f3f3}.PASSED{color:#1a7f37}.FAILED{color:#cf222e}"
+             ".NOT-RUN,.UNSUPPORTED{color:#9a6700}figure{margin:1em 0}"
              "figcaption{font-size:12px;color:#555}")
     body = [f"<h1>edgekit run: {html.escape(result.recipe)}</h1>",
             f"<p>Recipe <code>{html.escape(str(result.recipe_path))}</code> — <b class='{status}'>{status}</b> "
@@ -344,7 +369,8 @@ def write_report(result: PipelineResult, out: str | Path, *, cache: Any = None) 
     for t in result.targets:
         if len(t.candidates) > 1:
             body += [f"<h2>{html.escape(t.target)}: every candidate (precision auto)</h2>",
-                     _html_table(CANDIDATE_HEADER, _candidate_rows(t))]
+                     _html_table(CANDIDATE_HEADER, _candidate_rows(t)),
+                     *(f"<p>{html.escape(d)}</p>" for d in _decisions(result))]
     if figures:
         body.append("<h2>Figures</h2>")
         for title, p in figures:

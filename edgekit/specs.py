@@ -18,6 +18,7 @@ Dim = int | str  # an int is fixed; a str names a dynamic dim ("batch", "height"
 _DTYPES = {
     "float32", "float16", "bfloat16", "float64", "int8", "uint8", "int16", "int32", "int64", "bool",
 }
+DTYPES = frozenset(_DTYPES)  # the dtype vocabulary, public (manifests are validated against it)
 _SPEC_RE = re.compile(r"^(?P<name>[^:]+):(?P<dims>[^:]+)(?::(?P<dtype>[a-z0-9]+))?$")
 
 
@@ -115,3 +116,39 @@ class Preprocess:
     std: tuple[float, ...] = (1.0, 1.0, 1.0)  # in pixel units (0..255)
     layout: str = "nchw"
     grayscale: bool = False
+
+
+# ---------------------------------------------------------------------------------------------
+# Precision: the one vocabulary every verb, recipe and adapter uses
+
+FLOAT_PRECISIONS = ("fp32", "fp16", "bf16")
+QUANT_PRECISIONS = ("int8", "mixed")
+COMPILE_PRECISIONS = (*FLOAT_PRECISIONS, "int8")  # what one compile builds (mixed/auto are searches)
+PRECISIONS = (*FLOAT_PRECISIONS, *QUANT_PRECISIONS, "auto")
+
+
+def normalize_precision(
+    text: str, *, argument: str = "--precision", allowed: tuple[str, ...] = PRECISIONS
+) -> str:
+    """`FP16`/` int8 ` -> `fp16`/`int8`; anything outside `allowed` is bad input naming the flag or key."""
+    value = str(text).strip().lower()
+    if value not in allowed:
+        raise BadInputError(f"unknown precision {text!r}", path=argument, hint=f"one of {', '.join(allowed)}")
+    return value
+
+
+def resolve_precision(requested: str | None, model_is_quantized: bool, *, argument: str = "--precision") -> str:
+    """The precision a compile builds: what was asked, else what the model already is.
+
+    Why: a QDQ model *is* int8, so asking for nothing means int8 there (fp32 for a float model); only
+    an explicit float precision on a quantized model is a contradiction (its weights are int8 already).
+    """
+    if requested is None:
+        return "int8" if model_is_quantized else "fp32"
+    precision = normalize_precision(requested, argument=argument)
+    if model_is_quantized and precision in FLOAT_PRECISIONS:
+        raise BadInputError(
+            f"{precision} asked for a model that is already quantized (int8 weights and QDQ nodes)", path=argument,
+            hint=f"leave {argument} out (or give int8) for this model, or give the float model for {precision}",
+        )
+    return precision

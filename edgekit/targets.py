@@ -2,17 +2,21 @@
 
 A profile names the adapters that serve it, its precisions and, for NPUs, peak figures with their
 sources and operator rules (read by `adapters/npu`). Plugins may add profiles through the
-`edgekit.targets` entry-point group (see adapters/registry.py).
+`edgekit.targets` entry-point group (edgekit/plugins.py); `registered_profile` adds one for a while
+(tests, notebooks). This module never imports the adapter registry: the registry imports it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import tomllib
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
 from typing import Any
 
+from edgekit import plugins
 from edgekit.errors import BadInputError
 
 
@@ -62,6 +66,10 @@ def load_profile_file(path: Path) -> TargetProfile:
     return parse_profile(data, source=str(path))
 
 
+# Profiles registered in this process (`registered_profile`), by name: they shadow built-ins while registered.
+_REGISTERED: dict[str, TargetProfile] = {}
+
+
 @cache
 def builtin_profiles() -> dict[str, TargetProfile]:
     profiles = {}
@@ -71,14 +79,31 @@ def builtin_profiles() -> dict[str, TargetProfile]:
     return profiles
 
 
-def all_profiles() -> dict[str, TargetProfile]:
-    """Built-in profiles plus those contributed by plugins."""
-    from edgekit.adapters.registry import plugin_profiles
+def plugin_profiles() -> list[TargetProfile]:
+    """Target profiles contributed by plugin adapters' `profiles()` classmethods."""
+    return [parse_profile(data, source=f"plugin {name}") for name, data in plugins.profile_dicts()]
 
-    profiles = dict(builtin_profiles())
+
+def all_profiles() -> dict[str, TargetProfile]:
+    """Registered profiles, then built-ins, then those contributed by plugins (which never shadow the others)."""
+    profiles = {**builtin_profiles(), **_REGISTERED}
     for profile in plugin_profiles():
         profiles.setdefault(profile.name, profile)
     return profiles
+
+
+@contextlib.contextmanager
+def registered_profile(profile: TargetProfile) -> Iterator[TargetProfile]:
+    """`profile` is known (by `get_profile`, `all_profiles`) inside the with block, and forgotten after it."""
+    previous = _REGISTERED.get(profile.name)
+    _REGISTERED[profile.name] = profile
+    try:
+        yield profile
+    finally:
+        if previous is None:
+            _REGISTERED.pop(profile.name, None)
+        else:
+            _REGISTERED[profile.name] = previous
 
 
 def get_profile(name: str) -> TargetProfile:

@@ -2,10 +2,40 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import os
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _private_key_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """Bundle-signing keys (edgekit.bundle) go to a tmp dir: the suite never touches $HOME."""
+    key_dir = tmp_path_factory.mktemp("edgekit-keys")
+    previous = os.environ.get("EDGEKIT_KEY_DIR")
+    os.environ["EDGEKIT_KEY_DIR"] = str(key_dir)
+    yield key_dir
+    if previous is None:
+        os.environ.pop("EDGEKIT_KEY_DIR", None)
+    else:
+        os.environ["EDGEKIT_KEY_DIR"] = previous
+
+
+# Managed toolchain environments (the RKNN toolkit, ~1-2 min to install) that tests need live in this ignored
+# folder of the repo and are reused across runs; $EDGEKIT_TEST_TOOLCHAINS_DIR moves it (e.g. a CI cache).
+TEST_TOOLCHAINS = Path(os.environ.get("EDGEKIT_TEST_TOOLCHAINS_DIR")
+                       or Path(__file__).resolve().parent.parent / ".edgekit-test-toolchains")
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _toolchains_in_the_repo() -> Iterator[Path]:
+    """Toolchain envs and pip's cache for installing them go to TEST_TOOLCHAINS: the suite never touches $HOME."""
+    patch = pytest.MonkeyPatch()
+    patch.setenv("EDGEKIT_TOOLCHAINS_DIR", str(TEST_TOOLCHAINS / "envs"))
+    patch.setenv("PIP_CACHE_DIR", str(TEST_TOOLCHAINS / "pip-cache"))
+    yield TEST_TOOLCHAINS
+    patch.undo()
 
 
 @pytest.fixture(scope="session")

@@ -20,8 +20,8 @@ from edgekit.artifact import (
     sha256_file,
     to_jsonable,
     tool_versions,
-    verify_bundle,
 )
+from edgekit.bundle import verify_bundle
 from edgekit.errors import BadInputError
 from edgekit.specs import TensorSpec
 
@@ -46,6 +46,7 @@ def test_atomic_dir_keeps_old_bundle_on_failure(tmp_path: Path) -> None:
     dest = tmp_path / "bundle"
     with atomic_dir(dest) as tmp:
         (tmp / "a.txt").write_text("v1")
+        (tmp / "manifest.json").write_text(Manifest(kind="bundle").dumps())  # an edgekit output: replaceable
     with pytest.raises(ValueError), atomic_dir(dest) as tmp:
         (tmp / "a.txt").write_text("v2")
         raise ValueError
@@ -91,9 +92,11 @@ def test_verify_bundle_refuses_tampering(tmp_path: Path) -> None:
     bundle = tmp_path / "b"
     bundle.mkdir()
     (bundle / "model.bin").write_bytes(b"weights")
+    (bundle / "source.onnx").write_bytes(b"onnx")
     manifest = Manifest(kind="bundle", files=hash_tree(bundle))
     (bundle / "manifest.json").write_text(manifest.dumps())
-    assert verify_bundle(bundle).manifest.files == {"model.bin": sha256_bytes(b"weights")}
+    assert verify_bundle(bundle).manifest.files == {"model.bin": sha256_bytes(b"weights"),
+                                                    "source.onnx": sha256_bytes(b"onnx")}
     (bundle / "model.bin").write_bytes(b"weightz")
     with pytest.raises(BadInputError, match="sha256"):
         verify_bundle(bundle)

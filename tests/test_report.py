@@ -14,26 +14,31 @@ from edgekit.report import write_report
 
 
 def _result(tmp_path: Path) -> PipelineResult:
+    common = {"latency_provenance": "measured", "latency_kind": "side-by-side median",
+              "accuracy_provenance": "measured"}
     cands = [
-        Candidate("onnxruntime", "fp32", "fp32", 8.0, latency_provenance="measured", sqnr_db=float("inf"), cosine=1.0,
-                  accuracy_provenance="measured", meets_budget=True),
-        Candidate("openvino", "bf16", "bf16", 5.0, latency_provenance="measured", sqnr_db=31.0, cosine=0.9995,
-                  accuracy_provenance="measured", meets_budget=True, chosen=True),
-        Candidate("onnxruntime", "int8", "int8", 3.0, latency_provenance="measured", sqnr_db=12.0, cosine=0.97,
-                  accuracy_provenance="measured", meets_budget=False, reason="SQNR 12.0 dB < 20"),
-        Candidate("tvm", "fp32", reason="tvm: not installed"),
+        Candidate("onnxruntime", "fp32", "passed", "fp32", latency_ms=8.0, sqnr_db=float("inf"), cosine=1.0,
+                  meets_budget=True, **common),
+        Candidate("openvino", "bf16", "passed", "bf16", latency_ms=5.0, sqnr_db=31.0, cosine=0.9995,
+                  meets_budget=True, chosen=True, decision="fastest-median: 5.000 ms", **common),
+        Candidate("onnxruntime", "int8", "rejected", "int8", latency_ms=3.0, sqnr_db=12.0, cosine=0.97,
+                  meets_budget=False, reason="SQNR 12.0 dB < 20", **common),
+        Candidate("tvm", "fp32", "failed", reason="tvm: not installed"),
     ]
-    cpu = TargetResult("cpu", "passed", "", tmp_path / "out" / "cpu", "openvino", "auto", "bf16", "measured",
-                       {"p50": 5.0, "p90": 6.0}, "measured",
-                       {"accuracy": None, "sqnr_db": 31.0, "cosine": 0.9995, "provenance": "measured"},
-                       [BudgetVerdict("p90<=25ms", "latency", "p90", "<=", 25.0, 6.0, "ms", "pass", "measured",
-                                      "recipe")], cands)
-    npu = TargetResult("ascend310", "failed", "p50<=1ms: 2.6 ms (estimated)", tmp_path / "out" / "ascend310",
-                       "ascend-atc", "fp16", "fp16", "emulated", {"p50": 2.6, "p90": 2.6}, "estimated",
-                       {"accuracy": None, "sqnr_db": 41.0, "cosine": 0.9999, "provenance": "emulated"},
-                       [BudgetVerdict("p50<=1ms", "latency", "p50", "<=", 1.0, 2.6, "ms", "fail", "estimated",
-                                      "recipe", "estimated by a cost model")])
-    gpu = TargetResult("cuda", "skipped", "no CUDAExecutionProvider")
+    cpu = TargetResult("cpu", "passed", bundle=tmp_path / "out" / "cpu", adapter="openvino", precision="auto",
+                       precision_used="bf16", run_provenance="measured", latency={"p50": 5.0, "p90": 6.0, "p99": 7.0},
+                       latency_provenance="measured",
+                       accuracy={"accuracy": None, "sqnr_db": 31.0, "cosine": 0.9995, "provenance": "measured"},
+                       verdicts=[BudgetVerdict("p90<=25ms", "latency", "p90", "<=", 25.0, 6.0, "ms", "pass",
+                                               "measured", "recipe")], candidates=cands,
+                       decision="fastest-median: 5.000 ms")
+    npu = TargetResult("ascend310", "failed", "p50<=1ms: 2.6 ms (estimated)", bundle=tmp_path / "out" / "ascend310",
+                       adapter="ascend-atc", precision="fp16", precision_used="fp16", run_provenance="emulated",
+                       latency={"p50": 2.6, "p90": 2.6}, latency_provenance="estimated",
+                       accuracy={"accuracy": None, "sqnr_db": 41.0, "cosine": 0.9999, "provenance": "emulated"},
+                       verdicts=[BudgetVerdict("p50<=1ms", "latency", "p50", "<=", 1.0, 2.6, "ms", "fail",
+                                               "estimated", "recipe", "estimated by a cost model")])
+    gpu = TargetResult("cuda", "unavailable", "no CUDAExecutionProvider")
     stages = [StageRun("export", None, True, 0.01, "k", "exported"), StageRun("checks", "cpu", False, 0.01)]
     return PipelineResult("demo", tmp_path / "r.toml", tmp_path / "out", [cpu, npu, gpu], stages,
                           {"eval": "synthetic", "synthetic": True})
@@ -46,8 +51,10 @@ def test_report_tables_and_figures(tmp_path: Path) -> None:
     md = md_path.read_text()
     assert "**FAILED** (exit 1)" in md
     assert re.search(r"\| ascend310 \| FAILED \| ascend-atc \|.*\| estimated \|.*\| emulated \|", md)
-    assert "| cuda | SKIPPED |" in md and "no CUDAExecutionProvider" in md
-    assert "| ★ openvino | auto" not in md and "| ★ openvino | bf16 → bf16 |" in md  # chosen marked
+    assert "| cuda | UNAVAILABLE |" in md and "no CUDAExecutionProvider" in md
+    assert "| ★ openvino | auto" not in md and "| ★ openvino | bf16 → bf16 | passed |" in md  # chosen marked
+    assert "cpu: ★ openvino bf16 — fastest-median: 5.000 ms" in md  # the rule, with the figure it used
+    assert "5 ms / 6 ms / 7 ms" in md  # p50 / p90 / p99
     assert "SQNR 12.0 dB < 20" in md  # why a candidate lost
     figures = sorted(p.name for p in (tmp_path / "out" / "figures").glob("*.png"))
     assert figures == ["accuracy.png", "frontier-cpu.png", "latency.png"]

@@ -6,7 +6,18 @@ import numpy as np
 import pytest
 
 from edgekit.errors import BadInputError
-from edgekit.specs import TensorSpec, as_specs, parse_input_shape, parse_input_shapes
+from edgekit.specs import (
+    COMPILE_PRECISIONS,
+    FLOAT_PRECISIONS,
+    PRECISIONS,
+    QUANT_PRECISIONS,
+    TensorSpec,
+    as_specs,
+    normalize_precision,
+    parse_input_shape,
+    parse_input_shapes,
+    resolve_precision,
+)
 
 
 def test_parse_static_shape_and_default_dtype() -> None:
@@ -43,3 +54,29 @@ def test_json_round_trip_and_as_specs_accepts_both_forms() -> None:
     assert as_specs([spec, "y:2,2"]) == [spec, TensorSpec("y", (2, 2))]
     assert as_specs(None) == []
     assert str(spec) == "x:batch,4:int64"
+
+
+def test_one_precision_vocabulary() -> None:
+    assert set(FLOAT_PRECISIONS) | set(QUANT_PRECISIONS) | {"auto"} == set(PRECISIONS)
+    assert not set(FLOAT_PRECISIONS) & set(QUANT_PRECISIONS)
+    assert set(COMPILE_PRECISIONS) == {"fp32", "fp16", "bf16", "int8"}
+    assert normalize_precision(" FP16 ") == "fp16"
+    with pytest.raises(BadInputError, match=r"targets\[0\]\.precision: unknown precision 'fp64'.*one of fp32"):
+        normalize_precision("fp64", argument="targets[0].precision")
+    with pytest.raises(BadInputError, match="unknown precision 'auto'"):
+        normalize_precision("auto", allowed=COMPILE_PRECISIONS)
+
+
+def test_default_precision_is_what_the_model_is() -> None:
+    assert resolve_precision(None, model_is_quantized=True) == "int8"
+    assert resolve_precision(None, model_is_quantized=False) == "fp32"
+    assert resolve_precision("INT8", model_is_quantized=True) == "int8"
+    assert resolve_precision("fp16", model_is_quantized=False) == "fp16"
+
+
+@pytest.mark.parametrize("precision", ["fp32", "fp16", "bf16"])
+def test_float_precision_on_a_quantized_model_is_a_contradiction(precision: str) -> None:
+    with pytest.raises(BadInputError, match=rf"--precision: {precision} asked for a model that is already quantized") \
+            as info:
+        resolve_precision(precision, model_is_quantized=True)
+    assert info.value.exit_code == 2 and "leave --precision out" in str(info.value)

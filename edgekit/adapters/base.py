@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
+from edgekit.bundle import SOURCE_MODEL
 from edgekit.errors import BadInputError
 from edgekit.specs import TensorSpec
 
@@ -24,7 +25,6 @@ if TYPE_CHECKING:
     from edgekit.artifact import Manifest
     from edgekit.targets import TargetProfile
 
-SOURCE_MODEL = "source.onnx"  # file name of the source ONNX inside every bundle
 COMMON_OPTION_KEYS = frozenset({"tune"})  # adapter_options every adapter accepts (see CompileOptions)
 
 
@@ -183,7 +183,11 @@ class Runner(ABC):
         self.input_specs = list(input_specs)
         self.output_names = list(output_names)
 
-    def run(self, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    def run(self, inputs: Mapping[str, np.ndarray], check_inputs: bool = True) -> dict[str, np.ndarray]:
+        """Outputs by name. `check_inputs=False` skips the name/shape check: for timing loops that
+        checked the same inputs once already (the check is edgekit's cost, not the model's)."""
+        if not check_inputs:
+            return self._run_impl(inputs)
         expected = {s.name: s for s in self.input_specs}
         missing = sorted(set(expected) - set(inputs))
         extra = sorted(set(inputs) - set(expected))
@@ -218,6 +222,9 @@ class TargetAdapter(ABC):
     # True: for int8 on a float model, give me the float model plus `CompileOptions.calibration`
     # (I quantize myself, e.g. NNCF); False: give me a QDQ model from the quantize stage.
     native_int8: ClassVar[bool] = False
+    # True when `load` runs code from the bundle (a TVM `.so`): the loader then requires trust
+    # (a bundle signed with the user's key, or --trust-bundle; see edgekit.bundle.require_trust).
+    loads_native_code: ClassVar[bool] = False
 
     @abstractmethod
     def capabilities(self, target: TargetProfile) -> Capabilities: ...

@@ -14,6 +14,10 @@ adapter_options: `performance_hint` (latency|throughput, default latency), `nncf
 (performance|mixed, default performance), `subset_size` (int, NNCF calibration samples, default:
 all given, at most 300), `float_precision` (f32|bf16: what the non-int8 layers of an int8 model
 compute in, default f32).
+
+A bundle's config file is data from whoever made the bundle: `load` accepts only the device `CPU`
+and the properties in `BUNDLE_PROPERTIES` with the listed values (no CACHE_DIR, no plugin paths:
+nothing that makes OpenVINO read or write outside the bundle); anything else is exit 2.
 """
 
 from __future__ import annotations
@@ -37,7 +41,9 @@ from edgekit.adapters.base import (
     TargetAdapter,
     check_adapter_options,
 )
+from edgekit.bundle import check_threads
 from edgekit.errors import BadInputError, ToolchainMissingError, UnsupportedError
+from edgekit.specs import COMPILE_PRECISIONS
 
 if TYPE_CHECKING:
     from edgekit.targets import TargetProfile
@@ -47,6 +53,17 @@ _OPTIONS = {"performance_hint": str, "nncf_preset": str, "subset_size": int, "fl
 _HINTS = {"fp32": "f32", "bf16": "bf16", "fp16": "f16"}  # edgekit precision -> OpenVINO hint
 _NAMES = {"f32": "fp32", "bf16": "bf16", "f16": "fp16"}  # OpenVINO element type -> edgekit precision
 _CAPS = {"FP32": "fp32", "FP16": "fp16", "BF16": "bf16", "INT8": "int8"}  # OPTIMIZATION_CAPABILITIES
+BUNDLE_DEVICES = ("CPU",)
+# The only properties a bundle's config may set, with their allowed values (None: a thread count,
+# bounded by edgekit.bundle.check_threads). Paths (CACHE_DIR, ...) are never accepted from a bundle.
+BUNDLE_PROPERTIES: dict[str, tuple[Any, ...] | None] = {
+    "PERFORMANCE_HINT": ("LATENCY", "THROUGHPUT", "CUMULATIVE_THROUGHPUT"),
+    "INFERENCE_PRECISION_HINT": tuple(_NAMES),
+    "EXECUTION_MODE_HINT": ("PERFORMANCE", "ACCURACY"),
+    "ENABLE_CPU_PINNING": (True, False),
+    "ENABLE_HYPER_THREADING": (True, False),
+    "INFERENCE_NUM_THREADS": None,
+}
 
 
 def _core() -> Any:
@@ -61,7 +78,7 @@ def _core() -> Any:
 def cpu_precisions() -> tuple[str, ...]:
     """What this CPU's plugin can compute in, from its OPTIMIZATION_CAPABILITIES."""
     found = set(_CAPS[c] for c in _core().get_property("CPU", "OPTIMIZATION_CAPABILITIES") if c in _CAPS)
-    return tuple(p for p in ("fp32", "fp16", "bf16", "int8") if p in found)
+    return tuple(p for p in COMPILE_PRECISIONS if p in found)
 
 
 def runtime_precisions(compiled: Any) -> dict[str, int]:
@@ -198,12 +215,34 @@ class OpenVinoAdapter(TargetAdapter):
             config = json.loads(config_path.read_text())
         except (OSError, ValueError) as exc:
             raise BadInputError(f"cannot read the OpenVINO config ({exc})", path=config_path) from None
-        ov_compiled = _core().compile_model(str(path / "model.xml"), str(config.get("device", "CPU")),
-                                            _with_threads(dict(config["properties"]), threads))
+        device, properties = bundle_config(config, config_path)
+        ov_compiled = _core().compile_model(str(path / "model.xml"), device, _with_threads(properties, threads))
         used = ov_compiled.get_property("INFERENCE_PRECISION_HINT").get_type_name()
         recorded = str(compiled.info.get("precision_used", ""))
         precision = "int8" if recorded == "int8" else _NAMES.get(used, used)  # what this host really computes in
         return OpenVinoRunner(ov_compiled, compiled.input_specs(), compiled.output_names(), precision)
+
+
+def bundle_config(config: Any, where: Path) -> tuple[str, dict[str, Any]]:
+    """(device, properties) from a bundle's config file, after the allow-list check (exit 2 otherwise)."""
+    if not isinstance(config, dict) or not isinstance(config.get("properties", {}), dict):
+        raise BadInputError("OpenVINO config is not an object with a `properties` object", path=where)
+    device = config.get("device", "CPU")
+    if device not in BUNDLE_DEVICES:
+        raise BadInputError(f"OpenVINO device {device!r} is not accepted from a bundle", path=where,
+                            hint=f"accepted: {', '.join(BUNDLE_DEVICES)}")
+    properties = dict(config.get("properties", {}))
+    for key, value in properties.items():
+        if key not in BUNDLE_PROPERTIES:
+            raise BadInputError(f"OpenVINO property {key!r} is not accepted from a bundle", path=where,
+                                hint=f"accepted: {', '.join(BUNDLE_PROPERTIES)}; recompile the bundle")
+        allowed = BUNDLE_PROPERTIES[key]
+        if allowed is None:
+            check_threads(value, source=f"{where} {key}")
+        elif value not in allowed or isinstance(value, bool) != isinstance(allowed[0], bool):
+            raise BadInputError(f"OpenVINO property {key}={value!r} is not accepted from a bundle", path=where,
+                                hint=f"one of {', '.join(map(str, allowed))}")
+    return str(device), properties
 
 
 def _with_threads(config: dict[str, Any], threads: int | None) -> dict[str, Any]:

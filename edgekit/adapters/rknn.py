@@ -56,8 +56,6 @@ OPTION_TYPES: dict[str, type | tuple[type, ...]] = {
     "quantized_method": str,  # channel | layer
     "optimization_level": int,
     "timeout_s": (int, float),  # per worker call
-    "eval": str,  # labelled samples (.npz dir with `labels`, ...): FP32 vs RKNN accuracy report
-    "eval_samples": int,  # cap on eval samples (default 500)
 }
 DEFAULT_CALIB_SAMPLES = 20
 _LIVE: dict[str, tuple[WorkerClient, int, str]] = {}  # bundle dir -> simulator session kept from compile
@@ -279,7 +277,7 @@ class RknnAdapter(TargetAdapter):
 
     # --- check / estimate --------------------------------------------------------------------------
     def check(self, model: Path, target: TargetProfile) -> SupportReport:
-        from edgekit.checks.support import check_npu
+        from edgekit.adapters.npu.support import check_npu
 
         return check_npu(model, target, adapter=self.name)
 
@@ -373,12 +371,6 @@ class RknnAdapter(TargetAdapter):
         }
         if quantize:
             files += [DATASET_FILE, CALIB_DIR]
-        if opts.get("eval"):
-            runner = RknnRunner(client, int(result["session"]), specs, self._outputs(model), means, stds,
-                                Provenance.EMULATED, timeout)
-            info["rknn"]["accuracy"] = self._accuracy(runner, model, specs, str(opts["eval"]),
-                                                      int(opts.get("eval_samples", 500)))
-            info["rknn"]["accuracy"]["candidate_precision"] = precision  # the "int8_*" fields hold this build
         analysis = result.get("accuracy_analysis")
         if analysis:
             info["rknn"]["accuracy_analysis"] = self._keep_analysis(analysis, out_dir)
@@ -443,41 +435,6 @@ class RknnAdapter(TargetAdapter):
             if report and Path(report).is_file():  # read before the temp dir goes
                 result["accuracy_analysis"]["text"] = Path(report).read_text(errors="replace")
             return result
-
-    @staticmethod
-    def _outputs(model: Path) -> list[Any]:
-        from edgekit.onnxio import load_onnx, output_specs
-
-        return output_specs(load_onnx(model, load_weights=False))
-
-    @staticmethod
-    def _accuracy(runner: RknnRunner, model: Path, specs: list[TensorSpec], source: str, limit: int
-                  ) -> dict[str, Any]:
-        """FP32 (onnxruntime) vs the RKNN build in the simulator on labelled samples, as the quantize stage
-        reports it; provenance emulated (the simulator's numerics, not a board)."""
-        import dataclasses
-
-        from edgekit.onnxio import ort_session
-        from edgekit.stages._quant_eval import EvalSet, accuracy_report, run_all
-        from edgekit.stages.calibration import open_source
-
-        reader = open_source(source, specs, limit=limit)
-        samples, labels = [], []
-        for sample, label in reader.iter_labeled():
-            samples.append(sample)
-            labels.append(label)
-        if not samples:
-            raise BadInputError("evaluation source gave no samples", path=source)
-        stacked = (np.concatenate([np.asarray(lab).reshape(-1) for lab in labels])
-                   if all(lab is not None for lab in labels) else None)
-        evalset = EvalSet(samples, stacked, f"{len(samples)} sample(s) from {reader.description}", reader.synthetic)
-        evalset.reference = run_all(ort_session(model), samples)
-        got = [runner.run(sample) for sample in samples]
-        candidate = {name: np.concatenate([g[name] for g in got], axis=0) for name in evalset.reference}
-        report = dataclasses.replace(accuracy_report(evalset, candidate), provenance=Provenance.EMULATED.value)
-        data = report.to_json()
-        data["note"] = "fp32 = onnxruntime on the source model; int8 = the RKNN build in the toolkit's simulator"
-        return data
 
     @staticmethod
     def _keep_analysis(analysis: dict[str, Any], out_dir: Path) -> dict[str, Any]:

@@ -33,6 +33,7 @@ from edgekit.adapters.base import (
     TargetAdapter,
     check_adapter_options,
 )
+from edgekit.bundle import check_threads
 from edgekit.errors import BadInputError, ToolchainMissingError, UnsupportedError
 
 if TYPE_CHECKING:
@@ -103,6 +104,7 @@ class TvmRunner(Runner):
 class TvmAdapter(TargetAdapter):
     name = "tvm"
     description = "Apache TVM Relax: LLVM for the host -mcpu (MetaSchedule tuning, persistent DB), CUDA"
+    loads_native_code = True  # `load` dlopens the bundle's model.so: edgekit.bundle.require_trust decides
 
     def capabilities(self, target: TargetProfile) -> Capabilities:
         try:
@@ -220,8 +222,11 @@ class TvmAdapter(TargetAdapter):
             meta = json.loads((path / TARGET_FILE).read_text())
         except (OSError, ValueError) as exc:
             raise BadInputError(f"cannot read the TVM target file ({exc})", path=path / TARGET_FILE) from None
-        _set_threads(threads or (None if "TVM_NUM_THREADS" in os.environ
-                                 else meta.get("target", {}).get("num-cores") or os.cpu_count()))
+        if not isinstance(meta, dict) or not isinstance(meta.get("target", {}), dict):
+            raise BadInputError("the TVM target file is not a JSON object", path=path / TARGET_FILE)
+        recorded = check_threads(meta.get("target", {}).get("num-cores"), source=f"{path / TARGET_FILE} num-cores",
+                                 clamp=True)
+        _set_threads(threads or (None if "TVM_NUM_THREADS" in os.environ else recorded or os.cpu_count()))
         device = tvm.cuda(0) if meta.get("kind") == "gpu" else tvm.cpu(0)
         if meta.get("kind") == "gpu" and not cuda_availability().available:
             raise ToolchainMissingError(f"bundle needs a CUDA GPU: {cuda_availability().reason}", path=path)

@@ -9,32 +9,53 @@ for a measurement. `gate` re-checks the budgets a bundle stores in `info["budget
 from __future__ import annotations
 
 import json
+import math
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
+from pydantic import AfterValidator, StrictFloat
+from pydantic.dataclasses import dataclass as schema_dataclass
+
+from edgekit.bundle import check_threads
 from edgekit.errors import BadInputError, ToolchainMissingError
+from edgekit.schema import CONFIG, Table, value_error
 
 if TYPE_CHECKING:
     from edgekit.adapters.base import Runner
     from edgekit.checks.latency import BenchResult
 
-LATENCY_STATISTICS = ("p50", "p90", "p95", "p99", "mean", "max", "min")  # also: median, std, any pNN
-_STAT_RE = re.compile(r"^(p\d{1,2}(\.\d+)?|mean|median|min|max|std)$")
-_UNITS_MS = {"ms": 1.0, "us": 1e-3, "µs": 1e-3, "s": 1000.0}
+LATENCY_STATISTICS = ("p50", "p90", "p95", "p99", "mean", "max", "min")  # also: median, std, any pN with 0 < N < 100
+_UNITS_MS = {"ns": 1e-6, "us": 1e-3, "µs": 1e-3, "μs": 1e-3, "ms": 1.0, "s": 1000.0}
+_NUMBER = r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?|[-+]?(?:nan|infinity|inf)"
 _BUDGET_RE = re.compile(
-    r"^\s*(?P<stat>[a-z0-9.]+)\s*(?P<op><=|<)\s*(?P<value>[0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)\s*(?P<unit>ms|us|µs|s)\s*$"
+    rf"^\s*(?P<stat>[A-Za-z][A-Za-z0-9._]*)\s*(?P<op><=|<)\s*(?P<value>{_NUMBER})\s*(?P<unit>[A-Za-zµμ]+)\s*$", re.I
 )
+_PERCENTILE_RE = re.compile(r"^p(?P<q>\d+(?:\.\d+)?)$")
+_LATENCY_HINT = "write STAT<=VALUEUNIT, e.g. p90<=25ms, mean<800us; STAT min/mean/max/median/std/pN with 0<N<100, " \
+                "unit ns/us/µs/ms/s"
+MIN_LIMIT_MS = 1e-6  # one nanosecond: the finest unit of the grammar
+MAX_LIMIT_MS = 86_400_000.0  # one day: a larger latency budget is a typo, not a budget
 ACCURACY_KEYS = {"min_cosine": ">=", "min_sqnr_db": ">=", "max_drop": "<="}
+ACCURACY_RANGES = {"min_cosine": (0.0, 1.0), "min_sqnr_db": (0.0, 400.0), "max_drop": (0.0, 100.0)}
+_ACCURACY_ALIASES = {"cosine": "min_cosine", "min_cosine": "min_cosine", "sqnr": "min_sqnr_db",
+                     "sqnr_db": "min_sqnr_db", "min_sqnr": "min_sqnr_db", "min_sqnr_db": "min_sqnr_db",
+                     "drop": "max_drop", "max_drop": "max_drop"}
+_ACCURACY_UNITS = {"min_sqnr_db": ("db",), "max_drop": ("points", "pts", "pt"), "min_cosine": ()}
+_ACCURACY_RE = re.compile(
+    rf"^\s*(?P<key>[A-Za-z_]+)\s*(?P<op>>=|<=|>|<|=)\s*(?P<value>{_NUMBER})\s*(?P<unit>[A-Za-z]*)\s*$", re.I
+)
+_ACCURACY_HINT = "e.g. sqnr>=20dB, cosine>=0.999, drop<=1 in accuracy points (needs labelled eval data)"
 BENCH_SCHEMA_FILE = Path(__file__).with_name("bench_schema.json")
 DEFAULT_MAX_REGRESSION = 0.10
+MAX_REGRESSION = 10.0  # 1000 %: beyond that a regression gate checks nothing
 
 
 @dataclass(frozen=True)
 class Budget:
-    """`statistic op limit`, the limit in milliseconds; `text` is what the user wrote."""
+    """`statistic op limit`, the limit in milliseconds; `text` is what the user wrote (without spaces)."""
 
     statistic: str
     op: str
@@ -45,51 +66,177 @@ class Budget:
         return value_ms <= self.limit_ms if self.op == "<=" else value_ms < self.limit_ms
 
 
-def parse_budget(text: str | Budget) -> Budget:
-    """Parse `p90<=25ms` (statistics p50/p90/p95/p99/mean/max/min, units ms/us/s, ops <= and <)."""
+def _statistic(stat: str, text: str, argument: str) -> str:
+    """The canonical statistic name: min, mean, max, std, or pN (median is p50); p0/p100 are min/max."""
+    stat = stat.lower()
+    if stat in ("min", "mean", "max", "std"):
+        return stat
+    if stat == "median":
+        return "p50"
+    match = _PERCENTILE_RE.match(stat)
+    if not match:
+        raise BadInputError(f"unknown statistic {stat!r} in budget {text!r}", path=argument,
+                            hint="one of min, mean, max, median, std or pN with 0<N<100, e.g. p90, p99.9")
+    q = float(match["q"])
+    if q <= 0 or q >= 100:
+        raise BadInputError(f"percentile {stat!r} in budget {text!r} is outside 0 < N < 100", path=argument,
+                            hint="write min instead of p0 and max instead of p100")
+    return f"p{int(q)}" if q.is_integer() else f"p{match['q'].rstrip('0')}"
+
+
+def parse_budget(text: str | Budget, *, argument: str = "--budget") -> Budget:
+    """Parse one latency budget `STAT<=VALUEUNIT` (the one grammar of the CLI, recipes and manifests).
+
+    STAT: min, mean, max, std, median (= p50) or pN with 0 < N < 100 (p99.9 ok); op `<=` or `<`;
+    VALUE: a finite number (`25`, `.5`, `2e-1`); unit ns, us, µs, ms or s. The limit must lie between
+    one nanosecond and one day. Errors are BadInputError naming `argument` (a flag or a recipe key path).
+    """
     if isinstance(text, Budget):
         return text
-    match = _BUDGET_RE.match(str(text))
+    if not isinstance(text, str):
+        raise BadInputError(f"a latency budget must be a string like 'p90<=25ms', got {type(text).__name__}",
+                            path=argument, hint=_LATENCY_HINT)
+    match = _BUDGET_RE.match(text)
     if not match:
-        raise BadInputError(f"cannot parse budget {text!r}", path="--budget",
-                            hint="write STAT<=VALUEUNIT, e.g. p90<=25ms, mean<800us (STAT: "
-                                 f"{'/'.join(LATENCY_STATISTICS)}; units ms/us/s)")
-    stat = match["stat"]
-    if not _STAT_RE.match(stat) or stat in ("p0",):
-        raise BadInputError(f"unknown statistic {stat!r} in budget {text!r}", path="--budget",
-                            hint=f"one of {', '.join(LATENCY_STATISTICS)}, median, std or any pNN")
-    stat = "p50" if stat == "median" else stat
-    limit = float(match["value"]) * _UNITS_MS[match["unit"]]
-    if limit <= 0:
-        raise BadInputError(f"budget {text!r} must be positive", path="--budget")
-    return Budget(stat, match["op"], limit, " ".join(str(text).split()).replace(" ", ""))
+        raise BadInputError(f"cannot parse budget {text!r}", path=argument, hint=_LATENCY_HINT)
+    stat = _statistic(match["stat"], text, argument)
+    unit = match["unit"].lower().replace("μ", "µ")
+    if unit not in _UNITS_MS:
+        raise BadInputError(f"unknown unit {match['unit']!r} in budget {text!r}", path=argument,
+                            hint="units: ns, us (or µs), ms, s")
+    value = float(match["value"])
+    if not math.isfinite(value):
+        raise BadInputError(f"budget {text!r} needs a finite limit", path=argument, hint=_LATENCY_HINT)
+    limit = value * _UNITS_MS[unit]
+    if not MIN_LIMIT_MS * (1 - 1e-9) <= limit <= MAX_LIMIT_MS:
+        what = "must be positive" if limit <= 0 else "is below one nanosecond" if limit < MIN_LIMIT_MS \
+            else "is over one day"
+        raise BadInputError(f"budget {text!r} {what}", path=argument,
+                            hint="a latency limit lies between 1ns and 1 day, e.g. p90<=25ms")
+    return Budget(stat, match["op"], limit, "".join(text.split()))
 
 
-def parse_budgets(texts: Sequence[str | Budget] | str | None) -> list[Budget]:
+def parse_budgets(texts: Sequence[str | Budget] | str | None, *, argument: str = "--budget") -> list[Budget]:
+    """Several budgets (None or one string also accepted); an error names `argument`."""
     if texts is None:
         return []
     if isinstance(texts, str):
         texts = [texts]
-    return [parse_budget(t) for t in texts]
+    return [parse_budget(t, argument=argument) for t in texts]
 
 
-def parse_regression(value: str | float | None) -> float:
-    """`10%` -> 0.10; a float from Python is already a fraction."""
+def check_accuracy_threshold(key: str, value: Any, *, argument: str) -> float:
+    """One accuracy threshold (`min_cosine`, `min_sqnr_db`, `max_drop`) as a finite float in its range."""
+    if key not in ACCURACY_KEYS:
+        raise BadInputError(f"unknown accuracy budget {key!r}", path=argument,
+                            hint=f"known: {', '.join(ACCURACY_KEYS)}")
+    low, high = ACCURACY_RANGES[key]
+    unit = {"min_sqnr_db": " dB", "max_drop": " accuracy points"}.get(key, "")
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise BadInputError(f"{key} must be a number, got {value!r}", path=argument,
+                            hint=f"a number from {low:g} to {high:g}{unit}")
+    number = float(value)
+    if not math.isfinite(number) or not low <= number <= high:
+        raise BadInputError(f"{key} must be a finite number from {low:g} to {high:g}{unit}, got {value!r}",
+                            path=argument)
+    return number
+
+
+def _threshold(key: str) -> Callable[[float], float]:
+    def check(value: float) -> float:
+        return value_error(check_accuracy_threshold, key, value, argument="")
+
+    return check
+
+
+Points = Annotated[StrictFloat, AfterValidator(_threshold("max_drop"))]  # accuracy points, 0..100
+Cosine = Annotated[StrictFloat, AfterValidator(_threshold("min_cosine"))]  # 0..1
+Decibels = Annotated[StrictFloat, AfterValidator(_threshold("min_sqnr_db"))]  # SQNR, 0..400 dB
+
+
+@schema_dataclass(frozen=True, config=CONFIG)
+class AccuracyBudget(Table):
+    """Accuracy budget vs the FP32 ONNX model (a recipe's `[budgets.accuracy]`, `--accuracy-budget`)."""
+
+    max_drop: Points | None = None  # task-accuracy drop in percentage points (1.0 = 1 point), needs labels
+    min_cosine: Cosine | None = None
+    min_sqnr_db: Decibels | None = None
+
+    def to_json(self) -> dict[str, float]:
+        return {k: v for k, v in {
+            "max_drop": self.max_drop, "min_cosine": self.min_cosine, "min_sqnr_db": self.min_sqnr_db,
+        }.items() if v is not None}
+
+    @property
+    def empty(self) -> bool:
+        return not self.to_json()
+
+
+def parse_accuracy_budget(texts: str | Sequence[str], *, argument: str = "--accuracy-budget") -> AccuracyBudget:
+    """`sqnr>=20dB`, `cosine>=0.999`, `drop<=1` (points), comma-separated or a list -> AccuracyBudget."""
+    return AccuracyBudget(**parse_accuracy_thresholds(texts, argument=argument))
+
+
+def parse_accuracy_thresholds(texts: str | Sequence[str], *, argument: str = "--accuracy-budget") -> dict[str, float]:
+    """The accuracy-budget grammar: `sqnr>=20dB, cosine>=0.999` -> {"min_sqnr_db": 20.0, "min_cosine": 0.999}.
+
+    Forms: sqnr/sqnr_db/min_sqnr/min_sqnr_db `>=` dB, cosine/min_cosine `>=`, drop/max_drop `<=` accuracy
+    points (pts); comma-separated or a list. Each value is checked by `check_accuracy_threshold`; a key
+    given twice or an empty budget is refused (BadInputError naming `argument`).
+    """
+    if isinstance(texts, str):
+        texts = [texts]
+    values: dict[str, float] = {}
+    for chunk in texts:
+        if not isinstance(chunk, str):
+            raise BadInputError(f"an accuracy budget must be a string, got {type(chunk).__name__}", path=argument,
+                                hint=_ACCURACY_HINT)
+        for text in (t for t in chunk.split(",") if t.strip()):
+            match = _ACCURACY_RE.match(text)
+            key = _ACCURACY_ALIASES.get(match["key"].lower()) if match else None
+            if not match or key is None:
+                raise BadInputError(f"cannot parse accuracy budget {text.strip()!r}", path=argument,
+                                    hint=_ACCURACY_HINT)
+            op = ACCURACY_KEYS[key]
+            if match["op"] != op:
+                word = match["key"].lower()
+                raise BadInputError(f"{word} budgets are written {word}{op}VALUE, got {text.strip()!r}", path=argument,
+                                    hint=_ACCURACY_HINT)
+            unit = match["unit"].lower()
+            if unit and unit not in _ACCURACY_UNITS[key]:
+                raise BadInputError(f"unit {match['unit']!r} does not fit {key} in {text.strip()!r}", path=argument,
+                                    hint=_ACCURACY_HINT)
+            if key in values:
+                raise BadInputError(f"{key} given twice in the accuracy budget", path=argument, hint=_ACCURACY_HINT)
+            values[key] = check_accuracy_threshold(key, float(match["value"]), argument=argument)
+    if not values:
+        raise BadInputError("empty accuracy budget", path=argument, hint=_ACCURACY_HINT)
+    return values
+
+
+def parse_regression(value: str | float | None, *, argument: str = "--max-regression") -> float:
+    """`10%` -> 0.10; a number from Python is already a fraction. NaN, inf, negative and > 1000 % are refused."""
     if value is None:
         return DEFAULT_MAX_REGRESSION
+    hint = "write a percentage, e.g. 10%"
+    if isinstance(value, bool):
+        raise BadInputError(f"cannot parse {value!r}", path=argument, hint=hint)
     if isinstance(value, (int, float)):
         fraction = float(value)
     else:
         text = str(value).strip()
         if not text.endswith("%"):
-            raise BadInputError(f"cannot parse {value!r}", path="--max-regression", hint="write a percentage, e.g. 10%")
+            raise BadInputError(f"cannot parse {value!r}", path=argument, hint=hint)
         try:
             fraction = float(text[:-1]) / 100
         except ValueError:
-            raise BadInputError(f"cannot parse {value!r}", path="--max-regression",
-                                hint="write a percentage, e.g. 10%") from None
+            raise BadInputError(f"cannot parse {value!r}", path=argument, hint=hint) from None
+    if not math.isfinite(fraction):
+        raise BadInputError(f"{value!r} is not a finite percentage", path=argument, hint=hint)
     if fraction < 0:
-        raise BadInputError("must not be negative", path="--max-regression")
+        raise BadInputError(f"{value!r} must not be negative", path=argument, hint=hint)
+    if fraction > MAX_REGRESSION:
+        raise BadInputError(f"{value!r} is over {MAX_REGRESSION:.0%}", path=argument, hint=hint)
     return fraction
 
 
@@ -369,10 +516,18 @@ class GateResult:
     accuracy_source: str = ""
     notes: list[str] = field(default_factory=list)
     failures: list[str] = field(default_factory=list)  # failures that are not a budget (a recipe target failed)
+    failure_codes: list[int] = field(default_factory=list)  # their exit codes (1 failed, 3 unsupported, 4 missing)
 
     @property
     def status(self) -> str:
-        return "fail" if self.failures else overall_status(self.verdicts)
+        """fail · unsupported (a required target cannot be built for) · not-run · pass; not-run never passes."""
+        codes = set(self.failure_codes) or ({1} if self.failures else set())
+        verdicts = overall_status(self.verdicts)
+        if 1 in codes or verdicts == "fail":
+            return "fail"
+        if 3 in codes:
+            return "unsupported"
+        return "not-run" if codes or verdicts == "not-run" else "pass"
 
     @property
     def passed(self) -> bool:
@@ -380,7 +535,7 @@ class GateResult:
 
     @property
     def exit_code(self) -> int:
-        return {"pass": 0, "fail": 1, "not-run": 4}[self.status]
+        return {"pass": 0, "fail": 1, "unsupported": 3, "not-run": 4}[self.status]
 
     def to_json(self) -> dict[str, Any]:
         from edgekit.artifact import to_jsonable
@@ -396,47 +551,6 @@ class GateResult:
         })
 
 
-def _find_metric(obj: Any, names: Sequence[str], where: str = "") -> tuple[float, str] | None:
-    """First numeric value under any of `names` in a nested dict (depth-first), with its path."""
-    if isinstance(obj, Mapping):
-        for name in names:
-            value = obj.get(name)
-            if isinstance(value, (int, float)) and not isinstance(value, bool):
-                return float(value), f"{where}{name}"
-            if isinstance(value, str) and value in ("inf", "-inf"):
-                return float(value), f"{where}{name}"
-        for key, value in obj.items():
-            found = _find_metric(value, names, f"{where}{key}.")
-            if found:
-                return found
-    return None
-
-
-def _accuracy_rerun(
-    bundle: Path, manifest_info: Mapping[str, Any], runner: Runner, samples: int, seed: int
-) -> tuple[float, float, str]:
-    """Run the bundle and its source.onnx on the same seeded inputs: worst cosine and SQNR."""
-    from edgekit.checks.numerics import cosine_similarity, sqnr_db
-    from edgekit.onnxio import ort_session, random_inputs
-
-    source = bundle / str(manifest_info.get("source_model", "source.onnx"))
-    if not source.is_file():
-        raise BadInputError("bundle has no source model to compare with", path=source)
-    reference = ort_session(source)
-    names = [o.name for o in reference.get_outputs()]
-    worst_cos, worst_sqnr = 1.0, float("inf")
-    for i in range(samples):
-        feeds = random_inputs(runner.input_specs, seed=seed + i)
-        ref = dict(zip(names, reference.run(names, feeds), strict=True))
-        got = runner.run(feeds)
-        for name, ref_out in ref.items():
-            if name not in got:
-                continue
-            worst_cos = min(worst_cos, cosine_similarity(ref_out, got[name]))
-            worst_sqnr = min(worst_sqnr, sqnr_db(ref_out, got[name]))
-    return worst_cos, worst_sqnr, f"re-run: bundle vs {source.name} on {samples} seeded random inputs (seed {seed})"
-
-
 def gate(
     path: str | Path,
     *,
@@ -444,56 +558,41 @@ def gate(
     iters: int | None = None,
     duration: float | None = None,
     threads: int | None = None,
-    samples: int = 4,
-    seed: int = 0,
     allow_emulated: bool = False,
-    output: str | Path | None = None,
-    trust_code: bool = False,
+    trust: bool = False,
     timer: Callable[[], int] | None = None,
     loader: Callable[..., Runner] | None = None,
 ) -> GateResult:
-    """Re-check the accuracy and latency budgets stored with a bundle (or a recipe, via the pipeline).
+    """Re-check the accuracy and latency budgets stored with a bundle, measured here and now.
 
     Latency budgets (`info["budgets"]["latency"]`) are benched here (or checked on the bundle's
-    estimate for an NPU without its device). Accuracy thresholds (`min_cosine`, `min_sqnr_db`)
-    are re-run against the bundle's source.onnx when the bundle runs here, else read from the
-    metrics stored at compile time; `max_drop` needs labelled data, so it uses the stored drop.
-    A recipe (.toml) is run through the cached pipeline (`output`, `trust_code` as for `edgekit run`):
-    with nothing changed, only the budgets are re-checked.
+    estimate for an NPU without its device). Accuracy thresholds are re-run against the FP32
+    reference the bundle carries (`reference/`: the eval inputs the budget was set on and the FP32
+    model's outputs on them, see `edgekit.checks.verify`); a bundle without them, or one whose
+    runner cannot run here, gets `not-run` (exit 4), never a pass. Recipes: `edgekit.pipeline.gate`.
     """
-    import importlib
-    import importlib.util
     import time
 
-    from edgekit.artifact import verify_bundle
-    from edgekit.checks.latency import bench, default_loader
+    from edgekit.adapters.loading import load_bundle
+    from edgekit.checks.latency import bench
 
     path = Path(path)
-    if path.suffix.lower() == ".toml":
-        if importlib.util.find_spec("edgekit.pipeline") is None:
-            raise ToolchainMissingError("gating a recipe needs the recipe pipeline (edgekit.pipeline), "
-                                        "which this edgekit does not have", path=path,
-                                        hint="run the recipe, then gate the bundle it wrote: edgekit gate BUNDLE/")
-        return _gate_recipe(path, output=output, trust_code=trust_code, warmup=warmup, iters=iters,
-                            duration=duration, threads=threads)
-    artifact = verify_bundle(path)
+    loader = loader or (lambda bundle, **kw: load_bundle(bundle, trust=trust, **kw))
+    artifact = verify_bundle_for_gate(path)
     info = artifact.manifest.info
     stored = info.get("budgets")
     if not isinstance(stored, Mapping) or not (stored.get("latency") or stored.get("accuracy")):
         raise BadInputError("bundle stores no budgets (info.budgets)", path=path,
-                            hint="compile it from a recipe with budgets, or use `edgekit bench BUNDLE --budget ...`")
-    latency = parse_budgets(list(stored.get("latency") or []))
-    accuracy = {k: v for k, v in dict(stored.get("accuracy") or {}).items() if v is not None}
-    unknown = sorted(set(accuracy) - set(ACCURACY_KEYS))
-    if unknown:
-        raise BadInputError(f"unknown accuracy budget(s) {unknown}", path=path / "manifest.json",
-                            hint=f"known: {', '.join(ACCURACY_KEYS)}")
+                            hint="build it from a recipe with budgets, or use `edgekit bench BUNDLE --budget ...`")
+    manifest_file = f"{path / 'manifest.json'}: info.budgets"
+    latency = parse_budgets(list(stored.get("latency") or []), argument=f"{manifest_file}.latency")
+    accuracy = {k: check_accuracy_threshold(k, v, argument=f"{manifest_file}.accuracy.{k}")
+                for k, v in dict(stored.get("accuracy") or {}).items() if v is not None}
     result = GateResult(str(path), dict(stored))
-    if threads is None and isinstance(info.get("threads"), int):
-        threads = int(info["threads"])  # re-check under the conditions the bundle was built and judged with
+    if threads is None and info.get("threads") is not None:  # bounded: a manifest's number is untrusted
+        threads = check_threads(info["threads"], source=f"{path / 'manifest.json'}: info.threads")
         result.notes.append(f"threads {threads} (from the bundle manifest)")
     timer = timer or time.perf_counter_ns
-    loader = loader or default_loader
     if latency:
         result.bench = bench(path, warmup=warmup, iters=iters, duration=duration, threads=threads,
                              budgets=latency, allow_emulated=allow_emulated, timer=timer, loader=loader)
@@ -501,69 +600,56 @@ def gate(
             v.source = "manifest"
         result.verdicts += result.bench.verdicts
     if accuracy:
-        result.verdicts += _accuracy_verdicts(artifact.path, info, artifact.manifest.metrics, accuracy, result,
-                                              loader=loader, threads=threads, samples=samples, seed=seed)
+        result.verdicts += _accuracy_verdicts(artifact.path, info, accuracy, result, loader=loader, threads=threads)
     return result
 
 
-def _gate_recipe(path: Path, *, output: str | Path | None, trust_code: bool, **bench_kw: Any) -> GateResult:
-    """A recipe is gated by the pipeline: run it (cached), then `gate` each bundle it wrote."""
-    import importlib
+def verify_bundle_for_gate(path: Path) -> Any:
+    """The bundle, integrity-checked (sha256 of every file) before anything is measured on it."""
+    from edgekit.bundle import verify_bundle
 
-    pipeline = importlib.import_module("edgekit.pipeline")
-    if not callable(getattr(pipeline, "gate", None)):
-        raise ToolchainMissingError("this edgekit's pipeline cannot gate recipes (no edgekit.pipeline.gate)",
-                                    path=path, hint="run the recipe, then gate its bundle: edgekit gate OUT/TARGET/")
-    return pipeline.gate(path, output=output, trust_code=trust_code, **bench_kw)
+    return verify_bundle(path)
 
 
 def _accuracy_verdicts(
-    bundle: Path, info: Mapping[str, Any], metrics: Mapping[str, Any], thresholds: Mapping[str, Any],
-    result: GateResult, *, loader: Callable[..., Runner], threads: int | None, samples: int, seed: int,
+    bundle: Path, info: Mapping[str, Any], thresholds: Mapping[str, float], result: GateResult, *,
+    loader: Callable[..., Runner], threads: int | None,
 ) -> list[BudgetVerdict]:
-    measured: dict[str, tuple[float | None, str, str]] = {}  # key -> (value, provenance, where)
-    rerun = None
-    wants_numeric = {"min_cosine", "min_sqnr_db"} & set(thresholds)
-    if wants_numeric:
+    """Accuracy budgets re-run on the bundle's stored eval data against its stored FP32 outputs."""
+    from edgekit.checks.verify import read_reference, rerun_stored
+
+    values: dict[str, float | None] = {}
+    provenance, where = "not-run", ""
+    stored = read_reference(bundle, info)
+    if stored is None:
+        where = "the bundle carries no FP32 reference data (build it with `edgekit run` to gate accuracy)"
+    else:
         try:
             runner = loader(bundle, threads=threads)
         except ToolchainMissingError as exc:
-            result.notes.append(f"accuracy not re-run: {exc.message}")
+            where = f"accuracy not re-run: {exc.message}"
         else:
             with runner:
-                provenance = str(getattr(runner, "provenance", "measured"))
-                cos, sqnr, how = _accuracy_rerun(bundle, info, runner, samples, seed)
-            rerun = how
-            measured["min_cosine"] = (cos, provenance, how)
-            measured["min_sqnr_db"] = (sqnr, provenance, how)
-    stored_prov = str(info.get("run_provenance") or "measured")
-    if "min_cosine" in wants_numeric and "min_cosine" not in measured:
-        found = _find_metric(info.get("verification"), ("min_cosine", "cosine")) or \
-            _find_metric(metrics, ("min_cosine", "cosine"))
-        measured["min_cosine"] = (found[0], stored_prov, f"stored metric {found[1]}") if found else \
-            (None, "not-run", "no stored cosine")
-    if "min_sqnr_db" in wants_numeric and "min_sqnr_db" not in measured:
-        found = _find_metric(info.get("verification"), ("min_sqnr_db", "sqnr_db", "sqnr")) or \
-            _find_metric(metrics, ("min_sqnr_db", "sqnr_db", "sqnr"))
-        measured["min_sqnr_db"] = (found[0], stored_prov, f"stored metric {found[1]}") if found else \
-            (None, "not-run", "no stored SQNR")
-    if "max_drop" in thresholds:
-        found = _find_metric(metrics, ("accuracy_drop", "max_drop", "drop")) or \
-            _find_metric(info.get("verification"), ("accuracy_drop", "drop"))
-        measured["max_drop"] = (found[0], "measured", f"stored metric {found[1]} (needs labelled data)") if found \
-            else (None, "not-run", "no stored accuracy drop (needs labelled eval data: quantize with --eval)")
-    result.accuracy_source = rerun or "stored metrics (the bundle's runner is not runnable here)"
+                figures = rerun_stored(runner, stored)
+            provenance = figures.provenance
+            values = {"min_cosine": figures.cosine, "min_sqnr_db": figures.sqnr_db, "max_drop": figures.drop_points}
+            data = str(stored.info.get("eval") or "stored eval data")
+            where = f"re-run vs FP32 outputs on {figures.samples} stored eval sample(s) ({data})"
+            if "max_drop" in thresholds and figures.drop_points is None:
+                result.notes.append("max_drop not checkable: the stored eval data has no labels")
+    result.accuracy_source = where
     verdicts = []
     for key, limit in thresholds.items():
-        value, provenance, where = measured[key]
+        value = values.get(key)
         op = ACCURACY_KEYS[key]
-        unit = "dB" if key == "min_sqnr_db" else ""
+        unit = {"min_sqnr_db": "dB", "max_drop": "points"}.get(key, "")
         if value is None:
             status = "not-run"
         else:
-            status = "pass" if (value >= float(limit) if op == ">=" else value <= float(limit)) else "fail"
-        verdicts.append(BudgetVerdict(f"{key}={limit}", "accuracy", key.removeprefix("min_").removeprefix("max_"),
-                                      op, float(limit), value, unit, status, provenance, "manifest", where))
+            status = "pass" if (value >= limit if op == ">=" else value <= limit) else "fail"
+        verdicts.append(BudgetVerdict(f"{key}={limit:g}", "accuracy", key.removeprefix("min_").removeprefix("max_"),
+                                      op, float(limit), value, unit, status,
+                                      provenance if value is not None else "not-run", "manifest", where))
     return verdicts
 
 

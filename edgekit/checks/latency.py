@@ -15,19 +15,45 @@ from __future__ import annotations
 
 import contextlib
 import datetime as _dt
-import math
-import os
-import platform
-import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from edgekit.adapters.loading import load_bundle
+from edgekit.bundle import check_threads
+from edgekit.environment import (
+    INT8_FLAGS,
+    RELEVANT_FIELDS,
+    THREAD_ENV,
+    cpu_info,
+    environment_fingerprint,
+    fingerprint_differences,
+    peak_rss_mb,
+)
 from edgekit.errors import BadInputError, ToolchainMissingError
+from edgekit.onnxio import check_input_dims, random_inputs, require_static, resolve_dims
+from edgekit.specs import TensorSpec, as_specs
+from edgekit.timing import (
+    DEFAULT_ITERS,
+    DEFAULT_MAX_SECONDS,
+    STATISTICS,
+    BenchConfig,
+    InterleavedTiming,
+    LatencyStats,
+    Stability,
+    Timer,
+    _time_once,
+    hot_call,
+    interleaved,
+    paired_ratios,
+    statistic_value,
+    time_runs,
+)
 
 if TYPE_CHECKING:
     from edgekit.adapters.base import Runner
@@ -35,119 +61,7 @@ if TYPE_CHECKING:
     from edgekit.checks.budgets import Budget, BudgetVerdict
 
 SCHEMA = "edgekit.bench/1"
-STATISTICS = ("min", "mean", "p50", "p90", "p95", "p99", "max")
 EMULATION_NOTE = "host emulation time, not device latency"
-DEFAULT_ITERS = 100
-DEFAULT_MAX_SECONDS = 10.0  # without --iters/--duration: 100 runs, or this long if fewer fit
-Timer = Callable[[], int]
-
-# /proc/cpuinfo flags that decide how fast INT8 (and BF16) kernels can be on this CPU.
-INT8_FLAGS = (
-    "avx2", "fma", "avx512f", "avx512bw", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_tile", "amx_int8",
-    "amx_bf16", "avxvnniint8",
-    # ARM (`Features` line)
-    "asimd", "asimddp", "asimdhp", "dotprod", "i8mm", "bf16", "sve", "sve2", "sme",
-)
-
-
-@dataclass(frozen=True)
-class BenchConfig:
-    """How a bench runs; stored with the result so a figure says how it was taken."""
-
-    warmup: int = 10
-    iters: int | None = None  # timed runs per round (None with duration None: 100, or ~10 s)
-    duration: float | None = None  # seconds per round instead of a count
-    threads: int | None = None
-    batch: int = 1
-    cv_threshold: float = 0.10  # spread above this is "noisy": extend the run
-    stability_metric: str = "robust_cv"  # robust_cv (MAD/median, default) or cv (std/mean)
-    max_extend_rounds: int = 4  # a noisy run grows to at most (1 + this) rounds
-    max_extend_seconds: float = 60.0  # ... and no extra round starts once this much has been timed
-    min_iters: int = 5
-    max_iters: int = 100_000
-    allow_emulated: bool = False
-
-    def __post_init__(self) -> None:
-        if self.warmup < 0:
-            raise BadInputError("must be >= 0", path="--warmup")
-        if self.iters is not None and self.iters < 1:
-            raise BadInputError("must be >= 1", path="--iters")
-        if self.iters is not None and self.duration is not None:
-            raise BadInputError("give either --iters or --duration, not both", path="--iters")
-        if self.duration is not None and not self.duration > 0:
-            raise BadInputError("must be > 0 seconds", path="--duration")
-        if self.batch < 1:
-            raise BadInputError("must be >= 1", path="--batch")
-        if self.threads is not None and self.threads < 1:
-            raise BadInputError("must be >= 1", path="--threads")
-        if not self.cv_threshold > 0:
-            raise BadInputError("must be > 0", path="--cv-threshold")
-        if self.stability_metric not in ("robust_cv", "cv"):
-            raise BadInputError(f"unknown stability metric {self.stability_metric!r}", path="stability_metric",
-                                hint="robust_cv or cv")
-        if self.max_extend_rounds < 0:
-            raise BadInputError("must be >= 0", path="max_extend_rounds")
-
-
-@dataclass(frozen=True)
-class LatencyStats:
-    """Statistics of timed runs, in milliseconds (throughput in items per second)."""
-
-    n: int
-    min: float
-    mean: float
-    p50: float
-    p90: float
-    p95: float
-    p99: float
-    max: float
-    std: float
-    cv: float  # std / mean: the classic coefficient of variation (one preemption can blow it up)
-    robust_cv: float  # 1.4826 * MAD / median: spread of the bulk of the runs (outliers show in p99/max)
-    throughput: float
-
-    @classmethod
-    def from_samples(cls, samples_ms: Sequence[float], *, batch: int = 1) -> LatencyStats:
-        arr = np.asarray(samples_ms, dtype=np.float64)
-        if arr.size == 0:
-            raise BadInputError("no timed runs to summarise")
-        mean = float(arr.mean())
-        std = float(arr.std(ddof=1)) if arr.size > 1 else 0.0
-        p50, p90, p95, p99 = (float(v) for v in np.percentile(arr, [50, 90, 95, 99]))
-        mad = float(np.median(np.abs(arr - p50)))
-        return cls(
-            n=int(arr.size), min=float(arr.min()), mean=mean, p50=p50, p90=p90, p95=p95, p99=p99,
-            max=float(arr.max()), std=std, cv=std / mean if mean > 0 else 0.0,
-            robust_cv=1.4826 * mad / p50 if p50 > 0 else 0.0,
-            throughput=batch * 1000.0 / mean if mean > 0 else math.inf,
-        )
-
-    def get(self, statistic: str) -> float:
-        if statistic not in STATISTICS:
-            raise BadInputError(f"unknown statistic {statistic!r}", hint=f"one of {', '.join(STATISTICS)}")
-        return float(getattr(self, statistic))
-
-    def to_json(self) -> dict[str, Any]:
-        return {k: getattr(self, k) for k in ("n", *STATISTICS, "std", "cv", "robust_cv", "throughput")}
-
-
-@dataclass(frozen=True)
-class Stability:
-    """Whether the run was quiet enough; a noisy run is extended, then flagged, never hidden."""
-
-    cv: float  # the spread judged (`metric`)
-    threshold: float
-    stable: bool
-    rounds: int
-    max_rounds: int
-    iterations: int
-    warning: str = ""
-    metric: str = "robust_cv"
-
-    def to_json(self) -> dict[str, Any]:
-        return {"metric": self.metric, "cv": self.cv, "threshold": self.threshold, "stable": self.stable,
-                "rounds": self.rounds, "max_rounds": self.max_rounds, "iterations": self.iterations,
-                "warning": self.warning}
 
 
 @dataclass
@@ -167,6 +81,7 @@ class BenchResult:
     peak_rss_mb: float | None = None
     memory_method: str = ""
     estimate: dict[str, Any] | None = None  # LatencyEstimate JSON when provenance is estimated
+    input_shapes: dict[str, list[int]] = field(default_factory=dict)  # the exact shapes fed (part of the figure)
     verdicts: list[BudgetVerdict] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
@@ -208,6 +123,7 @@ class BenchResult:
             "config": {k: getattr(self.config, k) for k in self.config.__dataclass_fields__},
             "latency_ms": self.stats.to_json() if self.stats else None,
             "samples_ms": self.samples_ms,
+            "input_shapes": self.input_shapes,
             "stability": self.stability.to_json() if self.stability else None,
             "cold_ms": self.cold_ms,
             "load_ms": self.load_ms,
@@ -222,227 +138,76 @@ class BenchResult:
         })
 
 
-def statistic_value(samples_ms: Sequence[float], statistic: str) -> float | None:
-    """Any statistic of raw samples: min/mean/max/std/median or a percentile `pNN` (linear interpolation)."""
-    if not len(samples_ms):
-        return None
-    arr = np.asarray(samples_ms, dtype=np.float64)
-    if statistic in ("min", "mean", "max"):
-        return float(getattr(arr, statistic)())
-    if statistic == "std":
-        return float(arr.std(ddof=1)) if arr.size > 1 else 0.0
-    if statistic == "median":
-        statistic = "p50"
-    if statistic.startswith("p"):
-        try:
-            q = float(statistic[1:])
-        except ValueError:
-            q = -1.0
-        if 0 < q < 100:
-            return float(np.percentile(arr, q))
-    raise BadInputError(f"unknown statistic {statistic!r}", hint="min, mean, max, std, median or pNN")
-
-
-# ---------------------------------------------------------------------------------------------
-# Environment fingerprint
-
-
-def _read(path: str) -> str | None:
-    try:
-        return Path(path).read_text().strip()
-    except OSError:
-        return None
-
-
-def cpu_info(cpuinfo_text: str | None = None) -> dict[str, Any]:
-    """CPU model and the INT8/BF16-relevant flags (from /proc/cpuinfo where there is one)."""
-    model = platform.processor() or platform.machine()
-    flags: set[str] = set()
-    text = cpuinfo_text if cpuinfo_text is not None else (_read("/proc/cpuinfo") or "")
-    for line in text.splitlines():
-        key, _, value = line.partition(":")
-        key = key.strip().lower()
-        if key in ("model name", "hardware", "cpu model") and value.strip():
-            model = value.strip()
-        elif key in ("flags", "features") and not flags:
-            flags = set(value.split())
-    return {"model": model, "int8_flags": sorted(f for f in flags if f in INT8_FLAGS)}
-
-
-def environment_fingerprint(
-    *, threads: int | None = None, bundle: Mapping[str, Any] | None = None, versions: Mapping[str, str] | None = None
-) -> dict[str, Any]:
-    """What a latency figure depends on besides the model: CPU, threads, governor, OS, versions."""
-    from edgekit import __version__
-    from edgekit.artifact import tool_versions
-
-    try:
-        usable = len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        usable = os.cpu_count() or 0
-    physical = None
-    with contextlib.suppress(Exception):
-        import psutil
-
-        physical = psutil.cpu_count(logical=False)
-    cpu = cpu_info()
-    bundle = dict(bundle or {})
-    load = None
-    with contextlib.suppress(OSError, AttributeError):
-        load = [round(x, 2) for x in os.getloadavg()]
-    return {
-        "cpu_model": cpu["model"],
-        "cpu_flags": cpu["int8_flags"],
-        "machine": platform.machine(),
-        "logical_cpus": os.cpu_count(),
-        "physical_cores": physical,
-        "usable_cpus": usable,
-        "threads": threads,
-        "governor": _read("/sys/devices/system/cpu/cpu0/cpufreq/scaling_governor"),
-        "load_average": load,  # 1/5/15-min load when the bench started: a busy host explains noise
-        "thread_env": {k: os.environ[k] for k in THREAD_ENV if k in os.environ},
-        "os": platform.platform(),
-        "python": platform.python_version(),
-        "edgekit": __version__,
-        "tool_versions": dict(versions) if versions is not None else tool_versions(),
-        "bundle_tool_versions": bundle.get("tool_versions", {}),
-        "target": bundle.get("target"),
-        "adapter": bundle.get("adapter"),
-        "precision": bundle.get("precision_used") or bundle.get("precision"),
-        "bundle_sha256": bundle.get("sha256"),
-    }
-
-
-THREAD_ENV = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "TVM_NUM_THREADS", "KMP_AFFINITY",
-              "OMP_PROC_BIND", "GOMP_CPU_AFFINITY")
-
-# Fields that make two latency figures incomparable when they differ (a new bundle sha is the point).
-RELEVANT_FIELDS = ("cpu_model", "cpu_flags", "machine", "threads", "usable_cpus", "target", "adapter", "governor")
-
-
-def fingerprint_differences(a: Mapping[str, Any], b: Mapping[str, Any]) -> dict[str, tuple[Any, Any]]:
-    """Relevant fields that differ between two fingerprints (an unreadable governor is not a difference)."""
-    diffs = {}
-    for key in RELEVANT_FIELDS:
-        va, vb = a.get(key), b.get(key)
-        if key == "governor" and (va is None or vb is None):
-            continue
-        if va != vb:
-            diffs[key] = (va, vb)
-    return diffs
-
-
-# ---------------------------------------------------------------------------------------------
-# Memory
-
-
-def peak_rss_mb() -> tuple[float | None, str]:
-    """Peak resident memory of this process (includes Python and the backend), with the method."""
-    try:
-        import resource
-        import sys
-
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-        scale = 1 if sys.platform == "darwin" else 1024  # bytes on macOS, KiB on Linux
-        return peak * scale / 2**20, "getrusage ru_maxrss (process peak)"
-    except (ImportError, OSError):
-        pass
-    try:
-        import psutil
-
-        return psutil.Process().memory_info().rss / 2**20, "psutil rss at end (not a peak)"
-    except Exception:
-        return None, "not measurable here"
-
-
 # ---------------------------------------------------------------------------------------------
 # Timing loop
 
 
-def prepare_inputs(runner: Runner, batch: int = 1, seed: int = 0) -> dict[str, np.ndarray]:
-    """Seeded inputs for the runner, outside the timed loop; `batch` fills dynamic batch dims."""
-    from edgekit.onnxio import random_inputs
+def prepare_inputs(
+    runner: Runner, batch: int = 1, seed: int = 0, *, shapes: Sequence[TensorSpec | str] = (),
+    argument: str = "--input-shape",
+) -> dict[str, np.ndarray]:
+    """Seeded inputs for the runner, outside the timed loop, at the sizes the caller chose (`sized_specs`)."""
+    return random_inputs(sized_specs(runner.input_specs, batch, shapes=shapes, argument=argument), seed=seed,
+                         strict=True, argument=argument)
 
-    dims: dict[str, int] = {}
-    for spec in runner.input_specs:
-        if not spec.shape:
-            continue
-        first = spec.shape[0]
-        if isinstance(first, int) and first >= 0:
-            if batch != 1 and first != batch:
+
+def sized_specs(
+    specs: Sequence[TensorSpec], batch: int = 1, *, shapes: Sequence[TensorSpec | str] = (),
+    argument: str = "--input-shape",
+) -> list[TensorSpec]:
+    """The model's inputs at the sizes a figure is taken at; every dim sized, or BadInputError.
+
+    `shapes` (`--input-shape`, a recipe's `model.inputs`) size an input's dynamic dims; without
+    one, `batch` fills a dynamic first (batch) dim. Any other dynamic dim left is an error naming
+    `argument` (never a silent 1: a 1×3×1×1 input times nothing a user runs).
+    """
+    model = {spec.name: spec for spec in specs}
+    given = {spec.name: spec for spec in as_specs(list(shapes))}
+    for name, spec in given.items():
+        if name not in model:
+            raise BadInputError(f"the model has no input {name!r}", path=argument,
+                                hint="its inputs: " + " ".join(str(s) for s in model.values()))
+        check_input_dims(spec, model[name], argument=argument)
+    resolved: list[TensorSpec] = []
+    for spec in specs:
+        if spec.name in given:
+            wanted = given[spec.name]
+            shape = tuple(w if isinstance(w, int) else d for w, d in zip(wanted.shape, spec.shape, strict=True))
+            spec = TensorSpec(spec.name, shape, spec.dtype, spec.layout)
+        first = spec.shape[0] if spec.shape else None
+        if first is None or (isinstance(first, int) and first >= 0):
+            if first is not None and batch != 1 and first != batch:
                 raise BadInputError(
                     f"input {spec.name!r} has a fixed batch of {first}; --batch {batch} needs a dynamic batch dim",
                     path="--batch", hint="recompile with a dynamic batch or use --input-shape to fix it to the batch",
                 )
+            resolved.append(spec)
         else:
-            dims[str(first)] = batch
-    return random_inputs(runner.input_specs, seed=seed, dims=dims)
+            resolved.append(resolve_dims(spec, {str(first): batch}))
+    require_static(resolved, argument=argument)
+    return resolved
 
 
-def _time_once(call: Callable[[], Any], timer: Timer) -> float:
-    start = timer()
-    call()
-    return (timer() - start) / 1e6
-
-
-def time_runs(
-    call: Callable[[], Any],
-    config: BenchConfig,
-    *,
-    timer: Timer = time.perf_counter_ns,
-    per_run_ms: float | None = None,
-) -> tuple[list[float], Stability]:
-    """Timed runs in rounds; while the CV stays above the threshold, add rounds up to the cap."""
-    iters, duration = config.iters, config.duration
-    if iters is None and duration is None:
-        if per_run_ms is not None and per_run_ms * DEFAULT_ITERS > DEFAULT_MAX_SECONDS * 1000:
-            duration = DEFAULT_MAX_SECONDS
-        else:
-            iters = DEFAULT_ITERS
-    max_rounds = 1 + config.max_extend_rounds
-    samples: list[float] = []
-    rounds = 0
-    cv = 0.0
-    while True:
-        rounds += 1
-        round_ms = 0.0
-        count = 0
-        while len(samples) < config.max_iters:
-            if iters is not None and count >= iters:
-                break
-            if duration is not None and round_ms >= duration * 1000 and count >= config.min_iters:
-                break
-            sample = _time_once(call, timer)
-            samples.append(sample)
-            round_ms += sample
-            count += 1
-        cv = getattr(LatencyStats.from_samples(samples), config.stability_metric)
-        if cv <= config.cv_threshold or rounds >= max_rounds or len(samples) >= config.max_iters:
-            break
-        if sum(samples) >= config.max_extend_seconds * 1000:
-            break  # a slow model: more rounds would cost minutes; say it is noisy instead
-    stable = cv <= config.cv_threshold
-    warning = ""
-    if not stable:
-        warning = (f"noisy run: {config.stability_metric} {cv:.1%} > {config.cv_threshold:.0%} after {rounds} "
-                   f"round(s), {len(samples)} runs; treat the figures with care (quiet the machine, pin threads)")
-    return samples, Stability(cv, config.cv_threshold, stable, rounds, max_rounds, len(samples), warning,
-                              config.stability_metric)
+def feed_shapes(inputs: Mapping[str, np.ndarray]) -> dict[str, list[int]]:
+    """The exact shapes fed, stored with every figure (a latency means nothing without them)."""
+    return {name: [int(d) for d in np.shape(value)] for name, value in inputs.items()}
 
 
 def measure_runner(
-    runner: Runner, config: BenchConfig, *, timer: Timer = time.perf_counter_ns
+    runner: Runner, config: BenchConfig, *, timer: Timer = time.perf_counter_ns,
+    inputs: Mapping[str, np.ndarray] | None = None,
 ) -> tuple[float, list[float], Stability]:
-    """Cold first run, untimed warm-up, then timed rounds. Returns (cold_ms, samples_ms, stability)."""
-    from edgekit.adapters.base import Runner
+    """Cold first run, untimed warm-up, then timed rounds. Returns (cold_ms, samples_ms, stability).
 
-    inputs = prepare_inputs(runner, config.batch)
-    cold = _time_once(lambda: runner.run(inputs), timer)  # `run` validates names/shapes: once, here
-    # Later runs skip the ~2 µs validation (it is edgekit's, not the model's) unless `run` is overridden.
-    run = runner._run_impl if type(runner).run is Runner.run else runner.run
+    `inputs`: the feed (from `prepare_inputs` with the caller's shapes); by default the runner's own
+    static shapes with `config.batch`.
+    """
+    feed = dict(inputs) if inputs is not None else prepare_inputs(runner, config.batch)
+    cold = _time_once(lambda: runner.run(feed), timer)  # `run` validates names/shapes: once, here
+    run = hot_call(runner)  # later runs skip that validation (edgekit's ~2 µs, not the model's)
 
     def call() -> Any:
-        return run(inputs)
+        return run(feed)
 
     warm_total = 0.0
     for _ in range(config.warmup):
@@ -450,110 +215,6 @@ def measure_runner(
     per_run = warm_total / config.warmup if config.warmup else cold
     samples, stability = time_runs(call, config, timer=timer, per_run_ms=per_run)
     return cold, samples, stability
-
-
-# ---------------------------------------------------------------------------------------------
-# Side by side: several callables timed in interleaved rounds (compile --backend auto, precision
-# auto, quantize's speed verdict and benchmarks/ all use this one loop)
-
-
-@dataclass
-class InterleavedTiming:
-    """Samples (ms) of one candidate, kept per round so paired per-round ratios can be computed."""
-
-    rounds: list[list[float]] = field(default_factory=list)
-    cold_ms: float | None = None
-    warm_ms: float | None = None
-    rejected: str = ""  # why it was not timed in the rounds (too slow after warm-up)
-
-    @property
-    def samples(self) -> list[float]:
-        return [s for r in self.rounds for s in r]
-
-    @property
-    def round_medians(self) -> list[float | None]:
-        """Median of each round (None where the candidate did not run in that round)."""
-        return [float(np.median(r)) if r else None for r in self.rounds]
-
-    @property
-    def median_ms(self) -> float | None:
-        samples = self.samples
-        return float(np.median(samples)) if samples else None
-
-
-def paired_ratios(a: InterleavedTiming, b: InterleavedTiming) -> list[float]:
-    """a/b of the per-round medians, for every round both ran in (< 1: a was faster in that round)."""
-    pairs = zip(a.round_medians, b.round_medians, strict=False)
-    return [x / y for x, y in pairs if x is not None and y is not None and y > 0]
-
-
-def interleaved(
-    calls: Mapping[str, Callable[[], Any]],
-    *,
-    rounds: int = 5,
-    round_seconds: float = 0.3,
-    warmup: int = 2,
-    min_runs: int = 1,
-    max_runs: int = 50,
-    caps: Mapping[str, int] | None = None,
-    reject_ratio: float | None = None,
-    min_rounds: int | None = None,
-    max_seconds: float | None = None,
-    clock: Timer = time.perf_counter_ns,
-) -> dict[str, InterleavedTiming]:
-    """Time several callables side by side: a cold run, `warmup` runs, then rounds of every candidate in turn.
-
-    Why: on a shared machine, timing candidates one after another hands a busy spell to whichever ran
-    then; in rounds (order rotating each round) the spell hurts every candidate alike, and per-round
-    medians give paired ratios. In a round a candidate runs `round_seconds / warm-up time` times, kept
-    within [`min_runs`, `max_runs`] and its `caps` entry (untuned TVM: a run or two). With
-    `reject_ratio`, a candidate that many times slower than the fastest after warm-up is not timed in
-    the rounds (`rejected` says why). Up to `rounds` rounds; with `max_seconds`, rounds stop once that
-    much time has passed and at least `min_rounds` (default: `rounds`) have run. `clock` returns ns.
-    """
-    caps = dict(caps or {})
-    timed = {name: InterleavedTiming() for name in calls}
-    for name, call in calls.items():
-        t0 = clock()
-        call()
-        t = timed[name]
-        t.cold_ms = (clock() - t0) / 1e6
-        n_warm = max(0, min(warmup, caps.get(name, warmup)))
-        if n_warm:
-            t0 = clock()
-            for _ in range(n_warm):
-                call()
-            t.warm_ms = (clock() - t0) / 1e6 / n_warm
-        else:
-            t.warm_ms = t.cold_ms
-    active = list(calls)
-    if reject_ratio is not None and active:
-        fastest = max(min(timed[n].warm_ms or 0.0 for n in active), 1e-9)
-        for name in list(active):
-            ratio = (timed[name].warm_ms or 0.0) / fastest
-            if ratio > reject_ratio:
-                timed[name].rejected = f"{ratio:.0f}x slower than the fastest in warm-up (not timed further)"
-                active.remove(name)
-    floor = rounds if min_rounds is None else min(min_rounds, rounds)
-    start = clock()
-    for r in range(rounds):
-        order = active[r % len(active):] + active[: r % len(active)] if active else []
-        ran = {name: [] for name in calls}
-        for name in order:
-            per_run = max(timed[name].warm_ms or 0.0, 1e-3)
-            n = max(min_runs, min(int(round_seconds * 1000 / per_run), max_runs))
-            if name in caps:
-                n = max(1, min(n, caps[name]))
-            call = calls[name]
-            for _ in range(n):
-                t0 = clock()
-                call()
-                ran[name].append((clock() - t0) / 1e6)
-        for name in calls:
-            timed[name].rounds.append(ran[name])
-        if max_seconds is not None and r + 1 >= floor and (clock() - start) / 1e9 >= max_seconds:
-            break
-    return timed
 
 
 # ---------------------------------------------------------------------------------------------
@@ -609,35 +270,15 @@ def _stored_estimate(artifact: Artifact) -> dict[str, Any] | None:
     return None
 
 
-def default_loader(bundle: Path, *, threads: int | None = None) -> Runner:
-    """`edgekit.stages.compile.load` when present (the full install), else the runtime's loader."""
-    import importlib.util
-
-    if importlib.util.find_spec("edgekit.stages.compile") is not None:
-        from edgekit.stages.compile import load
-
-        return load(bundle, threads=threads)
-    from edgekit.runtime import load
-
-    return load(bundle, threads=threads)
-
-
-def _looks_like_model(path: Path) -> bool:
-    return path.suffix.lower() == ".onnx" or (path.is_file() and not path.is_dir())
-
-
 def bench(
-    target_or_bundle: str | Path | Artifact,
-    model: str | Path | None = None,
+    bundle: str | Path | Artifact,
     *,
-    target: str | None = None,
-    backend: str | None = None,
-    precision: str = "fp32",
     warmup: int = 10,
     iters: int | None = None,
     duration: float | None = None,
     threads: int | None = None,
     batch: int = 1,
+    input_shapes: Sequence[TensorSpec | str] = (),
     budgets: Sequence[str | Budget] = (),
     baseline: str | Path | Mapping[str, Any] | None = None,
     max_regression: str | float | None = None,
@@ -648,58 +289,36 @@ def bench(
     allow_emulated: bool = False,
     timer: Timer = time.perf_counter_ns,
     loader: Callable[..., Runner] | None = None,
+    trust: bool = False,
 ) -> BenchResult:
-    """Benchmark a bundle (or compile an .onnx for a target first) and check latency budgets.
+    """Benchmark a bundle and check latency budgets: `edgekit.bench("out/bundle", budgets=["p90<=25ms"])`.
 
-    `edgekit.bench("out/bundle")`, `edgekit.bench("model.onnx", target="cpu")` or
-    `edgekit.bench("cpu", "model.onnx", backend="onnxruntime")`. Budgets like "p90<=25ms" and a
-    baseline JSON with `max_regression="10%"` become verdicts on the result (`.exit_code`).
+    A bundle only (an .onnx is compiled first by `edgekit bench MODEL.onnx` or `edgekit.compile`: checks
+    never import stages). Budgets like "p90<=25ms" and a baseline JSON with `max_regression="10%"`
+    become verdicts on the result (`.exit_code`). `input_shapes` ("x:1,3,320,320") size the bundle's
+    dynamic dims; a dynamic dim (other than the batch, `batch`) with no size is BadInputError (exit 2).
     """
     from edgekit.checks.budgets import check_against_baseline, evaluate_budgets, load_result_json, parse_budgets
 
+    threads = check_threads(threads)  # bounded before any work (a huge count hangs the backend)
     config = BenchConfig(warmup=warmup, iters=iters, duration=duration, threads=threads, batch=batch,
                          cv_threshold=cv_threshold, stability_metric=stability_metric,
                          max_extend_rounds=max_extend_rounds,
                          allow_emulated=allow_emulated)
     parsed = parse_budgets(budgets)  # bad budgets fail before any work
+    shapes = as_specs(list(input_shapes))
     if max_regression is not None and baseline is None:
         raise BadInputError("--max-regression needs --baseline", path="--max-regression")
     baseline_data = load_result_json(baseline) if baseline is not None else None  # a bad file fails before work
-    if hasattr(target_or_bundle, "path") and not isinstance(target_or_bundle, (str, Path)):
-        target_or_bundle = target_or_bundle.path  # an Artifact (e.g. `compile(...).bundle`)
-    first = Path(target_or_bundle)
-    with contextlib.ExitStack() as stack:
-        compile_ms = None
-        if first.is_dir():
-            if model is not None:
-                raise BadInputError("a bundle was given; do not also give a model", path=str(model))
-            bundle_path = first
-        else:
-            if model is None and _looks_like_model(first):
-                model, target_name = first, target or "cpu"
-            elif model is not None:
-                target_name = target or str(target_or_bundle)
-                if target is not None and str(target_or_bundle) != target:
-                    raise BadInputError(f"two targets given ({target_or_bundle!r} and --target {target!r})",
-                                        path="--target")
-            else:
-                raise BadInputError("not a bundle directory or an .onnx model", path=str(target_or_bundle),
-                                    hint="give BUNDLE/, MODEL.onnx --target T, or TARGET MODEL.onnx")
-            if not Path(model).exists():
-                raise BadInputError("no such file", path=str(model))
-            from edgekit.stages.compile import compile as compile_model
-
-            tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="edgekit-bench-")))
-            start = timer()
-            compiled = compile_model(Path(model), target=target_name, backend=backend or "auto",
-                                     precision=precision, output=tmp / "bundle", threads=threads)
-            compile_ms = (timer() - start) / 1e6
-            bundle_path = Path(compiled.bundle.path)
-        result = _bench_bundle(bundle_path, config, timer=timer, loader=loader or default_loader)
-        result.compile_ms = compile_ms
-        if compile_ms is not None:
-            result.notes.append(f"compiled {model} for {target_name} into a temporary bundle first")
-            result.bundle["path"] = None  # the temp bundle is gone after this call
+    if hasattr(bundle, "path") and not isinstance(bundle, (str, Path)):
+        bundle = bundle.path  # an Artifact (e.g. `compile(...).bundle`)
+    bundle_path = Path(bundle)
+    if not bundle_path.is_dir():
+        raise BadInputError("not a bundle directory" if bundle_path.exists() else "no such bundle", path=bundle_path,
+                            hint="compile a model first (edgekit.compile / edgekit compile), or run "
+                                 "`edgekit bench MODEL.onnx`, which compiles it into a temporary bundle")
+    loader = loader or partial(load_bundle, trust=trust)  # trust: the bundle may load native code
+    result = _bench_bundle(bundle_path, config, timer=timer, loader=loader, shapes=shapes)
     result.verdicts = evaluate_budgets(result, parsed)
     if baseline_data is not None:
         label = "baseline" if isinstance(baseline, Mapping) else f"baseline {baseline}"
@@ -710,13 +329,15 @@ def bench(
 
 
 def _bench_bundle(
-    bundle_path: Path, config: BenchConfig, *, timer: Timer, loader: Callable[..., Runner]
+    bundle_path: Path, config: BenchConfig, *, timer: Timer, loader: Callable[..., Runner],
+    shapes: Sequence[TensorSpec] = (),
 ) -> BenchResult:
-    from edgekit.artifact import verify_bundle
+    from edgekit.artifact import tool_versions
+    from edgekit.bundle import verify_bundle
 
     artifact = verify_bundle(bundle_path)
     summary = _bundle_summary(artifact)
-    env = environment_fingerprint(threads=config.threads, bundle=summary)
+    env = environment_fingerprint(threads=config.threads, bundle=summary, versions=tool_versions())
     result = BenchResult(provenance="measured", bundle=summary, config=config, environment=env)
     device, reason = _device_here(artifact)
     if device is None:
@@ -755,10 +376,21 @@ def _bench_bundle(
             result.provenance = provenance
             result.warnings.append(f"{provenance} run: {EMULATION_NOTE}")
         result.load_ms = load_ms
-        result.cold_ms, samples, result.stability = measure_runner(runner, config, timer=timer)
+        inputs = prepare_inputs(runner, config.batch, shapes=shapes)
+        result.input_shapes = feed_shapes(inputs)
+        result.cold_ms, samples, result.stability = measure_runner(runner, config, timer=timer, inputs=inputs)
     result.samples_ms = samples
     result.stats = LatencyStats.from_samples(samples, batch=config.batch)
     if result.stability.warning:
         result.warnings.append(result.stability.warning)
     result.peak_rss_mb, result.memory_method = peak_rss_mb()
     return result
+
+
+__all__ = [  # timing and environment live in the core layer now; their names stay importable from here
+    "DEFAULT_ITERS", "DEFAULT_MAX_SECONDS", "EMULATION_NOTE", "INT8_FLAGS", "RELEVANT_FIELDS", "SCHEMA", "STATISTICS",
+    "THREAD_ENV", "BenchConfig", "BenchResult", "InterleavedTiming", "LatencyStats", "Stability", "Timer", "bench",
+    "cpu_info", "environment_fingerprint", "feed_shapes", "fingerprint_differences", "interleaved",
+    "measure_runner", "paired_ratios", "peak_rss_mb", "prepare_inputs", "sized_specs", "statistic_value",
+    "time_runs",
+]

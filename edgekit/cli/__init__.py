@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import importlib
-import importlib.util
 from typing import Annotated
 
 import typer
@@ -35,10 +34,8 @@ def _root(
     STATE["debug"] = debug
 
 
-for _verb in VERB_MODULES:
-    _module = f"edgekit.cli.{_verb}"
-    if importlib.util.find_spec(_module) is not None:
-        importlib.import_module(_module)
+for _verb in VERB_MODULES:  # by name, so `--help` lists the verbs in pipeline order (they all ship with edgekit)
+    importlib.import_module(f"edgekit.cli.{_verb}")
 
 
 def main() -> None:

@@ -124,6 +124,9 @@ InputShapeOpt = Annotated[
 ]
 OutputOpt = Annotated[Path | None, typer.Option("--output", "-o", help="Where to write the result.")]
 ThreadsOpt = Annotated[int | None, typer.Option("--threads", min=1, help="Threads for the backend.")]
+TrustBundleOpt = Annotated[bool, typer.Option(
+    "--trust-bundle", help="Let the bundle load native code (a TVM .so) though it is not signed with your "
+                           "local key: only for bundles from someone you trust (docs/security.md).")]
 
 
 def command(name: str | None = None, **kwargs: Any) -> Callable[[F], F]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import tempfile
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -9,7 +11,17 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from edgekit.cli._common import JsonOpt, ThreadsOpt, command, emit_json, fmt_num, out, provenance_style
+from edgekit.cli._common import (
+    InputShapeOpt,
+    JsonOpt,
+    ThreadsOpt,
+    TrustBundleOpt,
+    command,
+    emit_json,
+    fmt_num,
+    out,
+    provenance_style,
+)
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -68,6 +80,9 @@ def render_bench(result: BenchResult, console: Console) -> None:
     console.print(f"[bold]{b.get('target')}[/] · {b.get('adapter')} · {b.get('precision_used') or b.get('precision')}"
                   f" · batch {result.config.batch} · threads {result.config.threads or 'backend default'} · {prov}",
                   highlight=False)
+    if result.input_shapes:  # the shapes are part of the figure
+        shapes = " ".join(f"{name}:{','.join(str(d) for d in dims)}" for name, dims in result.input_shapes.items())
+        console.print(f"inputs: {escape(shapes)}", highlight=False)
     if result.stats is not None:
         s = result.stats
         title = "latency" if result.provenance == "measured" else f"latency — {EMULATION_NOTE}"
@@ -122,6 +137,47 @@ def finish(result: Any, console: Console, json: str | None) -> None:
         raise typer.Exit(result.exit_code)
 
 
+def _bundle_for(
+    target_or_bundle: str, model: Path | None, *, target: str | None, backend: str | None, precision: str | None,
+    threads: int | None, batch: int, shapes: tuple[str, ...], budgets: tuple[str, ...], work: Path,
+) -> tuple[Path, tuple[str, float] | None]:
+    """The bundle to time: BUNDLE/ as is, or MODEL.onnx (for TARGET) compiled into `work` first.
+
+    Returns the bundle and, when compiled here, (what was compiled, compile ms). Unsized dynamic dims
+    and bad budgets fail before the compile (minutes, for some backends).
+    """
+    from edgekit.checks.budgets import parse_budgets
+    from edgekit.checks.latency import sized_specs
+    from edgekit.errors import BadInputError
+    from edgekit.onnxio import input_specs, load_onnx
+    from edgekit.specs import parse_input_shapes
+    from edgekit.stages.compile import compile as compile_model
+
+    first = Path(target_or_bundle)
+    if first.is_dir():
+        if model is not None:
+            raise BadInputError("a bundle was given; do not also give a model", path=str(model))
+        return first, None
+    if model is None and (first.suffix.lower() == ".onnx" or first.is_file()):
+        model, target_name = first, target or "cpu"
+    elif model is not None:
+        target_name = target or target_or_bundle
+        if target is not None and target_or_bundle != target:
+            raise BadInputError(f"two targets given ({target_or_bundle!r} and --target {target!r})", path="--target")
+    else:
+        raise BadInputError("not a bundle directory or an .onnx model", path=target_or_bundle,
+                            hint="give BUNDLE/, MODEL.onnx --target T, or TARGET MODEL.onnx")
+    if not model.exists():
+        raise BadInputError("no such file", path=str(model))
+    parse_budgets(budgets)
+    specs = parse_input_shapes(list(shapes))
+    sized_specs(input_specs(load_onnx(model, load_weights=False)), batch, shapes=specs)  # sizes before compiling
+    start = time.perf_counter()
+    compiled = compile_model(model, target=target_name, backend=backend or "auto", precision=precision,
+                             output=work / "bundle", threads=threads, input_shapes=specs)
+    return Path(compiled.bundle.path), (f"{model} for {target_name}", (time.perf_counter() - start) * 1000)
+
+
 @command("bench")
 def bench_cmd(
     target_or_bundle: Annotated[str, typer.Argument(metavar="TARGET_OR_BUNDLE",
@@ -131,12 +187,15 @@ def bench_cmd(
     target: Annotated[str | None, typer.Option("--target", "-t", help="Target when compiling an .onnx.")] = None,
     backend: Annotated[str | None, typer.Option("--backend", "-b", help="Adapter when compiling (default auto).")
                        ] = None,
-    precision: Annotated[str, typer.Option("--precision", "-p", help="Precision when compiling.")] = "fp32",
+    precision: Annotated[str | None, typer.Option(
+        "--precision", "-p", help="Precision when compiling (default: what the model is; int8 for a QDQ model).")
+                         ] = None,
     warmup: WarmupOpt = 10,
     iters: ItersOpt = None,
     duration: DurationOpt = None,
     threads: ThreadsOpt = None,
     batch: Annotated[int, typer.Option("--batch", min=1, help="Batch size for a dynamic batch dim.")] = 1,
+    input_shape: InputShapeOpt = None,
     budget: BudgetOpt = None,
     baseline: Annotated[Path | None, typer.Option("--baseline", metavar="OLD.json",
                                                   help="A previous `bench --json` result to compare with.")] = None,
@@ -150,18 +209,27 @@ def bench_cmd(
     json: JsonOpt = None,
     junit: JunitOpt = None,
     plot: PlotOpt = None,
+    trust_bundle: TrustBundleOpt = False,
 ) -> None:
     """Time a bundle: percentiles with provenance, cold/load times, environment; gate on budgets."""
     import edgekit
     from edgekit.checks.budgets import bench_junit
 
     console = out(json)
-    result = edgekit.bench(
-        target_or_bundle, model, target=target, backend=backend, precision=precision, warmup=warmup, iters=iters,
-        duration=duration, threads=threads, batch=batch, budgets=tuple(budget or ()),
-        baseline=baseline, max_regression=max_regression, force=force, cv_threshold=cv_threshold,
-        allow_emulated=emulated,
-    )
+    shapes = tuple(input_shape or ())
+    with tempfile.TemporaryDirectory(prefix="edgekit-bench-") as tmp:
+        bundle, compiled = _bundle_for(target_or_bundle, model, target=target, backend=backend, precision=precision,
+                                       threads=threads, batch=batch, shapes=shapes, budgets=tuple(budget or ()),
+                                       work=Path(tmp))
+        result = edgekit.bench(
+            bundle, warmup=warmup, iters=iters, duration=duration, threads=threads, batch=batch, input_shapes=shapes,
+            budgets=tuple(budget or ()), baseline=baseline, max_regression=max_regression, force=force,
+            cv_threshold=cv_threshold, allow_emulated=emulated, trust=trust_bundle,
+        )
+    if compiled is not None:
+        result.compile_ms = compiled[1]
+        result.notes.append(f"compiled {compiled[0]} into a temporary bundle first")
+        result.bundle["path"] = None  # the temporary bundle is gone
     render_bench(result, console)
     if junit is not None:
         bench_junit(result, junit)

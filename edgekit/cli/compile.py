@@ -112,8 +112,9 @@ def compile_cmd(
     backend: Annotated[str, typer.Option("--backend", "-b",
                                          help="Adapter, or `auto` (fastest that passes), or `null` (reference).")
                        ] = "auto",
-    precision: Annotated[str, typer.Option("--precision", "-p", help="fp32 | fp16 | bf16 | int8 | auto (fastest "
-                                           "(adapter × precision) within --accuracy-budget).")] = "fp32",
+    precision: Annotated[str | None, typer.Option(
+        "--precision", "-p", help="fp32 | fp16 | bf16 | int8 | auto (fastest (adapter × precision) within "
+        "--accuracy-budget). Default: what the model is (int8 for a QDQ model, else fp32).")] = None,
     accuracy_budget: Annotated[list[str] | None, typer.Option(
         "--accuracy-budget", help="With --precision auto: e.g. sqnr>=20dB, cosine>=0.999, drop<=1 (points, needs "
         "--eval with labels).")] = None,
@@ -140,18 +141,22 @@ def compile_cmd(
     import edgekit
 
     console = out(json)
-    if precision == "auto":  # owned by the pipeline engineer: edgekit/autotune.py
-        from edgekit.autotune import compile_auto
+    if precision == "auto":
         from edgekit.cli.run import render_candidates
 
-        auto = compile_auto(model, output=output, target=target, backend=backend, calib=calib, eval=eval_source,
-                            accuracy_budget=accuracy_budget or ["sqnr>=20dB"], threads=threads)
-        console.print(render_candidates(auto.pipeline.targets[0]))
-        console.print(f"[bold green]compiled[/] {model} → {auto.bundle} ([bold]{auto.adapter}[/], "
-                      f"{auto.precision_used}; fastest candidate within the accuracy budget)", highlight=False)
+        auto = edgekit.compile(model, output=output, target=target, backend=backend, precision="auto", calib=calib,
+                               eval=eval_source, accuracy_budget=accuracy_budget or ["sqnr>=20dB"], threads=threads,
+                               input_shapes=tuple(input_shape or ()) or None)
+        chosen = auto.target
+        console.print(render_candidates(chosen))
+        figure = chosen.latency_figure
+        measured = f"; measured now: p50 {figure.stats['p50']:.3f} ms, p99 {figure.stats.get('p99', 0.0):.3f} ms " \
+            f"({figure.provenance})" if figure is not None and figure.stats.get("p50") is not None else ""
+        console.print(f"[bold green]compiled[/] {model} → {auto.bundle} ([bold]{escape(str(auto.adapter))}[/], "
+                      f"{auto.precision_used}){measured}", highlight=False)
         emit_json(auto.to_json(), json)
-        if not auto.passed:
-            raise typer.Exit(1)
+        if auto.exit_code:
+            raise typer.Exit(auto.exit_code)
         return
     result = edgekit.compile(
         model, output=output, target=target, backend=backend, precision=precision, threads=threads, calib=calib,

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 from rich.markup import escape
 
-from edgekit.cli._common import JsonOpt, ThreadsOpt, command, out
+from edgekit.cli._common import JsonOpt, ThreadsOpt, TrustBundleOpt, command, out
 from edgekit.cli.bench import (
     DurationOpt,
     EmulatedOpt,
@@ -29,8 +29,6 @@ def gate_cmd(
     iters: ItersOpt = None,
     duration: DurationOpt = None,
     threads: ThreadsOpt = None,
-    samples: Annotated[int, typer.Option("--samples", min=1, help="Seeded inputs for the accuracy re-run.")] = 4,
-    seed: Annotated[int, typer.Option("--seed", help="Seed of the accuracy inputs.")] = 0,
     emulated: EmulatedOpt = False,
     output: Annotated[Path | None, typer.Option("--output", "-o", help="Recipe only: output folder of the run.")
                       ] = None,
@@ -38,8 +36,11 @@ def gate_cmd(
                           ] = False,
     json: JsonOpt = None,
     junit: JunitOpt = None,
+    trust_bundle: TrustBundleOpt = False,
 ) -> None:
-    """Re-check a bundle's stored budgets (info.budgets): exit 0 all hold, 1 one fails, 4 not checkable."""
+    """Re-check a bundle's stored budgets (info.budgets), measured now: exit 0 all hold, 1 one fails,
+    3 a recipe target is unsupported, 4 not checkable here. Accuracy is re-run against the FP32 reference
+    outputs on the eval data the bundle carries."""
     import edgekit
     from edgekit.checks.budgets import write_junit
 
@@ -48,8 +49,9 @@ def gate_cmd(
         from edgekit.recipe import find_recipe
 
         path = find_recipe(path) or path
-    result = edgekit.gate(path, warmup=warmup, iters=iters, duration=duration, threads=threads, samples=samples,
-                          seed=seed, allow_emulated=emulated, output=output, trust_code=trust_code)
+    result = edgekit.gate(path, warmup=warmup, iters=iters, duration=duration, threads=threads,
+                          allow_emulated=emulated, output=output, trust_code=trust_code,
+                          trust=trust_bundle)
     if result.bench is not None:
         bench = result.bench
         bench_verdicts, bench.verdicts = bench.verdicts, []

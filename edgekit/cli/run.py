@@ -29,7 +29,8 @@ def run(
     """Run a recipe: export → simplify → quantize → compile → accuracy → bench → budget checks.
 
     Writes OUT/<target>/ bundles (budgets stored for `edgekit gate`), OUT/report.md and OUT/report.html.
-    Exit 1 when a budget fails.
+    Exit 1 a budget failed · 3 a target is unsupported · 4 a target could not be built or judged here
+    (toolchain/device missing, a budget not measurable) — unless the recipe marks that target optional.
     """
     from rich.markup import escape
     from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
@@ -48,23 +49,32 @@ def run(
                 tasks[label] = bar.add_task(f"{escape(label)} …", total=1)
                 return
             if record.stage == "checks":
-                tag = "[green]passed[/]" if record.detail == "passed" else "[red]failed[/]"
+                tag = {"passed": "[green]passed[/]", "failed": "[red]failed[/]"}.get(record.detail,
+                                                                                    f"[yellow]{record.detail}[/]")
+            elif record.stage == "bench":
+                tag = "[yellow]measured now[/]"
             else:
                 tag = "[cyan]cached[/]" if record.hit else "[yellow]built[/]"
             detail = f" [dim]{escape(record.detail)}[/]" if record.detail and record.stage != "checks" else ""
+            if label not in tasks:
+                tasks[label] = bar.add_task("", total=1)
             bar.update(tasks[label], description=f"{escape(label)} {tag}{detail}", completed=1)
 
         result = pipeline.run(output, targets=target or None, cache_dir=cache_dir, use_cache=not no_cache,
                               progress=progress)
 
-    skipped = sum(t.status == "skipped" for t in result.targets)
-    title = f"{result.recipe}: {'PASSED' if result.passed else 'FAILED'}" + (f" ({skipped} target(s) skipped)"
-                                                                            if skipped else "")
+    skipped = sum(t.skipped for t in result.targets)
+    title = f"{result.recipe}: {result.status.upper()} (exit {result.exit_code})" + \
+        (f" ({skipped} target(s) not built)" if skipped else "")
     rows = []
     for t in result.targets:
-        colour = {"passed": "green", "failed": "red", "skipped": "yellow"}[t.status]
-        p50 = t.latency.get("p50")
-        latency = f"{p50:.3f} ms {provenance_style(t.latency_provenance)}" if p50 is not None else "—"
+        colour = {"passed": "green", "failed": "red"}.get(t.status, "yellow")
+        p50, p99 = t.latency.get("p50"), t.latency.get("p99")
+        latency = f"{p50:.3f} / {p99 or p50:.3f} ms {provenance_style(t.latency_provenance)}" \
+            if p50 is not None else "—"
+        if t.latency_figure is not None and p50 is not None:
+            shapes = " ".join(f"{k}:{'x'.join(map(str, v))}" for k, v in t.latency_figure.input_shapes.items())
+            latency += f" [dim](this run{', ' + shapes if shapes else ''})[/]"
         acc = t.accuracy.get("accuracy")
         if acc is None and t.accuracy.get("sqnr_db") is not None:
             acc_text = f"SQNR {t.accuracy['sqnr_db']:.1f} dB"
@@ -72,11 +82,12 @@ def run(
             acc_text = f"{acc:.4f}" if acc is not None else "—"
         if acc_text != "—":
             acc_text += f" {provenance_style(str(t.accuracy.get('provenance')))}"
-        rows.append((escape(t.target), f"[{colour}]{t.status}[/]", f"{t.adapter or '—'} / {t.precision_used or '—'}",
-                     latency, acc_text, escape(str(t.bundle) if t.bundle and t.status != "skipped" else t.reason)))
+        status = t.status + (" (optional)" if t.optional and t.skipped else "")
+        rows.append((escape(t.target), f"[{colour}]{status}[/]", f"{t.adapter or '—'} / {t.precision_used or '—'}",
+                     latency, acc_text, escape(str(t.bundle) if t.bundle and not t.skipped else t.reason)))
     if console.width >= 120:
         table = Table(title=title)
-        for col in ("target", "status", "adapter / precision", "latency p50", "accuracy", "bundle / reason"):
+        for col in ("target", "status", "adapter / precision", "latency p50 / p99", "accuracy", "bundle / reason"):
             table.add_column(col)
         for row in rows:
             table.add_row(*row)
@@ -84,7 +95,7 @@ def run(
     else:  # narrow terminal: one line per target, nothing cut off
         console.print(f"[bold]{escape(title)}[/]")
         for (name, status, build, latency, acc_text, where), t in zip(rows, result.targets, strict=True):
-            text = f"  {name} {status} — {where}" if t.status == "skipped" else \
+            text = f"  {name} {status} — {where}" if t.skipped else \
                 f"  {name} {status}: {build}; p50 {latency}; accuracy {acc_text} — {where}"
             console.print(text, highlight=False)
     for t in result.targets:
@@ -93,16 +104,19 @@ def run(
     for t in result.targets:
         if t.status == "failed":
             console.print(f"[red]budget failed[/] {escape(t.target)}: {escape(t.reason)}", highlight=False)
+        elif t.status == "not-run":
+            console.print(f"[yellow]not checkable[/] {escape(t.target)}: {escape(t.reason)}", highlight=False)
     hits = sum(1 for s in result.stages if s.hit)
     console.print(f"{hits}/{len(result.stages)} stages from cache; {result.seconds:.2f} s; report: "
                   f"{result.report_md} and {result.report_html}", highlight=False)
     emit_json(result.to_json(), json_dest)
-    if not result.passed:
-        raise typer.Exit(1)
+    if result.exit_code:
+        raise typer.Exit(result.exit_code)
 
 
 def render_candidates(target: Any, width: int | None = None) -> Any:
-    """A precision-auto search: every (adapter × precision), its figures and provenance (★ chosen).
+    """A precision-auto search: every (adapter × precision), its status, the figures the choice was made
+    on (side-by-side medians), and ★ with the rule that decided.
 
     A table on a wide terminal; one line per candidate on a narrow one, so nothing is cut off.
     """
@@ -112,28 +126,35 @@ def render_candidates(target: Any, width: int | None = None) -> Any:
 
     from edgekit.cli._common import console as default_console
 
+    marks = {"passed": "[green]✅ passed[/]", "rejected": "[yellow]❎ rejected[/]", "failed": "[red]❌ failed[/]"}
+
     def fields(c: Any) -> tuple[str, ...]:
         used = f" → {c.precision_used}" if c.precision_used and c.precision_used != c.precision else ""
         latency = f"{c.latency_ms:.3f} ms {provenance_style(c.latency_provenance)}" if c.latency_ms is not None \
             else "—"
         acc = f"{c.accuracy:.4f} {provenance_style(c.accuracy_provenance)}" if c.accuracy is not None else "—"
-        return (("★ " if c.chosen else "") + c.adapter, c.precision + used, latency, acc,
+        return (("★ " if c.chosen else "") + escape(c.adapter), c.precision + used, marks.get(c.status, c.status),
+                f"{c.size_mb:.1f}" if c.size_mb is not None else "—", latency, acc,
                 f"{c.cosine:.5f}" if c.cosine is not None else "—",
                 f"{c.sqnr_db:.1f} dB" if c.sqnr_db is not None else "—",
-                "[green]ok[/]" if c.meets_budget else "[red]no[/]",
                 "" if c.reason == "meets the accuracy budget" else escape(c.reason))
 
-    title = f"{target.target}: precision auto candidates (★ chosen; fastest within the accuracy budget)"
+    title = f"{target.target}: precision auto candidates (latency: side-by-side medians the choice was made on)"
+    decision = f"★ {escape(str(target.adapter))} {escape(str(target.precision_used))}: {escape(target.decision)}" \
+        if target.decision else ""
     if (width or default_console.width) >= 130:
-        table = Table(title=title)
-        for col in ("adapter", "precision", "latency p50", "task accuracy", "cosine", "SQNR", "budget", "why"):
-            table.add_column(col)
+        table = Table(title=title, caption=decision or None, caption_justify="left")
+        for col in ("candidate", "precision", "status", "size MB", "latency", "task accuracy", "cosine", "SQNR",
+                    "why"):
+            table.add_column(col, overflow="fold")
         for c in target.candidates:
             table.add_row(*fields(c))
         return table
     lines = [f"[bold]{escape(title)}[/]"]
     for c in target.candidates:
-        name, precision, latency, acc, cos, sqnr, ok, why = fields(c)
-        lines.append(f"  {name} {precision}: p50 {latency}, accuracy {acc}, cosine {cos}, SQNR {sqnr}, budget {ok}"
+        name, precision, status, _size, latency, acc, cos, sqnr, why = fields(c)
+        lines.append(f"  {name} {precision} {status}: latency {latency}, accuracy {acc}, cosine {cos}, SQNR {sqnr}"
                      + (f" — {why}" if why else ""))
+    if decision:
+        lines.append(decision)
     return Group(*lines)

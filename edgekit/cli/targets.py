@@ -55,8 +55,7 @@ def quick_status(name: str) -> dict[str, Any] | None:
 
 def _list_data(probe: bool) -> dict[str, Any]:
     """describe_all(), with heavy adapters only checked for installation unless `probe`."""
-    from edgekit.adapters.registry import adapter_names, adapter_origin, adapter_status, describe_all
-    from edgekit.artifact import to_jsonable
+    from edgekit.adapters.registry import adapter_names, adapter_origin, describe_all, plan_adapters
     from edgekit.targets import all_profiles
 
     if probe:
@@ -64,7 +63,7 @@ def _list_data(probe: bool) -> dict[str, Any]:
     profiles = all_profiles()
     targets = []
     for p in profiles.values():
-        adapters = [quick_status(n) or to_jsonable(adapter_status(n, p)) for n in p.adapters]
+        adapters = [quick_status(n) or plan_adapters(p, n, None)[0].to_json() for n in p.adapters]
         targets.append({"name": p.name, "description": p.description, "kind": p.kind, "adapters": adapters})
     return {"targets": targets,
             "adapters": [{"name": n, "origin": adapter_origin(n),

@@ -28,12 +28,17 @@ def _parser() -> argparse.ArgumentParser:
         group.add_argument("--iters", type=int, default=None)
         group.add_argument("--duration", type=float, default=None, help="seconds per round")
         p.add_argument("--threads", type=int, default=None)
+        p.add_argument("--trust-bundle", action="store_true",
+                       help="allow the bundle to load native code (a TVM .so) although it is not signed "
+                            "with your local key: only for bundles from someone you trust")
         p.add_argument("--emulated", action="store_true",
                        help="time host emulation when the device is absent (host emulation time, not device latency)")
         p.add_argument("--json", dest="json_dest", nargs="?", const="-", default=None, metavar="FILE",
                        help="write the result as JSON (stdout with a bare --json)")
         p.add_argument("--junit", default=None, metavar="FILE", help="write JUnit XML, one testcase per budget")
     bench.add_argument("--batch", type=int, default=1)
+    bench.add_argument("--input-shape", "-s", action="append", default=[], metavar="NAME:D0,D1,...",
+                       help="size of a dynamic input, e.g. x:1,3,320,320 (repeat per input)")
     bench.add_argument("--budget", action="append", default=[], metavar="EXPR", help="e.g. p90<=25ms (repeat)")
     bench.add_argument("--baseline", default=None, metavar="FILE", help="a previous --json result")
     bench.add_argument("--max-regression", default=None, metavar="PCT", help="e.g. 10%% (default 10%%)")
@@ -53,6 +58,8 @@ def render_text(result: Any) -> str:
 
     lines = [f"bundle {result.bundle.get('path')}  target {result.bundle.get('target')}  "
              f"adapter {result.bundle.get('adapter')}  provenance {result.provenance}"]
+    if result.input_shapes:  # the shapes are part of the figure
+        lines.append("inputs " + "  ".join(f"{k}:{','.join(map(str, v))}" for k, v in result.input_shapes.items()))
     if result.stats is not None:
         s = result.stats
         lines.append("latency ms: " + "  ".join(f"{k} {_fmt(getattr(s, k))}" for k in
@@ -74,12 +81,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         from edgekit.artifact import to_jsonable, write_text_atomic
         from edgekit.checks.budgets import bench_junit, write_junit
-        from edgekit.runtime import bench, load
+        from edgekit.runtime import bench
 
         common = dict(warmup=args.warmup, iters=args.iters, duration=args.duration, threads=args.threads,
-                      allow_emulated=args.emulated, loader=load)
+                      allow_emulated=args.emulated, trust=args.trust_bundle)
         if args.verb == "bench":
-            result = bench(args.bundle, batch=args.batch, budgets=args.budget, baseline=args.baseline,
+            result = bench(args.bundle, batch=args.batch, input_shapes=args.input_shape, budgets=args.budget,
+                           baseline=args.baseline,
                            max_regression=args.max_regression, force=args.force,
                            cv_threshold=args.cv_threshold, **common)
             print(render_text(result), file=human)

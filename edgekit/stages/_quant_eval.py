@@ -300,11 +300,11 @@ def measure_speed(models: dict[str, bytes], sample: Sample, *, threads: int, sec
                   min_runs: int = 15, max_runs: int = 300) -> SpeedReport:
     """Same threads, warm-up, then round-robin runs (order rotating each round) and medians.
 
-    The loop is `edgekit.checks.latency.interleaved`: one run per candidate per round, at least
+    The loop is `edgekit.timing.interleaved`: one run per candidate per round, at least
     `min_runs` rounds and then rounds until about `seconds` per model has passed (at most `max_runs`).
     """
-    from edgekit.checks.latency import interleaved
     from edgekit.onnxio import ort_session
+    from edgekit.timing import interleaved
 
     sessions = {k: ort_session(v, threads=threads) for k, v in models.items()}
     names = {k: [o.name for o in s.get_outputs()] for k, s in sessions.items()}

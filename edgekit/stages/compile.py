@@ -7,7 +7,8 @@ available adapter of the target, times the passing ones side by side (interleave
 medians) and keeps the fastest, recording every candidate and why it lost in the manifest.
 
 Bundle layout: `manifest.json` (sha256 of every other file), `source.onnx` (the ONNX the
-bundle was compiled from), and the adapter's files. `load` refuses a tampered bundle.
+bundle was compiled from), and the adapter's files; the file list is signed with the user's local key
+(edgekit.bundle). `edgekit.adapters.loading.load_bundle` refuses a tampered bundle.
 """
 
 from __future__ import annotations
@@ -25,6 +26,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from edgekit.adapters.base import SOURCE_MODEL, CompiledModel, CompileOptions, Provenance, Runner, TargetAdapter
+from edgekit.artifact import check_replaceable, scratch_dir
+from edgekit.bundle import check_threads, sign
 from edgekit.errors import (
     BadInputError,
     CheckFailedError,
@@ -32,6 +35,8 @@ from edgekit.errors import (
     ToolchainMissingError,
     UnsupportedError,
 )
+from edgekit.specs import COMPILE_PRECISIONS, normalize_precision, resolve_precision
+from edgekit.timing import statistic_value, time_side_by_side
 
 if TYPE_CHECKING:
     from edgekit.artifact import Artifact
@@ -39,7 +44,7 @@ if TYPE_CHECKING:
     from edgekit.specs import TensorSpec
     from edgekit.targets import TargetProfile
 
-PRECISIONS = ("fp32", "fp16", "bf16", "int8")
+PRECISIONS = COMPILE_PRECISIONS  # the one vocabulary lives in edgekit.specs
 
 
 # ---------------------------------------------------------------------------------------------
@@ -137,53 +142,6 @@ def _output_json(o: Any) -> dict[str, Any]:
 
 
 # ---------------------------------------------------------------------------------------------
-# Timing (small on purpose; `edgekit bench` is the full latency tool)
-
-
-@dataclass
-class TimedCandidate:
-    samples_ms: list[float] = field(default_factory=list)
-    rejected: str = ""
-    timing: Any = None  # the per-round `edgekit.checks.latency.InterleavedTiming`
-
-    def stats(self) -> dict[str, float]:
-        arr = np.asarray(self.samples_ms, dtype=np.float64)
-        if arr.size == 0:
-            return {}
-        return {"median_ms": float(np.median(arr)), "p90_ms": float(np.percentile(arr, 90)),
-                "min_ms": float(arr.min()), "n": int(arr.size)}
-
-
-def interleaved_timing(
-    calls: Mapping[str, Callable[[], Any]],
-    *,
-    rounds: int = 5,
-    round_seconds: float = 0.3,
-    max_runs_per_round: int = 50,
-    min_runs_per_round: int = 2,
-    warmup: int = 2,
-    reject_ratio: float = 10.0,
-) -> dict[str, TimedCandidate]:
-    """Time several callables side by side (`edgekit.checks.latency.interleaved`), samples flattened.
-
-    Interleaving (and rotating the order each round) spreads machine noise over every candidate
-    instead of punishing whichever ran during a busy spell. A candidate more than `reject_ratio`×
-    slower than the fastest after warm-up is not timed further (untuned TVM would take minutes); its
-    one sample is its warm-up time.
-    """
-    from edgekit.checks.latency import interleaved
-
-    shared = interleaved(calls, rounds=rounds, round_seconds=round_seconds, warmup=max(1, warmup),
-                         min_runs=min_runs_per_round, max_runs=max_runs_per_round, reject_ratio=reject_ratio)
-    timed = {name: TimedCandidate(t.samples, t.rejected) for name, t in shared.items()}
-    for name, t in shared.items():
-        if t.rejected:
-            timed[name].samples_ms.append(t.warm_ms or 0.0)
-        timed[name].timing = t
-    return timed
-
-
-# ---------------------------------------------------------------------------------------------
 # Results
 
 
@@ -253,38 +211,6 @@ def _as_model_path(model: str | Path | Artifact) -> tuple[Path, Artifact | None]
         raise BadInputError("is a directory (a bundle?), expected an .onnx model", path=path,
                             hint="compile takes the ONNX model; `edgekit.load` opens bundles")
     return path, None
-
-
-def _fix_shapes(model_path: Path, specs: Sequence[TensorSpec], work: Path) -> Path:
-    """Write a copy of the model with the given input dims fixed (dynamic → static)."""
-    import onnx
-
-    from edgekit.onnxio import input_specs, load_onnx
-
-    proto = load_onnx(model_path)
-    known = {s.name: s for s in input_specs(proto)}
-    for spec in specs:
-        if spec.name not in known:
-            raise BadInputError(f"model has no input {spec.name!r}", path="--input-shape",
-                                hint=f"inputs: {', '.join(known)}")
-        if len(spec.shape) != len(known[spec.name].shape):
-            raise BadInputError(f"input {spec.name!r} has rank {len(known[spec.name].shape)}, got {spec}",
-                                path="--input-shape")
-    by_name = {s.name: s for s in specs}
-    for value in proto.graph.input:
-        spec = by_name.get(value.name)
-        if spec is None:
-            continue
-        for dim, new in zip(value.type.tensor_type.shape.dim, spec.shape, strict=True):
-            if isinstance(new, int):
-                dim.Clear()
-                dim.dim_value = new
-    del proto.graph.value_info[:]
-    with contextlib.suppress(Exception):
-        proto = onnx.shape_inference.infer_shapes(proto)
-    fixed = work / "input.fixed.onnx"
-    onnx.save(proto, str(fixed))
-    return fixed
 
 
 def _open_calibration(calib: Any, specs: list[TensorSpec], *, allow_code: bool, limit: int | None) -> Any:
@@ -408,47 +334,30 @@ def options_for(adapter: str, adapter_options: Mapping[str, Any] | None) -> dict
     return chosen
 
 
-def _resolve_adapter(profile: TargetProfile, name: str, *, option: str = "--backend",
-                     auto: bool = True) -> TargetAdapter:
+def _resolve_adapter(profile: TargetProfile, name: str, *, option: str = "--backend") -> TargetAdapter:
     """An explicitly named backend: unknown (exit 2), not serving this target (2), not installed (4).
 
-    `option` is the CLI option the name came from (`--backends` for compare), `auto` whether it offers `auto`.
+    `option` is the CLI option the name came from (`--backends` for compare: its hint offers no `auto`).
     """
-    from edgekit.adapters.registry import adapter_names, get_adapter
+    from edgekit.adapters.registry import plan_adapters
 
-    installed = adapter_names()
-    serving = [a for a in profile.adapters if a in installed and a != "null"]
-    choices = ", ".join([*(["auto"] if auto else []), *serving, "null"])
-    if name not in installed and name not in profile.adapters:
-        raise BadInputError(f"unknown backend {name!r}", path=option, hint=f"available for {profile.name}: {choices}")
-    if name != "null" and name not in profile.adapters:
-        raise BadInputError(f"backend {name!r} does not serve target {profile.name}", path=option,
-                            hint=f"available for {profile.name}: {choices}")
-    if name not in installed:
-        raise ToolchainMissingError(f"backend {name!r} is named by target {profile.name} but not installed here",
-                                    path=option, hint=f"installed: {choices}")
-    return get_adapter(name)
+    choice = plan_adapters(profile, name, None, option=option)[0]
+    if choice.adapter is None:
+        raise choice.error or ToolchainMissingError(f"backend {name!r}: {choice.reason}", path=option)
+    return choice.adapter
 
 
 def _adapters_to_try(
     profile: TargetProfile, backend: str, precision: str
 ) -> tuple[list[TargetAdapter], list[Candidate]]:
     """The explicit backend, or (auto) every adapter the profile names; those not installed as candidates."""
-    from edgekit.adapters.registry import adapter_names, get_adapter
+    from edgekit.adapters.registry import plan_adapters
 
     if backend != "auto":
         return [_resolve_adapter(profile, backend)], []
-    registered = set(adapter_names())
-    adapters: list[TargetAdapter] = []
-    missing: list[Candidate] = []
-    for name in (a for a in profile.adapters if a != "null"):
-        if name not in registered:
-            missing.append(Candidate(name, precision, "unavailable", "adapter not installed in this edgekit"))
-            continue
-        try:
-            adapters.append(get_adapter(name))
-        except EdgekitError as exc:
-            missing.append(Candidate(name, precision, "unavailable", exc.message))
+    plan = plan_adapters(profile, "auto", precision)
+    adapters = [c.adapter for c in plan if c.adapter is not None]
+    missing = [Candidate(c.name, precision, "unavailable", c.reason) for c in plan if c.adapter is None]
     if not adapters:
         reasons = "; ".join(f"{c.adapter}: {c.reason}" for c in missing) or "profile names no adapter"
         raise ToolchainMissingError(f"no adapter can serve target {profile.name} ({reasons})",
@@ -457,13 +366,9 @@ def _adapters_to_try(
 
 
 def _unavailable_reason(adapter: TargetAdapter, profile: TargetProfile, precision: str) -> str:
-    avail = adapter.availability(profile)
-    if not avail.available:
-        return avail.reason
-    precisions = adapter.capabilities(profile).precisions
-    if precision not in precisions:
-        return f"{precision} not offered on {profile.name} (offers {', '.join(precisions)})"
-    return ""
+    from edgekit.adapters.registry import unusable_reason
+
+    return unusable_reason(adapter, profile, precision)
 
 
 def _unavailable_error(adapter: TargetAdapter, profile: TargetProfile, why: str) -> EdgekitError:
@@ -530,7 +435,7 @@ def compile(
     output: str | Path,
     target: str = "cpu",
     backend: str = "auto",
-    precision: str = "fp32",
+    precision: str | None = None,
     threads: int | None = None,
     calib: Any = None,
     input_shapes: Sequence[TensorSpec | str] = (),
@@ -549,44 +454,36 @@ def compile(
 
     `calib` (int8 on a float model): a calibration source string (dir of .npy/.npz, image folder,
     `synthetic` — flagged as not valid for accuracy, `py:module:function` with allow_code) or a
-    reader. Raises BadInputError (2), ToolchainMissingError (4), UnsupportedError (3) or
-    CheckFailedError (1, numerics off) and writes nothing on failure.
+    reader. `precision` None: what the model is (int8 for a QDQ model, else fp32); a float precision
+    on a quantized model is a contradiction (BadInputError). Raises BadInputError (2),
+    ToolchainMissingError (4), UnsupportedError (3) or CheckFailedError (1, numerics off) and writes
+    nothing on failure.
     """
-    from edgekit.onnxio import input_specs, load_onnx, quantization_info
+    from edgekit.onnxio import fix_input_dims_file, input_specs, load_onnx, quantization_info
     from edgekit.specs import as_specs
     from edgekit.targets import get_profile
 
     note = on_progress or (lambda _msg: None)
     model_path, model_artifact = _as_model_path(model)
     output = Path(output)
-    if precision not in PRECISIONS:
-        raise BadInputError(f"unknown precision {precision!r}", path="--precision",
-                            hint=f"one of {', '.join(PRECISIONS)}")
+    if precision is not None:
+        precision = normalize_precision(precision, allowed=PRECISIONS)  # a typo fails before any work
     if verify_samples < 1:
         raise BadInputError("must be >= 1", path="verify_samples")
-    if output.exists() and not output.is_dir():
-        raise BadInputError("exists and is not a directory", path=output, hint="a bundle is a directory")
+    check_replaceable(output)  # a folder of the user's files is refused before any work
+    threads = check_threads(threads)
     profile = get_profile(target)
-    chosen_adapters, missing = _adapters_to_try(profile, backend, precision)
     proto = load_onnx(model_path)
-    specs = as_specs(list(input_shapes))
     qinfo = quantization_info(proto)
+    precision = resolve_precision(precision, qinfo.quantized)  # None -> what the model is (QDQ -> int8)
+    chosen_adapters, missing = _adapters_to_try(profile, backend, precision)
+    specs = as_specs(list(input_shapes))
     if qinfo.format not in (None, "QDQ"):
         note(f"model is quantized in {qinfo.format} format; only QDQ is portable across backends")
-    if precision != "int8" and qinfo.quantized:
-        raise BadInputError(f"model is already quantized ({qinfo.format}); compile it with --precision int8",
-                            path=model_path)
 
     started = time.perf_counter()
-    try:  # an unwritable output folder is bad input (exit 2), not a traceback
-        output.parent.mkdir(parents=True, exist_ok=True)
-        workdir = tempfile.TemporaryDirectory(prefix=f".{output.name}.work-", dir=output.parent)
-    except OSError as exc:
-        raise BadInputError(f"cannot write here ({exc.strerror or type(exc).__name__})", path=output,
-                            hint="choose an output path in a writable folder") from None
-    with workdir as work_name:
-        work = Path(work_name)
-        source = _fix_shapes(model_path, specs, work) if specs else model_path
+    with scratch_dir(output) as work:  # beside the output; a killed run's is removed by the next run
+        source = fix_input_dims_file(model_path, specs, work / "input.fixed.onnx") if specs else model_path
         src_specs = input_specs(load_onnx(source, load_weights=False))
         reader = None
         calibration: dict[str, Any] = {}
@@ -728,6 +625,7 @@ def _write_bundle(output: Path, best: _Built, profile: TargetProfile, precision:
                             outputs=compiled.manifest.outputs if compiled.manifest else [],
                             files=files, history=[*history, record], info=info)
         manifest.metrics["compile"] = record.metrics
+        sign(manifest)  # with this user's local key: their own TVM bundles load without --trust-bundle
         (final / "manifest.json").write_text(manifest.dumps())
     return Artifact(output, manifest)
 
@@ -751,14 +649,13 @@ def _pick(built: dict[str, _Built], candidates: list[Candidate], feed: dict, rou
         by_name[winner].reason = "no candidate can be measured here; first passing in profile order"
         return winner
     note(f"timing {', '.join(measured)} side by side ...")
-    for b in measured.values():
-        b.runner.run(feed)  # validates the feed once; timed calls go straight to the backend (as bench does)
-    calls = {n: (lambda r=b.runner: r._run_impl(feed)) for n, b in measured.items()}
-    timed = interleaved_timing(calls, rounds=rounds)
+    # feed validated once per runner; timed calls go straight to the backend (as bench does)
+    timed = time_side_by_side({n: b.runner for n, b in measured.items()}, {n: feed for n in measured}, rounds=rounds)
     for name, t in timed.items():
-        stats = t.stats()
+        samples = t.samples or ([t.warm_ms] if t.rejected and t.warm_ms is not None else [])  # rejected: warm-up
         cand = by_name[name]
-        cand.median_ms, cand.p90_ms, cand.runs = stats.get("median_ms"), stats.get("p90_ms"), int(stats.get("n", 0))
+        cand.median_ms, cand.p90_ms = statistic_value(samples, "p50"), statistic_value(samples, "p90")
+        cand.runs = len(samples)
         cand.timing_provenance = Provenance.MEASURED.value
         if t.rejected:  # passed numerics, lost on speed before the timed rounds
             cand.status, cand.reason = "passed", t.rejected
@@ -772,38 +669,6 @@ def _pick(built: dict[str, _Built], candidates: list[Candidate], feed: dict, rou
         c.status = "passed"
         c.reason = f"{(c.median_ms or 0) / (best.median_ms or 1):.2f}x the median of {winner}"
     return winner
-
-
-# ---------------------------------------------------------------------------------------------
-# load
-
-
-def load(bundle_path: str | Path, *, threads: int | None = None) -> Runner:
-    """A runner for a bundle, after checking the sha256 of every file (tampered/truncated → exit 2)."""
-    from edgekit.adapters.base import require_available
-    from edgekit.adapters.registry import adapter_names, get_adapter
-    from edgekit.artifact import verify_bundle
-    from edgekit.targets import get_profile
-
-    artifact = verify_bundle(bundle_path)
-    manifest = artifact.manifest
-    if manifest.kind != "bundle":
-        raise BadInputError(f"manifest kind is {manifest.kind!r}, not a bundle", path=bundle_path)
-    info = manifest.info
-    name = str(info.get("adapter", ""))
-    if name not in adapter_names():
-        raise ToolchainMissingError(f"bundle needs adapter {name!r}, not installed here", path=bundle_path,
-                                    hint=f"installed: {', '.join(adapter_names())}")
-    adapter = get_adapter(name)
-    try:
-        profile = get_profile(str(info.get("target", "")))
-    except BadInputError:
-        profile = None
-    if profile is not None:
-        require_available(adapter, profile)
-    compiled = CompiledModel(Path(bundle_path), name, str(info.get("target", "")), str(info.get("precision", "fp32")),
-                             files=sorted(manifest.files), info=dict(info), manifest=manifest)
-    return adapter.load(compiled, threads=threads)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -893,7 +758,7 @@ def compare(
     else:
         feeds, note = _feeds(specs, seed=seed, samples=samples)
     rows: list[BackendComparison] = []
-    adapters = {name: _resolve_adapter(profile, name, option="--backends", auto=False) for name in names}
+    adapters = {name: _resolve_adapter(profile, name, option="--backends") for name in names}
     with tempfile.TemporaryDirectory(prefix="edgekit-compare-") as work:
         for name in names:
             adapter = adapters[name]
@@ -919,5 +784,5 @@ def compare(
 
 __all__ = [
     "BackendComparison", "Candidate", "CompareResult", "CompileResult", "Thresholds", "compare", "compile",
-    "interleaved_timing", "judge", "load", "verify_runner",
+    "judge", "verify_runner",
 ]

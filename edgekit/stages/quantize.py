@@ -24,8 +24,7 @@ import onnx
 from edgekit.artifact import Artifact, Manifest, StageRecord, save_model_artifact, sha256_file, to_jsonable
 from edgekit.errors import BadInputError, CheckFailedError, UnsupportedError
 from edgekit.onnxio import input_specs, load_onnx, output_specs
-from edgekit.specs import Preprocess
-from edgekit.stages._quant_core import (
+from edgekit.qdq import (
     DATA_MOVEMENT_OPS,
     METHODS,
     Prepared,
@@ -39,6 +38,7 @@ from edgekit.stages._quant_core import (
     refuse_quantized,
     resolve_excludes,
 )
+from edgekit.specs import Preprocess
 from edgekit.stages._quant_eval import (
     AccuracyReport,
     EvalSet,

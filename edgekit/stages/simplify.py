@@ -65,7 +65,7 @@ class SimplifyResult:
     before: GraphSummary
     after: GraphSummary
     comparison: Comparison | None  # None when verify=False
-    fixed_shapes: dict[str, list[int]]
+    fixed_shapes: dict[str, list[int | str]]  # a dim given as a name stays dynamic
     duration_s: float
     options: SimplifyOptions = field(default_factory=SimplifyOptions)
 
@@ -92,44 +92,6 @@ class SimplifyResult:
 
 def _summary(model: onnx.ModelProto) -> GraphSummary:
     return GraphSummary(len(model.graph.node), onnxio.op_histogram(model), onnxio.input_specs(model))
-
-
-def fix_dynamic_dims(
-    model: onnx.ModelProto, specs: Sequence[TensorSpec]
-) -> tuple[onnx.ModelProto, dict[str, list[int]]]:
-    """Set graph input dims from `specs` (by name); refuse unknown names, wrong rank or a changed fixed dim."""
-    inputs = {s.name: s for s in onnxio.input_specs(model)}
-    fixed: dict[str, list[int]] = {}
-    for spec in specs:
-        current = inputs.get(spec.name)
-        if current is None:
-            raise BadInputError(f"the model has no input {spec.name!r}", path="--input-shape",
-                                hint="inputs: " + " ".join(str(s) for s in inputs.values()))
-        if len(spec.shape) != len(current.shape):
-            raise BadInputError(f"input {spec.name!r} has rank {len(current.shape)}, got {len(spec.shape)} dims",
-                                path="--input-shape", hint=f"the model declares {current}")
-        shape = spec.concrete_shape()
-        for axis, (old, new) in enumerate(zip(current.shape, shape, strict=True)):
-            if isinstance(old, int) and old != new:
-                raise BadInputError(f"input {spec.name!r} dim {axis} is fixed at {old}, cannot set {new}",
-                                    path="--input-shape", hint="re-export the model at that shape")
-        fixed[spec.name] = list(shape)
-    if not fixed:
-        return model, fixed
-    out = onnx.ModelProto()
-    out.CopyFrom(model)
-    for value in out.graph.input:
-        if value.name in fixed:
-            for dim, size in zip(value.type.tensor_type.shape.dim, fixed[value.name], strict=True):
-                dim.Clear()
-                dim.dim_value = int(size)
-    del out.graph.value_info[:]  # stale symbolic shapes would block re-inference
-    for value in out.graph.output:
-        if value.type.HasField("tensor_type"):
-            value.type.tensor_type.ClearField("shape")
-    with contextlib.suppress(Exception):
-        out = onnx.shape_inference.infer_shapes(out, strict_mode=False, data_prop=True)
-    return out, fixed
 
 
 def _run_onnxsim(model: onnx.ModelProto) -> onnx.ModelProto:
@@ -187,7 +149,8 @@ def simplify(
     original = onnxio.load_onnx(src)
     source_artifact = Artifact.open(src)
     before = _summary(original)
-    fixed_model, fixed = fix_dynamic_dims(original, specs)
+    fixed_model = onnxio.fix_input_dims(original, specs)  # the one fixer (rank, fixed dims, size checked)
+    fixed = {spec.name: list(spec.shape) for spec in specs}
 
     fallback_reason: str | None = None
     used = tool

@@ -3,7 +3,7 @@
 Variants are data (`VARIANTS`, timm habit): a name maps to a builder in `edgekit.zoo.models` and its
 keyword arguments. Listing the zoo does not import torch; `create` does. Weights are random but
 seeded, so every `create(name)` gives the same model. `params` and `macs` are stored figures that
-`tests/test_zoo.py` recomputes (torch parameter count; MACs via `edgekit.stages.inspect.node_costs`
+`tests/test_zoo.py` recomputes (torch parameter count; MACs via `edgekit.graph.node_costs`
 on the exported model) so they cannot drift.
 
 Other modules add entries with `register` (e.g. `edgekit.zoo.digits` adds `lenet5-digits`).
@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import copy
 import importlib
-import importlib.util
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -91,9 +90,8 @@ def _load_plugins() -> None:
     if _plugins_loaded:
         return
     _plugins_loaded = True
-    for module in PLUGIN_MODULES:
-        if importlib.util.find_spec(module) is not None:
-            importlib.import_module(module)
+    for module in PLUGIN_MODULES:  # they ship with edgekit: importing registers their entries
+        importlib.import_module(module)
 
 
 def list_models() -> list[ZooEntry]:

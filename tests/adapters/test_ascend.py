@@ -85,7 +85,7 @@ def test_without_atc_the_bundle_has_plan_emulation_and_the_reason(tmp_path, no_a
     assert info["vendor_build"]["ran"] is False and "not on PATH" in info["vendor_build"]["reason"]
     assert info["vendor_build"]["commands"][0].startswith("atc --model=source.onnx --framework=5")
     assert (bundle / "plan/atc_command.sh").read_text().count("atc --model") == 1
-    assert info["emulated_accuracy"]["provenance"] == "emulated" and info["emulated_accuracy"]["min_cosine"] > 0.999
+    assert info["verification"]["provenance"] == "emulated" and info["verification"]["min_cosine"] > 0.999
     assert info["estimate"]["provenance"] == "estimated" and info["estimate"]["latency_ms"] > 0
     assert result.verification["provenance"] == "emulated"
     runner = edgekit.load(bundle)
@@ -112,7 +112,7 @@ def test_int8_writes_the_amct_plan_and_emulates_amct_style(tmp_path, fake_atc):
     assert "amct_onnx" in info["vendor_build"]["reason"]
     assert info["emulation"]["scheme"]["style"] == "AMCT-style"
     assert info["emulation"]["scheme"]["symmetric_activations"] is False
-    assert info["emulated_accuracy"]["provenance"] == "emulated" and info["emulated_accuracy"]["min_cosine"] > 0.9
+    assert info["verification"]["provenance"] == "emulated" and info["verification"]["min_cosine"] > 0.9
     assert info["precision_used"] == "int8"
     # the plan runs on the vendor host: no path to this machine's interpreter (QA regression)
     script = (bundle / "plan/atc_command.sh").read_text()

@@ -56,7 +56,7 @@ def test_compile_writes_plan_and_emulation_without_magicmind(tmp_path):
     assert "mm.ModelKind.kOnnx" in script and "'image': [1, 1, 32, 32]" in script
     assert not (bundle / "model.mm").exists()
     assert info["vendor_build"]["ran"] is False and "not importable" in info["vendor_build"]["reason"]
-    assert info["emulated_accuracy"]["provenance"] == "emulated"
+    assert info["verification"]["provenance"] == "emulated"
     assert info["estimate"]["provenance"] == "estimated"
     assert info["partition"]["assumed_on_npu"] == 2  # ConvTranspose, Resize: `unknown`, placed by assumption
 
@@ -69,7 +69,7 @@ def test_int8_per_tensor_emulation_is_magicmind_style(tmp_path):
     scheme = info["emulation"]["scheme"]
     assert scheme["style"] == "MagicMind-style" and scheme["symmetric_activations"] is True
     assert scheme["per_channel_weights"] is False
-    assert info["emulated_accuracy"]["provenance"] == "emulated"
+    assert info["verification"]["provenance"] == "emulated"
     assert len(list((result.bundle.path / "plan/calib").glob("*.npy"))) > 0
 
 

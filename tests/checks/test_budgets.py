@@ -3,23 +3,31 @@
 from __future__ import annotations
 
 import json
+import math
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from edgekit.checks.budgets import (
+    AccuracyBudget,
     Budget,
     bench_junit,
     bench_schema,
+    check_accuracy_threshold,
     check_against_baseline,
     gate,
+    parse_accuracy_budget,
+    parse_accuracy_thresholds,
     parse_budget,
+    parse_budgets,
     parse_regression,
     validate_bench_json,
 )
 from edgekit.checks.latency import bench
-from edgekit.errors import BadInputError, ToolchainMissingError
+from edgekit.errors import BadInputError, EdgekitError, ToolchainMissingError
 from tests._bench_helpers import FakeClock, FakeRunner, compile_bundle, edit_manifest, fake_loader
 
 jsonschema = pytest.importorskip("jsonschema")
@@ -69,6 +77,171 @@ def test_regression_parsing() -> None:
     for bad in ("10", "ten%", "-5%"):
         with pytest.raises(BadInputError):
             parse_regression(bad)
+
+
+# --- the one grammar (issue #12): every form accepted everywhere, every refusal names its argument
+
+@pytest.mark.parametrize(("text", "stat", "limit_ms"), [
+    ("p90<=.5ms", "p90", 0.5),
+    ("mean<2e-1ms", "mean", 0.2),
+    ("max<=1s", "max", 1000.0),
+    ("p99<=3µs", "p99", 0.003),  # micro sign
+    ("p99<=3μs", "p99", 0.003),  # Greek mu
+    ("min<=250ns", "min", 0.00025),
+    ("p99.90<=1ms", "p99.9", 1.0),
+    ("p50.0<=1ms", "p50", 1.0),
+    ("P90 <= 2E1 MS", "p90", 20.0),
+    ("std<1ms", "std", 1.0),
+    ("p90<=1e-3us", "p90", 1e-6),  # one nanosecond: the smallest limit
+    ("p90<=86400s", "p90", 86_400_000.0),  # one day: the largest
+])
+def test_budget_grammar_accepts(text: str, stat: str, limit_ms: float) -> None:
+    budget = parse_budget(text)
+    assert budget.statistic == stat and budget.limit_ms == pytest.approx(limit_ms)
+    assert budget.text == "".join(text.split())
+
+
+@pytest.mark.parametrize(("text", "why"), [
+    ("p0<=5ms", r"outside 0 < N < 100.*min instead of p0"),
+    ("p0.0<=5ms", r"outside 0 < N < 100.*min instead of p0"),
+    ("p100<=5ms", r"outside 0 < N < 100.*max instead of p100"),
+    ("p100.5<=5ms", r"outside 0 < N < 100"),
+    ("p90<=nanms", "finite"),
+    ("p90<=infms", "finite"),
+    ("p90<=-infms", "finite"),
+    ("p90<=1e999ms", "finite"),
+    ("p90<=-1ms", "must be positive"),
+    ("p90<=0ms", "must be positive"),
+    ("p90<=2e5s", "over one day"),
+    ("p90<=0.1ns", "below one nanosecond"),
+    ("p90<=5days", "unknown unit 'days'"),
+    ("p90<=5", "cannot parse"),
+    ("p90=5ms", "cannot parse"),
+    ("p9x<=5ms", "unknown statistic"),
+])
+def test_budget_grammar_refuses_and_names_the_argument(text: str, why: str) -> None:
+    for argument in ("--budget", "targets[0].latency[1]"):
+        with pytest.raises(BadInputError, match=why) as info:
+            parse_budget(text, argument=argument)
+        assert info.value.exit_code == 2 and info.value.path == argument
+        assert "\n" not in info.value.one_line()
+
+
+def test_parse_budgets_names_its_argument() -> None:
+    assert [b.statistic for b in parse_budgets(["p90<=1ms", "mean<.5ms"], argument="x")] == ["p90", "mean"]
+    assert parse_budgets(None) == [] and parse_budgets("max<1s")[0].limit_ms == 1000.0
+    with pytest.raises(BadInputError) as info:
+        parse_budgets(["p90<=1ms", "p0<=1ms"], argument="manifest.json: info.budgets.latency")
+    assert info.value.path == "manifest.json: info.budgets.latency"
+    with pytest.raises(BadInputError, match="must be a string"):
+        parse_budget(25, argument="--budget")  # a number from a JSON file
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("sqnr>=20dB", {"min_sqnr_db": 20.0}),
+    ("sqnr>=20", {"min_sqnr_db": 20.0}),
+    ("cosine>=0.999, drop<=1", {"min_cosine": 0.999, "max_drop": 1.0}),
+    (["drop<=1.5pts", "sqnr_db>=.5e2db"], {"max_drop": 1.5, "min_sqnr_db": 50.0}),
+    ("min_cosine>=0.99,max_drop<=2points", {"min_cosine": 0.99, "max_drop": 2.0}),
+])
+def test_accuracy_budget_forms(text: str | list[str], expected: dict[str, float]) -> None:
+    assert parse_accuracy_thresholds(text) == expected
+    assert parse_accuracy_budget(text).to_json() == expected
+
+
+@pytest.mark.parametrize(("text", "why"), [
+    ("sqnr<=20", "sqnr budgets are written sqnr>=VALUE"),
+    ("drop>=1", "drop budgets are written drop<=VALUE"),
+    ("accuracy>=0.9", "cannot parse"),
+    ("", "empty accuracy budget"),
+    (" , ", "empty accuracy budget"),
+    ("cosine>=nan", "finite number from 0 to 1"),
+    ("cosine>=1.5", "finite number from 0 to 1"),
+    ("drop<=inf", "finite number from 0 to 100"),
+    ("drop<=-1", "finite number from 0 to 100"),
+    ("sqnr>=1e999dB", "finite number from 0 to 400"),
+    ("cosine>=0.9dB", "unit 'dB' does not fit min_cosine"),
+    ("sqnr>=20pts", "unit 'pts' does not fit min_sqnr_db"),
+    ("sqnr>=20,sqnr>=30", "given twice"),
+])
+def test_accuracy_budget_refusals_name_the_argument(text: str, why: str) -> None:
+    with pytest.raises(BadInputError, match=why) as info:
+        parse_accuracy_budget(text)
+    assert info.value.exit_code == 2 and info.value.path == "--accuracy-budget"
+    with pytest.raises(BadInputError) as info:
+        parse_accuracy_thresholds(text, argument="budgets.accuracy")
+    assert info.value.path == "budgets.accuracy"
+
+
+@pytest.mark.parametrize(("key", "value"), [("min_cosine", True), ("min_cosine", "0.9"), ("max_drop", float("nan")),
+                                            ("min_sqnr_db", float("inf")), ("unknown", 1.0)])
+def test_accuracy_threshold_values(key: str, value: object) -> None:
+    with pytest.raises(BadInputError) as info:
+        check_accuracy_threshold(key, value, argument="--min-sqnr")
+    assert info.value.path == "--min-sqnr"
+    assert check_accuracy_threshold("min_sqnr_db", 20, argument="--min-sqnr") == 20.0
+
+
+def test_accuracy_budget_built_in_python_refuses_nan() -> None:
+    assert AccuracyBudget(min_cosine=0.99).to_json() == {"min_cosine": 0.99} and AccuracyBudget().empty
+    with pytest.raises(BadInputError, match="AccuracyBudget: min_cosine"):
+        AccuracyBudget(min_cosine=float("nan"))
+    with pytest.raises(BadInputError, match="max_drop"):
+        AccuracyBudget(max_drop=101.0)
+
+
+@pytest.mark.parametrize("bad", ["nan%", "inf%", "-inf%", "1e999%", "-5%", "5000%", float("nan"), float("inf"), -0.1,
+                                 True, "10", "ten%"])
+def test_regression_refuses_nan_inf_negative(bad: object) -> None:
+    with pytest.raises(BadInputError) as info:
+        parse_regression(bad)
+    assert info.value.path == "--max-regression" and info.value.exit_code == 2
+    with pytest.raises(BadInputError) as info:
+        parse_regression(bad, argument="[gate] max_regression")
+    assert info.value.path == "[gate] max_regression"
+    assert parse_regression(".5%") == pytest.approx(0.005) and parse_regression("1e1%") == pytest.approx(0.1)
+
+
+# --- fuzz: whatever the text, the parsers answer with a value or an EdgekitError, never a crash
+
+_PIECES = st.sampled_from(["p", "p0", "p99.9", "p100", "mean", "min", "max", "median", "std", "<=", "<", ">=", "=",
+                           "1", ".5", "2e-1", "1e999", "nan", "inf", "-", "ms", "us", "µs", "ns", "s", "dB", " ",
+                           ",", "sqnr", "cosine", "drop", "%", "e", "."])
+_TEXTS = st.one_of(st.text(max_size=40), st.lists(_PIECES, max_size=8).map("".join))
+
+
+@settings(max_examples=200, deadline=None)
+@given(_TEXTS)
+def test_fuzz_latency_budget(text: str) -> None:
+    try:
+        budget = parse_budget(text)
+    except EdgekitError as exc:
+        assert exc.exit_code == 2 and exc.path == "--budget"
+        return
+    assert math.isfinite(budget.limit_ms) and 1e-6 * (1 - 1e-9) <= budget.limit_ms <= 86_400_000
+    assert budget.statistic in ("min", "mean", "max", "std") or 0 < float(budget.statistic[1:]) < 100
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.one_of(_TEXTS, st.lists(_TEXTS, max_size=3)))
+def test_fuzz_accuracy_budget(text: str | list[str]) -> None:
+    try:
+        budget = parse_accuracy_budget(text)
+    except EdgekitError as exc:
+        assert exc.exit_code == 2
+        return
+    assert not budget.empty and all(math.isfinite(v) for v in budget.to_json().values())
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.one_of(_TEXTS, st.floats(), st.integers()))
+def test_fuzz_regression(value: str | float) -> None:
+    try:
+        fraction = parse_regression(value)
+    except EdgekitError as exc:
+        assert exc.exit_code == 2
+        return
+    assert math.isfinite(fraction) and 0 <= fraction <= 10
 
 
 def test_budgets_on_a_real_run(bundle: Path) -> None:

@@ -112,6 +112,39 @@ def test_batch_fills_the_dynamic_batch_dim_and_scales_throughput(bundle: Path) -
     assert result.stats is not None and result.stats.throughput == pytest.approx(4 * 1000 / 2.0)
 
 
+IMAGE = [TensorSpec("x", ("batch", 3, "height", "width"))]  # a detector exported without sizes (PP-OCR det)
+
+
+def test_a_dynamic_dim_without_a_size_is_refused_never_filled_with_1(bundle: Path) -> None:
+    runner = FakeRunner(FakeClock(), [1.0], input_specs=IMAGE)
+    with pytest.raises(BadInputError) as info:
+        bench(bundle, warmup=1, iters=5, timer=FakeClock(), loader=fake_loader(runner))
+    assert info.value.exit_code == 2 and runner.calls == 0
+    assert "input 'x' dim 2 ('height'); input 'x' dim 3 ('width') have no size" in str(info.value)
+    assert "--input-shape x:1,3,<height>,<width>" in str(info.value)
+
+
+def test_the_shapes_fed_are_part_of_the_figure(bundle: Path) -> None:
+    clock = FakeClock()
+    runner = FakeRunner(clock, [13.7], input_specs=IMAGE)
+    result = bench(bundle, warmup=1, iters=5, timer=clock, loader=fake_loader(runner),
+                   input_shapes=["x:1,3,320,320"], budgets=["p90<=200ms"])
+    assert set(runner.shapes) == {(1, 3, 320, 320)}
+    assert result.input_shapes == {"x": [1, 3, 320, 320]}
+    data = result.to_json()
+    assert data["input_shapes"] == {"x": [1, 3, 320, 320]} and data["latency_ms"]["p50"] == pytest.approx(13.7)
+
+
+def test_given_shapes_must_fit_the_model() -> None:
+    runner = FakeRunner(FakeClock(), [1.0], input_specs=IMAGE)
+    with pytest.raises(BadInputError, match="--input-shape: the model has no input 'images'"):
+        latency.prepare_inputs(runner, shapes=["images:1,3,8,8"])
+    with pytest.raises(BadInputError, match="dim 1 is fixed at 3"):
+        latency.prepare_inputs(runner, shapes=["x:1,4,8,8"])
+    feed = latency.prepare_inputs(runner, batch=2, shapes=["x:batch,3,8,16"])  # batch left to --batch
+    assert latency.feed_shapes(feed) == {"x": [2, 3, 8, 16]}
+
+
 def test_batch_on_a_fixed_batch_model_is_refused() -> None:
     runner = FakeRunner(FakeClock(), [1.0], input_specs=[TensorSpec("x", (1, 16))])
     with pytest.raises(BadInputError, match="fixed batch"):
@@ -189,73 +222,3 @@ def test_extension_stops_once_a_slow_run_has_taken_long_enough() -> None:
     samples, stability = time_runs(lambda: runner.run({"x": np.zeros((1, 16), np.float32)}), config, timer=clock)
     assert stability.rounds == 2 and len(samples) == 20  # 50 s after round 1 (< 60 s), 100 s after round 2
     assert not stability.stable and stability.warning
-
-
-# ------------------------------------------------------------------ interleaved (shared side-by-side loop)
-
-class _Clock:
-    """ns clock that only moves when a fake candidate runs (no sleeps)."""
-
-    def __init__(self) -> None:
-        self.t = 0
-
-    def __call__(self) -> int:
-        return self.t
-
-
-def _candidate(clock: _Clock, log: list[str], name: str, ms: float | list[float]):
-    """A call costing `ms` (or ms[i] on its i-th call) of fake time, logging its name."""
-    count = [0]
-
-    def call() -> None:
-        cost = ms if isinstance(ms, (int, float)) else ms[min(count[0], len(ms) - 1)]
-        count[0] += 1
-        clock.t += int(cost * 1e6)
-        log.append(name)
-
-    return call
-
-
-def test_interleaved_rotates_order_and_keeps_rounds() -> None:
-    clock, log = _Clock(), []
-    calls = {n: _candidate(clock, log, n, 1.0) for n in ("a", "b", "c")}
-    timed = latency.interleaved(calls, rounds=3, round_seconds=0.0, warmup=2, min_runs=2, clock=clock)
-    rounds_log = log[3 * 3:]  # cold + 2 warm-up runs each come first
-    assert rounds_log == ["a"] * 2 + ["b"] * 2 + ["c"] * 2 + ["b"] * 2 + ["c"] * 2 + ["a"] * 2 \
-        + ["c"] * 2 + ["a"] * 2 + ["b"] * 2
-    for t in timed.values():
-        assert [len(r) for r in t.rounds] == [2, 2, 2] and t.samples == [1.0] * 6
-        assert t.cold_ms == 1.0 and t.warm_ms == 1.0 and t.median_ms == 1.0
-
-
-def test_interleaved_runs_per_round_follow_warm_time_and_caps() -> None:
-    clock, log = _Clock(), []
-    calls = {"fast": _candidate(clock, log, "fast", 1.0), "slow": _candidate(clock, log, "slow", 5.0),
-             "capped": _candidate(clock, log, "capped", 1.0)}
-    timed = latency.interleaved(calls, rounds=2, round_seconds=0.02, warmup=1, max_runs=15, caps={"capped": 3},
-                                clock=clock)
-    assert [len(r) for r in timed["fast"].rounds] == [15, 15]  # 20 ms / 1 ms = 20, capped by max_runs
-    assert [len(r) for r in timed["slow"].rounds] == [4, 4]  # 20 ms / 5 ms
-    assert [len(r) for r in timed["capped"].rounds] == [3, 3]
-
-
-def test_interleaved_rejects_a_hopeless_candidate_after_warm_up() -> None:
-    clock, log = _Clock(), []
-    calls = {"fast": _candidate(clock, log, "fast", 1.0), "tvm": _candidate(clock, log, "tvm", 500.0)}
-    timed = latency.interleaved(calls, rounds=2, round_seconds=0.01, warmup=1, reject_ratio=10.0, clock=clock)
-    assert "slower than the fastest" in timed["tvm"].rejected and not timed["fast"].rejected
-    assert timed["tvm"].samples == [] and timed["tvm"].round_medians == [None, None]
-    assert log.count("tvm") == 2  # cold + warm-up only
-    assert timed["tvm"].warm_ms == 500.0
-
-
-def test_interleaved_paired_ratios_and_time_budget() -> None:
-    clock, log = _Clock(), []
-    calls = {"a": _candidate(clock, log, "a", [1.0] * 3 + [1.0, 1.0, 4.0, 4.0] + [1.0] * 100),
-             "b": _candidate(clock, log, "b", 2.0)}
-    timed = latency.interleaved(calls, rounds=100, min_rounds=4, max_seconds=0.03, round_seconds=0.0,
-                                warmup=2, min_runs=2, clock=clock)
-    n = len(timed["a"].rounds)
-    assert 4 <= n < 100 and n == len(timed["b"].rounds)  # stopped on the time budget, not the round cap
-    ratios = latency.paired_ratios(timed["a"], timed["b"])
-    assert ratios[:2] == [0.5, 2.0] and all(r == 0.5 for r in ratios[2:])

@@ -88,6 +88,33 @@ def test_onnx_is_compiled_on_the_fly(tmp_path: Path) -> None:
     assert _run("bench", model, "--target", "cpu", "--backend", "onnxruntime", *FAST).exit_code == 0
 
 
+def _detector(path: Path) -> Path:
+    """x[N,3,H,W] -> Conv -> Relu: spatial dims dynamic, as PP-OCRv4 det is exported."""
+    import numpy as np
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    w = numpy_helper.from_array(np.random.default_rng(0).standard_normal((4, 3, 3, 3)).astype(np.float32), "w")
+    graph = helper.make_graph(
+        [helper.make_node("Conv", ["x", "w"], ["c"], pads=[1, 1, 1, 1]), helper.make_node("Relu", ["c"], ["y"])],
+        "det", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3, "height", "width"])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 4, "height", "width"])], [w])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8), str(path))
+    return path
+
+
+def test_onnx_with_unsized_dims_is_refused_and_sizes_are_part_of_the_figure(tmp_path: Path) -> None:
+    model = _detector(tmp_path / "det.onnx")
+    res = _run("bench", model, "--backend", "onnxruntime", *FAST, "--budget", "p90<=200ms")
+    assert res.exit_code == 2, res.output
+    assert "dim 2 ('height')" in res.output and "--input-shape x:1,3,<height>,<width>" in res.output
+    out = tmp_path / "r.json"
+    res = _run("bench", model, "--backend", "onnxruntime", *FAST, "-s", "x:1,3,64,48", "--json", out)
+    assert res.exit_code == 0, res.output
+    assert "inputs: x:1,3,64,48" in res.output
+    assert json.loads(out.read_text())["input_shapes"] == {"x": [1, 3, 64, 48]}
+
+
 def test_missing_bundle_is_a_usage_error(tmp_path: Path) -> None:
     res = _run("bench", tmp_path / "nope", *FAST)
     assert res.exit_code == 2

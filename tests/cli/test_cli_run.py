@@ -34,7 +34,7 @@ def test_run_json_on_stdout_and_cache_hits(tmp_path):
     data = json.loads(result.stdout)
     assert data["passed"] is True and data["exit_code"] == 0
     built = [s["stage"] for s in data["stages"] if not s["hit"]]
-    assert built == ["checks"]  # nothing changed: only the budgets are re-checked
+    assert built == ["bench", "checks"]  # nothing changed: latency is re-measured, the budgets re-checked
     assert "stages from cache" in result.stderr
 
 
@@ -50,7 +50,7 @@ def test_run_bad_recipe_exits_2_with_key_path(tmp_path):
     recipe.write_text(recipe.read_text().replace("iterations = 10", "iterations = 'ten'"))
     result = _run("run", recipe, "-o", tmp_path / "out", "--no-cache")
     assert result.exit_code == 2
-    assert "`bench.iterations` must be a positive integer" in result.stderr
+    assert "bench.iterations: Input should be a valid integer, got 'ten'" in result.stderr
     assert "Traceback" not in result.output
 
 

@@ -3,18 +3,16 @@
 from __future__ import annotations
 
 import json
-import time
 
 import numpy as np
 import pytest
 
 import edgekit
-import edgekit.targets as targets_mod
 from edgekit.adapters import registry
 from edgekit.artifact import Manifest, StageRecord, save_model_artifact, sha256_file
 from edgekit.checks.numerics import compare_outputs
 from edgekit.errors import BadInputError, CheckFailedError, ToolchainMissingError, UnsupportedError
-from edgekit.stages.compile import Thresholds, compare, interleaved_timing, judge
+from edgekit.stages.compile import Thresholds, compare, judge
 from edgekit.targets import TargetProfile
 from tests._adapters_helpers import qdq_model, tiny_conv_model, wrong_adapter_class
 
@@ -27,17 +25,12 @@ def model(tmp_path):
 
 
 @pytest.fixture
-def wrong(monkeypatch):
+def wrong():
     """Register adapter `wrong` (outputs off by +1) and target `testcpu` = [wrong, onnxruntime]."""
     cls = wrong_adapter_class()
-    monkeypatch.setitem(registry.BUILTIN_ADAPTERS, "wrong", "edgekit.adapters.null:NullAdapter")
-    monkeypatch.setattr(registry, "_module_exists", lambda _target: True)
-    real_class = registry._adapter_class.__wrapped__
-    monkeypatch.setattr(registry, "_adapter_class", lambda name: cls if name == "wrong" else real_class(name))
-    profiles = dict(targets_mod.all_profiles())
-    profiles["testcpu"] = TargetProfile("testcpu", "test", "cpu", ("wrong", "onnxruntime"), ("fp32", "int8"))
-    monkeypatch.setattr(targets_mod, "all_profiles", lambda: profiles)
-    return cls
+    profile = TargetProfile("testcpu", "test", "cpu", ("wrong", "onnxruntime"), ("fp32", "int8"))
+    with registry.registered(cls, profile=profile):
+        yield cls
 
 
 def _leftovers(parent):
@@ -91,19 +84,16 @@ def test_auto_rejects_a_wrong_candidate_and_says_why(model, tmp_path, wrong):
     assert auto["chosen"] == "onnxruntime" and {c["adapter"] for c in auto["candidates"]} == {"wrong", "onnxruntime"}
 
 
-def test_auto_with_no_passing_candidate_fails(model, tmp_path, wrong, monkeypatch):
-    profiles = dict(targets_mod.all_profiles())
-    profiles["testcpu"] = TargetProfile("testcpu", "test", "cpu", ("wrong",), ("fp32",))
-    monkeypatch.setattr(targets_mod, "all_profiles", lambda: profiles)
-    with pytest.raises(CheckFailedError, match="no backend passed"):
+def test_auto_with_no_passing_candidate_fails(model, tmp_path, wrong):
+    profile = TargetProfile("testcpu", "test", "cpu", ("wrong",), ("fp32",))
+    with registry.registered(profile=profile), pytest.raises(CheckFailedError, match="no backend passed"):
         edgekit.compile(model, output=tmp_path / "b", target="testcpu")
 
 
-def test_auto_lists_unavailable_adapters_with_reasons(model, tmp_path, monkeypatch):
-    profiles = dict(targets_mod.all_profiles())
-    profiles["testcpu"] = TargetProfile("testcpu", "t", "cpu", ("onnxruntime", "not-an-adapter"), ("fp32",))
-    monkeypatch.setattr(targets_mod, "all_profiles", lambda: profiles)
-    result = edgekit.compile(model, output=tmp_path / "b", target="testcpu", auto_rounds=1)
+def test_auto_lists_unavailable_adapters_with_reasons(model, tmp_path):
+    profile = TargetProfile("testcpu", "t", "cpu", ("onnxruntime", "not-an-adapter"), ("fp32",))
+    with registry.registered(profile=profile):
+        result = edgekit.compile(model, output=tmp_path / "b", target="testcpu", auto_rounds=1)
     missing = next(c for c in result.candidates if c.adapter == "not-an-adapter")
     assert missing.status == "unavailable" and "not installed" in missing.reason
 
@@ -139,10 +129,14 @@ def test_int8_with_synthetic_calibration_is_flagged(model, tmp_path):
     assert result.verification["passed"]
 
 
-def test_qdq_model_compiles_as_int8_only(model, tmp_path):
+def test_qdq_model_compiles_as_what_it_is(model, tmp_path):
     qdq = qdq_model(model, tmp_path / "q.onnx")
-    with pytest.raises(BadInputError, match="already quantized"):
-        edgekit.compile(qdq, output=tmp_path / "b", backend="onnxruntime")
+    result = edgekit.compile(qdq, output=tmp_path / "auto", backend="auto")  # no --precision: a QDQ model is int8
+    assert result.bundle.manifest.info["precision"] == "int8"
+    assert edgekit.compile(qdq, output=tmp_path / "i8", backend="onnxruntime", precision="int8").adapter
+    with pytest.raises(BadInputError, match="fp32 asked for a model that is already quantized"):
+        edgekit.compile(qdq, output=tmp_path / "b", backend="onnxruntime", precision="fp32")
+    assert not (tmp_path / "b").exists()
 
 
 def test_input_shapes_fix_dynamic_dims(tmp_path):
@@ -194,13 +188,6 @@ def test_judge_rules():
     assert not ok and "int8 rule" in why
 
 
-def test_interleaved_timing_stops_timing_a_hopeless_candidate():
-    calls = {"fast": lambda: None, "slow": lambda: time.sleep(0.02)}
-    timed = interleaved_timing(calls, rounds=2, round_seconds=0.01, warmup=1)
-    assert timed["slow"].rejected and not timed["fast"].rejected
-    assert timed["fast"].stats()["n"] >= 2
-
-
 def test_adapter_options_can_target_one_adapter():
     from edgekit.stages.compile import options_for
 
@@ -209,20 +196,15 @@ def test_adapter_options_can_target_one_adapter():
     assert options_for("onnxruntime", opts) == {"tune": False}
 
 
-def test_a_backend_crashing_at_run_time_is_a_failed_candidate(model, tmp_path, monkeypatch):
+def test_a_backend_crashing_at_run_time_is_a_failed_candidate(model, tmp_path):
     crash = wrong_adapter_class(name="crash", crash=True)
-    monkeypatch.setattr(registry, "_module_exists", lambda _target: True)
-    monkeypatch.setitem(registry.BUILTIN_ADAPTERS, "crash", "edgekit.adapters.null:NullAdapter")
-    real_class = registry._adapter_class.__wrapped__
-    monkeypatch.setattr(registry, "_adapter_class", lambda name: crash if name == "crash" else real_class(name))
-    profiles = dict(targets_mod.all_profiles())
-    profiles["testcpu"] = TargetProfile("testcpu", "t", "cpu", ("crash", "onnxruntime"), ("fp32",))
-    monkeypatch.setattr(targets_mod, "all_profiles", lambda: profiles)
-    result = edgekit.compile(model, output=tmp_path / "b", target="testcpu", auto_rounds=1)
-    failed = next(c for c in result.candidates if c.adapter == "crash")
-    assert failed.status == "failed" and "failed to run: RuntimeError: device fell over" in failed.reason
-    with pytest.raises(UnsupportedError, match="device fell over"):
-        edgekit.compile(model, output=tmp_path / "c", target="testcpu", backend="crash")
+    profile = TargetProfile("testcpu", "t", "cpu", ("crash", "onnxruntime"), ("fp32",))
+    with registry.registered(crash, profile=profile):
+        result = edgekit.compile(model, output=tmp_path / "b", target="testcpu", auto_rounds=1)
+        failed = next(c for c in result.candidates if c.adapter == "crash")
+        assert failed.status == "failed" and "failed to run: RuntimeError: device fell over" in failed.reason
+        with pytest.raises(UnsupportedError, match="device fell over"):
+            edgekit.compile(model, output=tmp_path / "c", target="testcpu", backend="crash")
 
 
 # --- auto keeps the real cause's exit code (QA) -------------------------------------------------------------
@@ -235,11 +217,9 @@ def test_auto_precision_no_backend_of_the_target_offers_is_unsupported(model, tm
     assert not (tmp_path / "b").exists()
 
 
-def test_auto_single_candidate_reraises_its_own_bad_option_error(model, tmp_path, monkeypatch):
-    profiles = dict(targets_mod.all_profiles())
-    profiles["ortonly"] = TargetProfile("ortonly", "test", "cpu", ("onnxruntime",), ("fp32",))
-    monkeypatch.setattr(targets_mod, "all_profiles", lambda: profiles)
-    with pytest.raises(BadInputError, match="unknown option 'bogus'") as err:
+def test_auto_single_candidate_reraises_its_own_bad_option_error(model, tmp_path):
+    profile = TargetProfile("ortonly", "test", "cpu", ("onnxruntime",), ("fp32",))
+    with registry.registered(profile=profile), pytest.raises(BadInputError, match="unknown option 'bogus'") as err:
         edgekit.compile(model, output=tmp_path / "b", target="ortonly", adapter_options={"bogus": 1})
     assert err.value.exit_code == 2 and "other candidates" not in err.value.one_line()
 
@@ -264,17 +244,12 @@ def test_auto_failing_vendor_tool_keeps_exit_1(tmp_path, monkeypatch):
     assert err.value.exit_code == 1 and not (tmp_path / "b").exists()
 
 
-def test_auto_most_informative_error_wins_and_names_the_others(model, tmp_path, monkeypatch):
+def test_auto_most_informative_error_wins_and_names_the_others(model, tmp_path):
     """Two failing candidates: a bad option (2) beats a crash (3); the crash is still named in the hint."""
     cls = wrong_adapter_class(name="crashy", crash=True)
-    monkeypatch.setitem(registry.BUILTIN_ADAPTERS, "crashy", "edgekit.adapters.null:NullAdapter")
-    monkeypatch.setattr(registry, "_module_exists", lambda _target: True)
-    real_class = registry._adapter_class.__wrapped__
-    monkeypatch.setattr(registry, "_adapter_class", lambda name: cls if name == "crashy" else real_class(name))
-    profiles = dict(targets_mod.all_profiles())
-    profiles["testcpu2"] = TargetProfile("testcpu2", "test", "cpu", ("crashy", "onnxruntime"), ("fp32",))
-    monkeypatch.setattr(targets_mod, "all_profiles", lambda: profiles)
-    with pytest.raises(BadInputError, match="unknown option 'onnxruntime_only'") as err:
+    profile = TargetProfile("testcpu2", "test", "cpu", ("crashy", "onnxruntime"), ("fp32",))
+    with registry.registered(cls, profile=profile), \
+            pytest.raises(BadInputError, match="unknown option 'onnxruntime_only'") as err:
         edgekit.compile(model, output=tmp_path / "b", target="testcpu2",
                         adapter_options={"onnxruntime.onnxruntime_only": 1})
     assert "other candidates: crashy" in err.value.one_line()

@@ -108,3 +108,15 @@ def test_rknn_spec_follows_the_working_order() -> None:
     assert steps[3] == "setuptools<81"
     assert not any(s.split("==")[0] == "torch" and "==" not in s for step in env.RKNN.steps for s in step)
     assert sys.version_info >= (3, 11)
+
+
+def test_the_suite_keeps_toolchain_envs_in_the_repo() -> None:
+    """tests/conftest.py: the RKNN env the tests install and pip's cache land in an ignored repo folder."""
+    import os
+
+    repo = Path(__file__).resolve().parents[2]
+    folder = Path(os.environ.get("EDGEKIT_TEST_TOOLCHAINS_DIR") or repo / ".edgekit-test-toolchains")
+    assert env.toolchains_root() == (folder / "envs").resolve()
+    assert Path(os.environ["PIP_CACHE_DIR"]) == folder / "pip-cache"
+    if folder.is_relative_to(repo):
+        assert ".edgekit-test-toolchains/" in (repo / ".gitignore").read_text().split()

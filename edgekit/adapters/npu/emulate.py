@@ -2,7 +2,7 @@
 
 fp16 (`force_fp16`-style): every float weight and every float activation is rounded through float16
 (Cast to fp16 and back after each node), while arithmetic stays fp32, as on NPUs that accumulate in
-fp32. INT8: fake-quant QDQ models made by the quantize stage with the vendor's scheme
+fp32. INT8: fake-quant QDQ models made by the quantize stage's QDQ steps (edgekit.qdq) with the vendor's scheme
 (Ascend AMCT-style: asymmetric activations, per-channel weights; MagicMind-style: symmetric
 activations, per-tensor or per-axis weights). Emulation reproduces rounding, not the vendor kernels, so
 accuracy figures are labelled `emulated`, never measured.
@@ -10,8 +10,10 @@ accuracy figures are labelled `emulated`, never measured.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import tempfile
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
+from itertools import islice
 from pathlib import Path
 from typing import Any
 
@@ -19,9 +21,11 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from edgekit.errors import BadInputError
+from edgekit.onnxio import input_specs, load_onnx, random_inputs
+from edgekit.qdq import QdqSettings, calibrate, check_loads, prepare_model, quantize_qdq
 
 _FLOAT_TYPES = (TensorProto.FLOAT, TensorProto.DOUBLE)
+CALIB_SAMPLES = 64  # calibration samples for the emulated INT8 model (ranges settle long before this)
 
 
 @dataclass(frozen=True)
@@ -112,8 +116,6 @@ def fp16_roundtrip_model(model: onnx.ModelProto) -> onnx.ModelProto:
 
 
 def _synthetic_reader(model: onnx.ModelProto, count: int, shapes: Mapping[str, tuple[int, ...]] | None) -> list[dict]:
-    from edgekit.onnxio import input_specs, random_inputs
-
     specs = input_specs(model)
     dims: dict[str, int] = {}
     for spec in specs:
@@ -125,62 +127,31 @@ def _synthetic_reader(model: onnx.ModelProto, count: int, shapes: Mapping[str, t
 
 def quantize_like_vendor(model_path: Path, out_path: Path, scheme: EmulationScheme, calibration: Any,
                          input_shapes: Mapping[str, tuple[int, ...]] | None = None) -> dict[str, Any]:
-    """INT8 QDQ model with the vendor scheme, made by the quantize stage's `quantize_onnx`.
+    """INT8 QDQ model with the vendor scheme, made by the same ORT QDQ steps as the quantize stage (edgekit.qdq).
 
     `calibration` is a CalibrationReader (from the compile stage) or None: then seeded synthetic data is
-    used and flagged (activation ranges from noise do not reflect real inputs).
+    used and flagged (activation ranges from noise do not reflect real inputs). At most CALIB_SAMPLES are read.
     """
     synthetic = calibration is None or bool(getattr(calibration, "synthetic", False))
-    try:
-        from edgekit.stages.quantize import quantize_onnx
-    except ImportError:  # minimal install without the quantize stage: same scheme through ORT directly
-        quantize_onnx = None
-    if quantize_onnx is not None:
-        source = calibration if calibration is not None else "synthetic"
-        quantized = quantize_onnx(model_path, source, method="minmax", per_channel=scheme.per_channel_weights,
-                                  symmetric_activations=scheme.symmetric_activations, calib_samples=64)
-        onnx.save(quantized, str(out_path))
-        used = "edgekit.stages.quantize.quantize_onnx"
-        samples = len(calibration) if calibration is not None and hasattr(calibration, "__len__") else None
-    else:
-        calib = list(calibration) if calibration is not None else _synthetic_reader(
-            onnx.load(str(model_path)), 8, input_shapes)
-        if not calib:
-            raise BadInputError("calibration data is empty", path="--calib")
-        _ort_quantize(model_path, out_path, calib, scheme)
-        used = "onnxruntime.quantization.quantize_static (quantize stage not installed)"
-        samples = len(calib)
-    return {"quantizer": used, "calibration_samples": samples, "synthetic_calibration": synthetic}
+    model = load_onnx(model_path)
+    source = calibration if calibration is not None else _synthetic_reader(model, CALIB_SAMPLES, input_shapes)
+    seen = [0]
 
+    def samples() -> Iterator[dict[str, np.ndarray]]:
+        for sample in islice(source, CALIB_SAMPLES):
+            seen[0] += 1
+            yield sample
 
-def _ort_quantize(model_path: Path, out_path: Path, calib: list[dict[str, np.ndarray]],
-                  scheme: EmulationScheme) -> None:
-    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
-
-    from edgekit.onnxio import opset_version
-
-    model = onnx.load(str(model_path))
-    if scheme.per_channel_weights and opset_version(model) < 13:
-        model = onnx.version_converter.convert_version(model, 13)  # per-channel DQ axis needs opset >= 13
-    src = out_path.with_suffix(".fp32.tmp.onnx")
-    onnx.save(model, str(src))
-
-    class _Reader(CalibrationDataReader):
-        def __init__(self) -> None:
-            self._it = iter(calib)
-
-        def get_next(self) -> dict[str, np.ndarray] | None:
-            return next(self._it, None)
-
-    try:
-        quantize_static(
-            str(src), str(out_path), _Reader(), quant_format=QuantFormat.QDQ, per_channel=scheme.per_channel_weights,
-            activation_type=QuantType.QInt8 if scheme.symmetric_activations else QuantType.QUInt8,
-            weight_type=QuantType.QInt8,
-            extra_options={"ActivationSymmetric": scheme.symmetric_activations, "WeightSymmetric": True},
-        )
-    finally:
-        src.unlink(missing_ok=True)
+    settings = QdqSettings("minmax", scheme.per_channel_weights, scheme.symmetric_activations)
+    with tempfile.TemporaryDirectory(prefix="edgekit-emulate-") as tmp:
+        work = Path(tmp)
+        prepared = prepare_model(model, work, per_channel=scheme.per_channel_weights, source=model_path)
+        ranges = calibrate(prepared, samples(), work, method="minmax", symmetric=scheme.symmetric_activations)
+        data = quantize_qdq(prepared, ranges, settings, workdir=work)
+    check_loads(data, what="emulated INT8 model")
+    out_path.write_bytes(data)
+    return {"quantizer": "edgekit.qdq (onnxruntime QDQ, minmax)", "calibration_samples": seen[0],
+            "synthetic_calibration": synthetic}
 
 
 def emulate(model_path: Path, out_path: Path, scheme: EmulationScheme, *,
@@ -193,27 +164,3 @@ def emulate(model_path: Path, out_path: Path, scheme: EmulationScheme, *,
         onnx.save(fp16_roundtrip_model(onnx.load(str(model_path))), str(out_path))
         info = {}
     return {"scheme": scheme.to_json(), "model": out_path.name, **info}
-
-
-def emulated_accuracy(reference: Path, emulated: Path, feeds_list: list[dict[str, np.ndarray]],
-                      precision: str) -> dict[str, Any]:
-    """Emulated model vs the FP32 reference on the same inputs (provenance `emulated`)."""
-    from edgekit.checks.numerics import compare_outputs, tolerance_for
-    from edgekit.onnxio import ort_session
-
-    ref_sess, emu_sess = ort_session(reference), ort_session(emulated)
-    names = [o.name for o in ref_sess.get_outputs()]
-    worst_cos, worst_sqnr, max_abs = 1.0, float("inf"), 0.0
-    atol, rtol = tolerance_for(precision)
-    passed = True
-    for feeds in feeds_list:
-        ref = dict(zip(names, ref_sess.run(names, feeds), strict=True))
-        got = dict(zip(names, emu_sess.run(names, feeds), strict=True))
-        cmp = compare_outputs(ref, got, atol=atol, rtol=rtol)
-        worst_cos = min(worst_cos, cmp.min_cosine)
-        worst_sqnr = min(worst_sqnr, cmp.min_sqnr_db)
-        max_abs = max(max_abs, cmp.max_abs)
-        passed = passed and cmp.passed
-    return {"provenance": "emulated", "samples": len(feeds_list), "min_cosine": worst_cos,
-            "min_sqnr_db": worst_sqnr, "max_abs": max_abs, "within_tolerance": passed,
-            "tolerance": {"atol": atol, "rtol": rtol}}

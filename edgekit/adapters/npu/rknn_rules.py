@@ -10,7 +10,7 @@ is the final word, and a profile can override single ops with `[npu.rule_overrid
 
 from __future__ import annotations
 
-from edgekit.adapters.npu.rules import NPU, UNKNOWN, UNSUPPORTED, OpRule, RuleSet
+from edgekit.adapters.npu.ruleset import NPU, UNKNOWN, UNSUPPORTED, OpRule, RuleSet
 
 RKNN_OP_LIST = (
     "Rockchip RKNN-Toolkit2 'ONNX OPs supported by RKNN Toolkit2' (doc/RKNNToolKit2_OP_Support-1.4.0.md, "

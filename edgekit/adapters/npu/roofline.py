@@ -16,6 +16,7 @@ from edgekit.adapters.base import LatencyEstimate, NodeVerdict
 from edgekit.adapters.npu.partition import Partition, partition
 from edgekit.adapters.npu.profile import NpuProfile
 from edgekit.adapters.npu.rules import GraphFacts, evaluate_model, get_rule_set
+from edgekit.graph import fixed_shapes, node_costs
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -51,12 +52,6 @@ def compute_precision(profile: NpuProfile, precision: str) -> tuple[str, str]:
     return "fp16", "fp16 peak used"
 
 
-def _node_costs(model: onnx.ModelProto, input_shapes: Mapping[str, tuple[int, ...]] | None) -> list[Any]:
-    from edgekit.stages.inspect import node_costs
-
-    return node_costs(model, dict(input_shapes or {}))
-
-
 def estimate_latency(
     model: onnx.ModelProto,
     profile: NpuProfile,
@@ -66,13 +61,11 @@ def estimate_latency(
     verdicts: list[NodeVerdict] | None = None,
 ) -> tuple[LatencyEstimate, Partition]:
     """A roofline estimate with every assumption listed, plus the partition it was computed on."""
-    from edgekit.stages.inspect import fix_input_shapes
-
-    fixed = fix_input_shapes(model, dict(input_shapes or {})) if input_shapes else model
+    fixed = fixed_shapes(model, input_shapes) if input_shapes else model
     facts = GraphFacts.of(fixed)
     if verdicts is None:
         verdicts = evaluate_model(fixed, get_rule_set(profile.rules, profile.rule_overrides), facts)
-    costs = _node_costs(model, input_shapes)
+    costs = node_costs(model, input_shapes)
     part = partition(fixed, verdicts, [c.macs for c in costs], facts)
 
     dev_precision, precision_note = compute_precision(profile, precision)

@@ -10,7 +10,7 @@ the `rules` key of a target profile's `[npu]` section; a profile may override si
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -18,9 +18,9 @@ import onnx
 from onnx import helper, numpy_helper
 
 from edgekit.adapters.base import NodeVerdict
+from edgekit.adapters.npu.rknn_rules import rknn_rules
+from edgekit.adapters.npu.ruleset import CPU_FALLBACK, NPU, UNKNOWN, UNSUPPORTED, VERDICTS, OpRule, RuleSet
 
-NPU, CPU_FALLBACK, UNSUPPORTED, UNKNOWN = "npu", "cpu-fallback", "unsupported", "unknown"
-VERDICTS = (NPU, CPU_FALLBACK, UNSUPPORTED, UNKNOWN)
 _SEVERITY = {NPU: 0, CPU_FALLBACK: 1, UNKNOWN: 2, UNSUPPORTED: 3}
 
 # --- Sources (doc title + URL + section) -------------------------------------------------------------
@@ -81,36 +81,6 @@ TfIdfVectorizer ThresholdedRelu Tile TopK Transpose Unsqueeze Where Xor
 """.split())  # noqa: SIM905 - kept as text, easy to compare with the vendor page
 
 
-@dataclass(frozen=True)
-class OpRule:
-    """How one op type maps onto the NPU; `checks` refine the verdict per node."""
-
-    op_type: str
-    verdict: str
-    source: str
-    reason: str = ""
-    opsets: tuple[int, int] | None = None
-    checks: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True)
-class RuleSet:
-    name: str
-    title: str
-    default: OpRule  # verdict for op types the set does not list
-    opsets: tuple[int, int] | None
-    opset_source: str
-    rules: dict[str, OpRule] = field(default_factory=dict)
-    generic_checks: tuple[str, ...] = ("zero_dims",)
-
-    def rule_for(self, op_type: str, domain: str = "") -> OpRule:
-        if domain not in ("", "ai.onnx"):
-            return OpRule(op_type, UNSUPPORTED, self.default.source,
-                          f"custom-domain op ({domain}) is not an ONNX standard op")
-        return self.rules.get(op_type, OpRule(op_type, self.default.verdict, self.default.source,
-                                              self.default.reason))
-
-
 def _ascend_rules() -> RuleSet:
     listed = {op: OpRule(op, NPU, CANN_ONNX_LIST, "in the CANN ONNX operator list") for op in _CANN_LISTED}
     listed["Resize"] = OpRule("Resize", NPU, CANN_RESIZE, "nearest/linear with constant scales/sizes",
@@ -146,14 +116,8 @@ def _magicmind_rules() -> RuleSet:
     return RuleSet("cambricon-magicmind", "Cambricon MagicMind (ONNX parser)", default, None, MAGICMIND_NO_LIST, rules)
 
 
-def _rknn_rules() -> RuleSet:  # kept in its own module (owner: RKNN adapter); imported on first use
-    from edgekit.adapters.npu.rknn_rules import rknn_rules
-
-    return rknn_rules()
-
-
 RULE_SETS: dict[str, Callable[[], RuleSet]] = {"ascend-cann": _ascend_rules, "cambricon-magicmind": _magicmind_rules,
-                                               "rockchip-rknn": _rknn_rules}
+                                               "rockchip-rknn": rknn_rules}
 
 
 def get_rule_set(name: str, overrides: dict[str, dict[str, Any]] | None = None) -> RuleSet:

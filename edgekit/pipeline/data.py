@@ -1,0 +1,103 @@
+"""Data of a run: evaluation/calibration samples materialised from a recipe's sources, stored as .npz files."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from edgekit.artifact import sha256_file
+from edgekit.errors import BadInputError
+from edgekit.recipe import DataSource, Recipe
+
+
+@dataclass
+class EvalSet:
+    """Evaluation (or calibration) samples loaded in memory: list of input dicts and optional labels."""
+
+    samples: list[dict[str, np.ndarray]]
+    labels: np.ndarray | None
+    description: str
+    synthetic: bool = False
+
+
+def write_samples(folder: Path, data: EvalSet) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    width = max(4, len(str(len(data.samples))))
+    for i, sample in enumerate(data.samples):
+        extra = {} if data.labels is None else {"labels": np.asarray([data.labels[i]], dtype=np.int64)}
+        np.savez(folder / f"{i:0{width}d}.npz", **sample, **extra)
+
+
+def read_samples(folder: Path) -> tuple[list[dict[str, np.ndarray]], np.ndarray | None]:
+    samples, labels = [], []
+    for file in sorted(folder.glob("*.npz")):
+        with np.load(file) as z:
+            sample = {k: z[k] for k in z.files if k != "labels"}
+            if "labels" in z.files:
+                labels.append(int(np.asarray(z["labels"]).reshape(-1)[0]))
+        samples.append(sample)
+    return samples, (np.asarray(labels, dtype=np.int64) if len(labels) == len(samples) and labels else None)
+
+
+def load_data(source: DataSource, specs: list, *, default_samples: int, allow_code: bool, recipe: Recipe) -> EvalSet:
+    """Materialise a data source as samples shaped for the model's inputs."""
+    limit = source.samples or default_samples
+    if source.source == "digits":
+        from edgekit.zoo.digits import load_digits_dataset
+
+        images, labels = load_digits_dataset(source.split)
+        limit = source.samples or len(images)  # the whole split unless the recipe caps it
+        images, labels = images[:limit], labels[:limit]
+        if len(specs) != 1:
+            raise BadInputError("the digits source feeds one-input models only", path=recipe.path)
+        spec = specs[0]
+        want = tuple(d for d in spec.concrete_shape()[1:])
+        if tuple(images.shape[1:]) != want:
+            raise BadInputError(f"digits samples are {tuple(images.shape[1:])} but input {spec.name!r} wants {want}",
+                                path=recipe.path, hint="use a model with a 1x32x32 input (lenet5-digits)")
+        samples = [{spec.name: images[i:i + 1].astype(np.float32)} for i in range(len(images))]
+        return EvalSet(samples, labels, f"scikit-learn digits ({source.split} split, {len(samples)} samples)")
+    if source.source == "synthetic":
+        from edgekit.onnxio import random_inputs
+
+        samples = [random_inputs(specs, seed=1000 + i) for i in range(limit)]
+        return EvalSet(samples, None, f"synthetic random inputs ({limit}; not valid for task accuracy)", True)
+    path = source.path
+    if path is not None and path.is_file() and path.suffix == ".npz":
+        with np.load(path) as z:
+            labels = np.asarray(z["labels"]).reshape(-1) if "labels" in z.files else None
+            names = [s.name for s in specs]
+            missing = [n for n in names if n not in z.files]
+            if missing:
+                raise BadInputError(f"{path.name} lacks arrays for inputs {missing}", path=path,
+                                    hint="store one array per model input (N first) and optional `labels`")
+            count = min(limit, len(z[names[0]]))
+            samples = [{n: np.asarray(z[n][i:i + 1]) for n in names} for i in range(count)]
+        return EvalSet(samples, None if labels is None else labels[:count], f"{path.name} ({count} samples)")
+    if path is not None and path.is_dir() and any(path.glob("*.npz")):
+        samples, labels = read_samples(path)
+        samples, labels = samples[:limit], None if labels is None else labels[:limit]
+        if samples and labels is not None:
+            return EvalSet(samples, labels, f"{path} ({len(samples)} samples with labels)")
+    # Everything else goes through the calibration readers (image folders, .npy dirs, py:module:fn).
+    from edgekit.stages.calibration import open_source
+
+    reader = open_source(str(path or source.source), specs, preprocess=recipe.preprocess, allow_code=allow_code,
+                         limit=limit)
+    samples = [dict(s) for s in reader]
+    return EvalSet(samples, None, str(getattr(reader, "description", source.source)),
+                   bool(getattr(reader, "synthetic", False)))
+
+
+def module_digest(module: str) -> str | None:
+    """sha256 of a factory's source file, so editing the model code re-exports (None when not found)."""
+    import importlib.util
+
+    try:
+        spec = importlib.util.find_spec(module)
+    except (ImportError, ValueError):
+        return None
+    origin = getattr(spec, "origin", None)
+    return sha256_file(origin) if origin and Path(origin).is_file() else None

@@ -1,0 +1,127 @@
+"""precision auto: the search over (adapter × precision), and the side-by-side choice with its figures."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+import edgekit
+from edgekit.errors import BadInputError
+from edgekit.pipeline import compile_auto
+from edgekit.pipeline.search import RULE_FASTEST, RULE_FLOAT_KEPT, RULE_INT8, choose_side_by_side
+from tests._pipeline_helpers import labelled_eval, tiny_classifier
+
+
+def test_compile_api_accepts_precision_auto_and_refuses_what_auto_cannot_use(tmp_path: Path) -> None:
+    # the CLI's `-p auto` is the API's precision="auto": no logic lives only in the CLI
+    model = tiny_classifier(tmp_path / "tiny.onnx")
+    with pytest.raises(BadInputError, match="precision auto does not take"):
+        edgekit.compile(model, output=tmp_path / "b", precision="auto", adapter_options={"x": 1})
+    result = edgekit.compile(model, output=tmp_path / "b", precision="auto", backend="onnxruntime",
+                             accuracy_budget="cosine>=0.9", cache_dir=tmp_path / "cache")
+    assert result.bundle == tmp_path / "b" and (tmp_path / "b" / "manifest.json").is_file()
+    data = result.to_json()
+    # the JSON names the bundle where it is, not the deleted work folder of the search
+    assert data["output"] == data["bundle"] == data["targets"][0]["bundle"] == str(tmp_path / "b")
+
+
+def test_compile_auto_searches_and_writes_chosen_bundle(tmp_path: Path) -> None:
+    model = tiny_classifier(tmp_path / "tiny.onnx")
+    data = labelled_eval(tmp_path / "eval.npz", model)
+    result = compile_auto(model, output=tmp_path / "bundle", target="cpu", backend="onnxruntime,null",
+                          accuracy_budget="cosine>=0.99", calib=data, eval=data, cache_dir=tmp_path / "cache",
+                          report=tmp_path / "report")
+    built = [c for c in result.candidates if c.status != "failed"]
+    assert {(c.adapter, c.precision) for c in built} >= {("onnxruntime", "fp32"), ("onnxruntime", "int8"),
+                                                         ("null", "fp32")}
+    chosen = [c for c in result.candidates if c.chosen]
+    assert len(chosen) == 1 and chosen[0].meets_budget
+    ok = [c for c in built if c.meets_budget and c.run_provenance == "measured"]
+    # the choice comes from timing the passing builds side by side; those medians are what is shown
+    timed = [c for c in ok if c.latency_ms is not None and c.latency_kind == "side-by-side median"]
+    assert len(timed) == len(ok) and chosen[0].decision
+    floats = [c for c in timed if c.precision not in ("int8", "mixed")]
+    if chosen[0].decision.startswith("int8-clearly-faster"):
+        assert chosen[0].latency_ms < 0.95 * min(c.latency_ms for c in floats)
+    else:
+        assert chosen[0].latency_ms == min(c.latency_ms for c in floats)
+    # the decision quotes the very figure shown next to ★ in the table
+    assert f"{chosen[0].latency_ms:.3f} ms" in chosen[0].decision
+    # the budgets are judged on a bench of the chosen build taken in this run, with its shapes
+    figure = result.target.latency_figure
+    assert figure is not None and figure.fresh and figure.input_shapes
+    manifest = json.loads((tmp_path / "bundle" / "manifest.json").read_text())
+    assert manifest["info"]["adapter"] == chosen[0].adapter
+    assert len(manifest["metrics"]["candidates"]) == len(result.candidates)
+    assert (tmp_path / "report" / "figures" / "frontier-cpu.png").is_file()
+
+
+# ------------------------------------------------------------------ side-by-side choice (fake runners, fake clock)
+
+class _Clock:
+    def __init__(self) -> None:
+        self.t = 0
+
+    def __call__(self) -> int:
+        return self.t
+
+
+class _Fake:
+    """A fake runner: calls before the first timed round at `warm_ms`, then 2 calls per round at per_round_ms[r]."""
+
+    def __init__(self, clock: _Clock, log: list[str], name: str, per_round_ms: list[float], warm: int,
+                 warm_ms: float = 5.0) -> None:
+        self.clock, self.log, self.name, self.per_round, self.warm, self.warm_ms = clock, log, name, per_round_ms, \
+            warm, warm_ms
+        self.count = 0
+
+    def run(self, feed: dict) -> dict:
+        k = self.count
+        self.count += 1
+        ms = self.warm_ms if k < self.warm else self.per_round[min((k - self.warm) // 2, len(self.per_round) - 1)]
+        self.clock.t += int(ms * 1e6)
+        self.log.append(self.name)
+        return {}
+
+
+def _choose(profiles: dict[str, list[float]], precisions: dict[str, str]):
+    clock, log = _Clock(), []
+    # 1 validation call + 3 warm-up calls (cold + 2) before the timed rounds
+    runners = {n: _Fake(clock, log, n, p, warm=4) for n, p in profiles.items()}
+    choice = choose_side_by_side(runners, {n: {} for n in runners}, precisions, rounds=7, round_seconds=0.0,
+                                 clock=clock)
+    return choice, log
+
+
+def test_side_by_side_is_interleaved_and_noise_in_some_rounds_does_not_decide() -> None:
+    # fp32 is 5.0 ms but a busy spell hits it in two rounds; int8 is really 5.2 ms. Mean or one-shot timing
+    # would crown int8 by luck; per-round medians in interleaved rounds keep fp32.
+    fp32 = [20.0, 20.0, 5.0, 5.0, 5.0, 5.0, 5.0]
+    int8 = [5.2] * 7
+    choice, log = _choose({"fp32": fp32, "int8": int8}, {"fp32": "fp32", "int8": "int8"})
+    assert sum(fp32) / 7 > sum(int8) / 7
+    timed = log[8:]
+    assert timed[:8] == ["fp32", "fp32", "int8", "int8", "int8", "int8", "fp32", "fp32"]  # rounds alternate
+    assert choice.name == "fp32" and choice.rule == RULE_FASTEST
+    assert choice.medians_ms == {"fp32": 5.0, "int8": 5.2} and choice.rounds == 7
+
+
+def test_int8_not_clearly_faster_than_fp32_is_not_chosen_and_says_why_with_figures() -> None:
+    # 2 % faster in every round: within noise, below the 5 % margin
+    choice, _ = _choose({"fp32": [5.0] * 7, "int8": [4.9] * 7}, {"fp32": "fp32", "int8": "int8"})
+    assert choice.name == "fp32" and choice.rule == RULE_FLOAT_KEPT
+    assert "not >= 5% faster" in choice.detail and "4.900 ms" in choice.detail and "5.000 ms" in choice.detail
+    # 10 % faster median but faster in only 1 of 7 paired rounds: not a majority
+    choice, _ = _choose({"fp32": [4.0, 4.0, 4.0, 5.0, 9.0, 9.0, 9.0], "mixed": [4.5, 4.5, 4.5, 4.5, 10.0, 10.0, 10.0]},
+                        {"fp32": "fp32", "mixed": "mixed"})
+    assert choice.name == "fp32" and choice.rule == RULE_FLOAT_KEPT and "1/7" in choice.detail
+
+
+def test_int8_clearly_faster_wins_and_best_float_is_the_reference() -> None:
+    profiles = {"fp32": [6.0] * 7, "bf16": [5.0] * 7, "int8": [4.0, 4.0, 6.0, 4.0, 4.0, 4.0, 4.0]}
+    choice, _ = _choose(profiles, {"fp32": "fp32", "bf16": "bf16", "int8": "int8"})
+    assert choice.name == "int8" and choice.rule == RULE_INT8 and "6/7" in choice.detail
+    choice, _ = _choose({"fp32": [6.0] * 7, "bf16": [5.0] * 7}, {"fp32": "fp32", "bf16": "bf16"})
+    assert choice.name == "bf16" and choice.rule == RULE_FASTEST

@@ -50,7 +50,7 @@ _API: dict[str, str] = {
     "Candidate": "edgekit.pipeline:Candidate",
     "LatencyFigure": "edgekit.pipeline:LatencyFigure",
     "BenchResult": "edgekit.checks.latency:BenchResult",
-    "GateResult": "edgekit.checks.budgets:GateResult",
+    "GateResult": "edgekit.checks.gate:GateResult",
     "BudgetVerdict": "edgekit.checks.budgets:BudgetVerdict",
     "AccuracyFigures": "edgekit.checks.verify:AccuracyFigures",
     "Thresholds": "edgekit.stages.compile:Thresholds",

@@ -16,6 +16,7 @@ import hashlib
 import json
 import os
 import shutil
+import socket
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -291,10 +292,12 @@ def _unwritable(dest: Path, exc: OSError) -> BadInputError:
 
 
 # ---------------------------------------------------------------------------------------------
-# Scratch files and folders beside an output. Their names carry the owner's PID, so what a killed
-# process left behind (SIGKILL runs no `finally`) is recognised and removed by the next run.
+# Scratch files and folders beside an output. Their names carry the owner's PID and host, so what a
+# killed process left behind (SIGKILL runs no `finally`) is recognised and removed by the next run on
+# the same host (a folder shared between hosts never loses another host's work in progress).
 
 _SCRATCH_KINDS = ("tmp", "work", "old", "bad")
+_HOST = hashlib.sha256(socket.gethostname().encode()).hexdigest()[:8]
 
 
 def _pid_alive(pid: int) -> bool:
@@ -310,10 +313,10 @@ def _pid_alive(pid: int) -> bool:
 
 
 def scratch_name(name: str, kind: str) -> str:
-    """`.NAME.KIND-PID-` — the prefix of a scratch entry for output `name` owned by this process."""
+    """`.NAME.KIND-PID-HOST-` — the prefix of a scratch entry for output `name` owned by this process."""
     if kind not in _SCRATCH_KINDS:
         raise ValueError(f"unknown scratch kind {kind!r}")
-    return f".{name}.{kind}-{os.getpid()}-"
+    return f".{name}.{kind}-{os.getpid()}-{_HOST}-"
 
 
 def sweep_dead_scratch(parent: Path, name: str | None = None) -> list[Path]:
@@ -337,16 +340,15 @@ def sweep_dead_scratch(parent: Path, name: str | None = None) -> list[Path]:
 
 
 def _scratch_owner(entry: str, name: str | None) -> int | None:
-    """The PID in a scratch entry name `.NAME.KIND-PID-...`, or None when it is not one."""
+    """The PID in a scratch entry name `.NAME.KIND-PID-HOST-...` made on this host, else None."""
     if not entry.startswith("."):
         return None
     for kind in _SCRATCH_KINDS:
-        marker = f".{kind}-"
-        head, sep, rest = entry[1:].rpartition(marker)
-        if not sep or (name is not None and head != name) or not head:
+        head, sep, rest = entry[1:].rpartition(f".{kind}-")
+        if not sep or not head or (name is not None and head != name):
             continue
-        pid_text = rest.split("-", 1)[0]
-        if pid_text.isdigit():
+        pid_text, _, tail = rest.partition("-")
+        if pid_text.isdigit() and tail.startswith(f"{_HOST}-"):
             return int(pid_text)
     return None
 

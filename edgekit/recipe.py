@@ -105,6 +105,17 @@ def _recipe_error(exc: ValidationError) -> str:
     return first_error(exc, rename=_document_loc, allowed_keys=_allowed_keys)
 
 
+def _locate(base: Path, text: str) -> tuple[Path, str]:
+    """`text` resolved against the recipe's folder, and what is there: file, folder or missing."""
+    try:
+        resolved = (base / text).resolve()
+        kind = "folder" if resolved.is_dir() else "file" if resolved.is_file() else \
+            "missing" if not resolved.exists() else "other"
+    except (OSError, ValueError, RuntimeError) as exc:  # too long, NUL byte, symlink loop
+        raise ValueError(f"cannot use path {text[:80]!r} ({exc.__class__.__name__}: {str(exc)[:80]})") from None
+    return resolved, kind
+
+
 def _file(value: Any, info: ValidationInfo) -> Any:
     """A path key: relative to the recipe's folder, and it must be an existing file (not a folder)."""
     base = loading_base(info)
@@ -112,10 +123,10 @@ def _file(value: Any, info: ValidationInfo) -> Any:
         return value
     if not isinstance(value, str) or not value:
         raise ValueError(f"must be a path (a non-empty string), got {value!r}")
-    resolved = (base / value).resolve()
-    if resolved.is_dir():
+    resolved, kind = _locate(base, value)
+    if kind == "folder":
         raise ValueError(f"{value!r} is a folder, not a file (looked at {resolved})")
-    if not resolved.is_file():
+    if kind != "file":
         raise ValueError(f"file {value!r} does not exist (looked at {resolved}; paths are relative to the recipe)")
     return resolved
 
@@ -216,8 +227,8 @@ class DataSource(Table):
             raise ValueError("unknown key path (write the path as `source`)")
         src = data.get("source")
         if isinstance(src, str) and src and src not in DATA_KINDS and not src.startswith("py:"):
-            path = (base / src).resolve()
-            if not path.exists():
+            path, kind = _locate(base, src)
+            if kind == "missing":
                 raise ValueError(f"source {src!r} does not exist (looked at {path}; use 'digits', 'synthetic', "
                                  "or a path relative to the recipe file)")
             data = {**data, "path": path}
@@ -408,10 +419,10 @@ def parse_recipe(data: dict[str, Any], path: Path) -> Recipe:
             raise BadInputError(f"{key}: unknown key at the top level ({where}; see docs/recipes.md)", path=path)
     section = document.pop("data", {})
     if not isinstance(section, dict):
-        raise BadInputError(f"data: must be a table, got {section!r}", path=path)
+        raise BadInputError(f"data: must be a table, got {type(section).__name__}", path=path)
     for key, value in section.items():
         if key not in ("calibration", "eval"):
-            raise BadInputError(f"data.{key}: unknown key (allowed here: calibration, eval)", path=path)
+            raise BadInputError(f"data.{str(key)[:40]}: unknown key (allowed here: calibration, eval)", path=path)
         document[key] = value
     if "model" not in document:
         raise BadInputError("missing required table [model]", path=path, hint="see docs/recipes.md")

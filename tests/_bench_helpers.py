@@ -104,3 +104,26 @@ def fake_loader(runner: Runner) -> Callable[..., Runner]:
         return runner
 
     return load
+
+
+def bundle_with_reference(tmp_path: Path, budgets: dict, *, reference: bool = True, perturb: float = 0.0) -> Path:
+    """A compiled bundle with `budgets`, and (optionally) FP32 reference data on 6 eval samples.
+
+    `perturb` scales the stored FP32 outputs, standing in for a bundle that drifted from its reference.
+    """
+    from edgekit.artifact import Manifest
+    from edgekit.bundle import finalize_manifest
+    from edgekit.checks.verify import write_reference
+    from edgekit.onnxio import run_reference
+
+    bundle = compile_bundle(tmp_path)
+    fp32 = tiny_model(tmp_path / "fp32.onnx", dynamic_batch=True)
+    rng = np.random.default_rng(3)
+    samples = [{"x": rng.standard_normal((1, 16)).astype(np.float32)} for _ in range(6)]
+    outputs = [{k: v * (1.0 + perturb) for k, v in run_reference(fp32, s).items()} for s in samples]
+    manifest = Manifest.read(bundle / "manifest.json")
+    manifest.info["budgets"] = budgets
+    if reference:
+        manifest.info["reference"] = {**write_reference(bundle, samples, outputs, None), "eval": "6 test samples"}
+    finalize_manifest(bundle, manifest)
+    return bundle

@@ -124,3 +124,58 @@ def test_atomic_outputs_get_the_usual_permissions(tmp_path):
         os.umask(mask)
     assert (tmp_path / "model.onnx").stat().st_mode & 0o777 == 0o644
     assert (tmp_path / "bundle").stat().st_mode & 0o777 == 0o755
+
+
+def _dead_pid() -> int:
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid
+
+
+def test_sweep_removes_only_dead_owners_on_this_host(tmp_path: Path) -> None:
+    import os
+
+    from edgekit.artifact import scratch_name, sweep_dead_scratch
+
+    dead = scratch_name("out", "work").replace(f"-{os.getpid()}-", f"-{_dead_pid()}-") + "x"
+    live = scratch_name("out", "work") + "y"
+    host = scratch_name("out", "work").split("-")[2]
+    other_host = dead.replace(f"-{host}-", "-00000000-")
+    other_name = dead.replace(".out.", ".other.")
+    for name in (dead, live, other_host, other_name, "out", ".hidden"):
+        (tmp_path / name).mkdir()
+    assert [p.name for p in sweep_dead_scratch(tmp_path, "out")] == [dead]
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([live, other_host, other_name, "out", ".hidden"])
+    assert [p.name for p in sweep_dead_scratch(tmp_path)] == [other_name]  # any output's, when not named
+
+
+def test_atomic_dir_replaces_empty_and_edgekit_folders_only(tmp_path: Path) -> None:
+    from edgekit.artifact import is_edgekit_output
+
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert is_edgekit_output(empty)
+    with atomic_dir(empty) as tmp:
+        (tmp / "manifest.json").write_text(Manifest(kind="bundle").dumps())
+    assert is_edgekit_output(empty)
+    with atomic_dir(empty) as tmp:  # an edgekit output is replaced as before
+        (tmp / "v2").write_text("2")
+    assert sorted(p.name for p in empty.iterdir()) == ["v2"]
+    foreign = tmp_path / "foreign"
+    foreign.mkdir()
+    (foreign / "manifest.json").write_text('{"name": "a web app"}')  # a manifest.json that is not edgekit's
+    assert not is_edgekit_output(foreign)
+    with pytest.raises(BadInputError, match="not an edgekit output"), atomic_dir(foreign):
+        pass
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(BadInputError, match="not a folder"), atomic_dir(tmp_path / "file"):
+        pass
+
+
+@pytest.mark.parametrize("name", ["", ".", ".."])
+def test_atomic_path_refuses_the_working_folder(name: str) -> None:
+    with pytest.raises(BadInputError, match="not a name"), atomic_path(Path(name)):
+        pass

@@ -137,3 +137,23 @@ def test_default_cache_dir_honours_env(tmp_path: Path, monkeypatch) -> None:
     assert default_cache_dir() == tmp_path / "c"
     monkeypatch.delenv("EDGEKIT_CACHE_DIR")
     assert default_cache_dir().name == "edgekit"
+
+
+def test_leftover_of_a_dead_builder_is_swept_and_a_live_one_kept(tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    from edgekit.artifact import scratch_name
+
+    dead_proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead_proc.wait()
+    folder = tmp_path / "v1" / "export" / "ee"
+    folder.mkdir(parents=True)
+    live = folder / (scratch_name("e" * 12, "tmp") + "live")
+    dead = folder / (scratch_name("d" * 12, "tmp").replace(f"-{os.getpid()}-", f"-{dead_proc.pid}-") + "dead")
+    for path in (live, dead):
+        path.mkdir()
+        (path / "half.onnx").write_text("half")
+    StageCache(tmp_path).get_or_build("export", "e" * 64, _writer("model"))
+    assert live.exists() and not dead.exists()  # a running builder's work in progress is never removed

@@ -347,3 +347,112 @@ def test_gate_a_recipe_rechecks_every_bundle(tmp_path: Path) -> None:
     assert "cpu: p90<=10s" in names and any(n.startswith("cpu: max_drop") for n in names)
     failing = gate(write_recipe(tmp_path, latency="p90<=1us"), warmup=1, iters=5, cache_dir=tmp_path / "cache")
     assert failing.exit_code == 1
+
+
+# ------------------------------------------------------------------ figures you can gate on (issue 12)
+
+def test_gate_judges_an_int8_bundle_against_the_fp32_reference_on_the_eval_data(tmp_path: Path) -> None:
+    from edgekit.pipeline import gate
+
+    recipe = write_recipe(tmp_path, precision="int8")
+    recipe.write_text(recipe.read_text().replace("[budgets.accuracy]", "[budgets.accuracy]\nmin_cosine = 0.9"))
+    result = Pipeline.from_recipe(recipe).run(tmp_path / "out", cache_dir=tmp_path / "cache")
+    [cpu] = result.targets
+    assert cpu.status == "passed" and cpu.precision_used == "int8"
+    manifest = json.loads((tmp_path / "out" / "cpu" / "manifest.json").read_text())
+    ref = manifest["info"]["reference"]
+    assert ref["samples"] == 24 and ref["labels"] and ref["fp32_model_sha256"] == result.reference["model_sha256"]
+    assert {"reference/eval.npz", "reference/outputs.npz"} <= set(manifest["files"])  # listed, so verified
+    gated = gate(tmp_path / "out" / "cpu")
+    cosine = next(v for v in gated.verdicts if v.name.startswith("min_cosine"))
+    # the INT8 model against itself would be exactly 1.0; against FP32 on the same data it is the run's figure
+    assert cosine.measured < 1.0 and cosine.measured == pytest.approx(cpu.accuracy["cosine"], abs=1e-9)
+    assert "24 stored eval sample(s)" in gated.accuracy_source and gated.exit_code == 0
+    drop = next(v for v in gated.verdicts if v.name.startswith("max_drop"))
+    assert drop.status == "pass" and drop.measured == pytest.approx(cpu.accuracy["drop"])
+
+
+def test_gate_of_a_bundle_without_reference_data_is_not_a_pass(tmp_path: Path) -> None:
+    from edgekit.artifact import Manifest
+    from edgekit.bundle import finalize_manifest
+    from edgekit.pipeline import gate
+
+    recipe = write_recipe(tmp_path)
+    Pipeline.from_recipe(recipe).run(tmp_path / "out", cache_dir=tmp_path / "cache", report=False)
+    bundle = tmp_path / "out" / "cpu"
+    manifest = Manifest.read(bundle / "manifest.json")
+    del manifest.info["reference"]
+    for name in ("eval.npz", "outputs.npz"):
+        (bundle / "reference" / name).unlink()
+    (bundle / "reference").rmdir()
+    finalize_manifest(bundle, manifest)
+    gated = gate(bundle)
+    drop = next(v for v in gated.verdicts if v.kind == "accuracy")
+    assert drop.status == "not-run" and "no FP32 reference data" in drop.note
+    assert gated.status == "not-run" and gated.exit_code == 4
+
+
+def test_a_required_target_that_builds_nothing_fails_the_run(tmp_path: Path) -> None:
+    # ORT on the CPU offers no fp16: `check`/`compile` say exit 3, so must `run`
+    recipe = write_recipe(tmp_path, precision="fp16")
+    result = Pipeline.from_recipe(recipe).run(tmp_path / "out", cache_dir=tmp_path / "cache", report=False)
+    [cpu] = result.targets
+    assert cpu.status == "unsupported" and "fp16 not offered" in cpu.reason
+    assert result.exit_code == 3 and not result.passed
+
+
+def test_a_budget_that_cannot_be_measured_is_not_run_never_a_pass(tmp_path: Path) -> None:
+    # max_drop needs labels; synthetic eval data has none
+    recipe = write_recipe(tmp_path)
+    recipe.write_text(recipe.read_text().replace('eval = "eval.npz"', 'eval = { source = "synthetic", samples = 4 }'))
+    result = Pipeline.from_recipe(recipe).run(tmp_path / "out", cache_dir=tmp_path / "cache", report=False)
+    [cpu] = result.targets
+    drop = next(v for v in cpu.verdicts if v.kind == "accuracy")
+    assert drop.status == "not-run" and "no labels" in drop.note
+    assert cpu.status == "not-run" and result.exit_code == 4 and not result.passed
+
+
+def _dynamic_classifier(path: Path) -> Path:
+    import onnx
+
+    model = onnx.load(str(tiny_classifier(path)))
+    dim = model.graph.input[0].type.tensor_type.shape.dim[0]
+    dim.Clear()
+    dim.dim_param = "batch"
+    onnx.save(model, str(path))
+    return path
+
+
+def test_recipe_inputs_fix_the_dynamic_dims_of_an_onnx_model_and_the_figure_says_so(tmp_path: Path) -> None:
+    _dynamic_classifier(tmp_path / "tiny.onnx")
+    recipe = tmp_path / "r.toml"
+    recipe.write_text('name = "dyn"\nsimplify = false\n[model]\nonnx = "tiny.onnx"\ninputs = ["input:3,16"]\n'
+                      '[[targets]]\nname = "cpu"\nbackend = "onnxruntime"\n[budgets]\nlatency = ["p90<=10s"]\n'
+                      '[bench]\nwarmup = 1\niterations = 5\n')
+    result = Pipeline.from_recipe(recipe).run(tmp_path / "out", cache_dir=tmp_path / "cache", report=False)
+    [cpu] = result.targets
+    assert cpu.status == "passed", cpu.reason
+    assert cpu.latency_figure is not None and cpu.latency_figure.input_shapes == {"input": [3, 16]}
+    manifest = json.loads((tmp_path / "out" / "cpu" / "manifest.json").read_text())
+    assert manifest["metrics"]["pipeline"]["latency"]["input_shapes"] == {"input": [3, 16]}
+    # without the size, the dynamic dim is an error naming it: never a silent 1
+    recipe.write_text(recipe.read_text().replace('inputs = ["input:3,16"]\n', ""))
+    with pytest.raises(BadInputError, match=r"input 'input' dim 0 \('batch'\) has no size") as info:
+        Pipeline.from_recipe(recipe).run(tmp_path / "out", cache_dir=tmp_path / "cache", report=False)
+    assert "[model] inputs" in info.value.one_line()
+
+
+def test_gate_a_recipe_runs_it_and_gates_each_bundle(tmp_path: Path) -> None:
+    from edgekit.pipeline import gate
+
+    recipe = write_recipe(tmp_path, latency="p90<=10s")
+    ok = gate(recipe, output=tmp_path / "out-ok", cache_dir=tmp_path / "cache")
+    assert ok.exit_code == 0, [v.to_json() for v in ok.verdicts] + ok.failures
+    assert {v.kind for v in ok.verdicts} == {"latency", "accuracy"}
+    assert all(v.name.startswith("cpu: ") for v in ok.verdicts)  # each verdict names its target
+    bad = write_recipe(tmp_path, latency="p50<=1ns", name="bad")
+    assert gate(bad, output=tmp_path / "out-bad", cache_dir=tmp_path / "cache").exit_code == 1
+    # a required target that builds nothing: the gate fails with its exit code, it never passes
+    missing = write_recipe(tmp_path, precision="fp16", name="missing")
+    gated = gate(missing, cache_dir=tmp_path / "cache")
+    assert gated.exit_code == 3 and gated.failures and "fp16 not offered" in gated.failures[0]

@@ -291,3 +291,12 @@ def test_fuzz_parse_recipe_raises_only_edgekit_errors(fuzz_folder: Path, documen
         assert exc.exit_code == 2 and "\n" not in exc.one_line()
         return
     assert isinstance(recipe, Recipe) and re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}", recipe.name)
+
+
+@pytest.mark.parametrize("value", ["x" * 5000, "a\\u0000b", "loop/x"])
+def test_unusable_paths_are_one_line(folder: Path, value: str) -> None:
+    (folder / "loop").symlink_to(folder / "loop")
+    for text in (BASE.replace('"tiny.onnx"', f'"{value}"'), _target(f"[data]\neval = \"{value}\"")):
+        line = _refused(folder, text)
+        assert re.search(r"(model\.onnx|data\.eval): (cannot use path|file .* does not exist|source .* does not)",
+                         line), line

@@ -200,7 +200,7 @@ def test_bundle_openvino_properties_cannot_write_outside(tmp_path: Path) -> None
 
 
 def test_gate_refuses_a_huge_thread_count_from_the_manifest(bundle: Path) -> None:
-    from edgekit.checks.budgets import gate
+    from edgekit.checks.gate import gate
 
     edit_manifest(bundle, threads=1_000_000, budgets={"latency": ["p90<=10s"]})
     clock = FakeClock()

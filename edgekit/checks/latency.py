@@ -1,4 +1,8 @@
-"""Latency that a CI can trust: timing loop, statistics, stability and the environment it ran in.
+"""Latency that a CI can trust: a bundle timed at the input shapes the user chose, with its environment.
+
+The loop, statistics and stability rules live in `edgekit.timing`, the machine fingerprint in
+`edgekit.environment` (both core; their names stay importable from here). The shapes fed are part
+of every figure (`BenchResult.input_shapes`); a dynamic dim nobody sized is an error, never a 1.
 
 Only the runner call is inside the timed region (inputs are prepared before the loop), the clock
 is monotonic (`time.perf_counter_ns`, injectable for tests), the first (cold) inference and the

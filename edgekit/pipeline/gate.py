@@ -1,6 +1,6 @@
 """`edgekit gate RECIPE.toml | BUNDLE`: what CI runs.
 
-A bundle is gated by `edgekit.checks.budgets.gate` (its stored budgets, re-measured here). A recipe is
+A bundle is gated by `edgekit.checks.gate.gate` (its stored budgets, re-measured here). A recipe is
 run through the cached pipeline, then each bundle it wrote is gated the same way; a target that
 built nothing is a failure with its exit code (unsupported 3, toolchain/device missing 4) unless
 the recipe marks it `optional = true`.
@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from edgekit.artifact import BUNDLE_MANIFEST
-from edgekit.checks.budgets import GateResult
-from edgekit.checks.budgets import gate as gate_bundle
+from edgekit.checks.gate import GateResult
+from edgekit.checks.gate import gate as gate_bundle
 from edgekit.pipeline.run import Pipeline
 
 

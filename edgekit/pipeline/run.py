@@ -27,6 +27,7 @@ from edgekit.cache import CacheEntry, StageCache
 from edgekit.checks.budgets import BudgetVerdict, parse_budgets
 from edgekit.errors import BadInputError, CheckFailedError, EdgekitError, ToolchainMissingError, UnsupportedError
 from edgekit.pipeline.data import EvalSet, load_data, module_digest, read_samples, write_samples
+from edgekit.pipeline.report import write_report
 from edgekit.pipeline.results import (
     Candidate,
     LatencyFigure,
@@ -88,8 +89,6 @@ class Pipeline:
             result = PipelineResult(recipe.name, recipe.path, out, results, run.stages, run.reference)
             result.seconds = time.perf_counter() - started
             if report:
-                from edgekit.report import write_report
-
                 result.report_md, result.report_html = write_report(result, out, cache=run.cache)
                 result.seconds = time.perf_counter() - started
         finally:

@@ -98,7 +98,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
                 plot_bench(result, args.plot)
         else:
-            from edgekit.checks.budgets import gate
+            from edgekit.checks.gate import gate
 
             result = gate(args.bundle, **common)
             if result.bench is not None:

@@ -744,6 +744,7 @@ def compare(
     from edgekit.targets import get_profile
 
     model = Path(model)
+    threads = check_threads(threads)
     proto = load_onnx(model)
     profile = get_profile(target)
     names = [b.strip() for b in backends if b.strip()]

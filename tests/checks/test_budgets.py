@@ -1,4 +1,4 @@
-"""Budget expressions, baselines, JSON schema, JUnit and gate of edgekit.checks.budgets."""
+"""Budget expressions, baselines, JSON schema and JUnit of edgekit.checks.budgets."""
 
 from __future__ import annotations
 
@@ -18,7 +18,6 @@ from edgekit.checks.budgets import (
     bench_schema,
     check_accuracy_threshold,
     check_against_baseline,
-    gate,
     parse_accuracy_budget,
     parse_accuracy_thresholds,
     parse_budget,
@@ -27,8 +26,8 @@ from edgekit.checks.budgets import (
     validate_bench_json,
 )
 from edgekit.checks.latency import bench
-from edgekit.errors import BadInputError, EdgekitError, ToolchainMissingError
-from tests._bench_helpers import FakeClock, FakeRunner, compile_bundle, edit_manifest, fake_loader
+from edgekit.errors import BadInputError, EdgekitError
+from tests._bench_helpers import FakeClock, FakeRunner, compile_bundle, fake_loader
 
 jsonschema = pytest.importorskip("jsonschema")
 
@@ -313,79 +312,3 @@ def test_junit_has_one_testcase_per_budget(bundle: Path, tmp_path: Path) -> None
     assert all(c.get("classname") and c.get("time") is not None for c in cases)
     props = {p.get("name"): p.get("value") for p in suites[0].find("properties")}
     assert props["provenance"] == "measured" and props["bundle_sha256"] == result.bundle["sha256"]
-
-
-def _with_budgets(tmp_path: Path, budgets: dict) -> Path:
-    return edit_manifest(compile_bundle(tmp_path), budgets=budgets)
-
-
-def test_gate_rechecks_stored_latency_and_accuracy(tmp_path: Path) -> None:
-    ok = _with_budgets(tmp_path, {"latency": ["p90<=10s"], "accuracy": {"min_cosine": 0.999, "min_sqnr_db": 40}})
-    result = gate(ok, warmup=1, iters=10)
-    assert result.exit_code == 0, [v.to_json() for v in result.verdicts]
-    assert [v.kind for v in result.verdicts] == ["latency", "accuracy", "accuracy"]
-    assert result.accuracy_source.startswith("re-run") and result.verdicts[1].measured > 0.999
-    assert all(v.source == "manifest" for v in result.verdicts)
-
-
-def test_gate_fails_an_impossible_stored_budget(tmp_path: Path) -> None:
-    bad = _with_budgets(tmp_path, {"latency": ["p50<0.001us"], "accuracy": {"min_cosine": 0.99}})
-    result = gate(bad, warmup=1, iters=10)
-    assert result.exit_code == 1 and [v.status for v in result.verdicts] == ["fail", "pass"]
-
-
-def test_gate_uses_stored_metrics_when_the_runner_cannot_run_here(tmp_path: Path) -> None:
-    stored = _with_budgets(tmp_path, {"accuracy": {"min_cosine": 0.99, "max_drop": 0.01}})
-
-    def no_device(*_a, **_k):
-        raise ToolchainMissingError("device not present")
-
-    result = gate(stored, loader=no_device)
-    by_key = {v.statistic: v for v in result.verdicts}
-    assert by_key["cosine"].status == "pass" and "stored metric" in by_key["cosine"].note
-    assert result.accuracy_source.startswith("stored metrics")
-    assert by_key["drop"].status == "not-run" and result.exit_code == 4  # never a silent pass
-
-
-def test_gate_without_budgets_is_refused(bundle: Path) -> None:
-    with pytest.raises(BadInputError, match="no budgets"):
-        gate(bundle)
-
-
-RECIPE = """
-name = "tiny-gate"
-[model]
-onnx = "tiny.onnx"
-[data]
-eval = { source = "synthetic", samples = 4 }
-[[targets]]
-name = "cpu"
-backend = "onnxruntime"
-precision = "fp32"
-[budgets]
-latency = ["LATENCY"]
-[budgets.accuracy]
-min_cosine = 0.99
-[bench]
-warmup = 1
-iterations = 10
-"""
-
-
-def test_gate_a_recipe_through_the_pipeline(tmp_path: Path) -> None:
-    import importlib.util
-
-    if importlib.util.find_spec("edgekit.pipeline") is None:
-        with pytest.raises(ToolchainMissingError, match="pipeline"):
-            gate(tmp_path / "r.toml")
-        return
-    from tests._bench_helpers import tiny_model
-
-    tiny_model(tmp_path / "tiny.onnx", dynamic_batch=False)
-    (tmp_path / "ok.toml").write_text(RECIPE.replace("LATENCY", "p90<=10s"))
-    ok = gate(tmp_path / "ok.toml", output=tmp_path / "out-ok")
-    assert ok.exit_code == 0, [v.to_json() for v in ok.verdicts] + ok.failures
-    assert {v.kind for v in ok.verdicts} == {"latency", "accuracy"}
-    assert all("cpu" in f"{v.name} {v.source}" for v in ok.verdicts)  # each verdict names its target
-    (tmp_path / "bad.toml").write_text(RECIPE.replace("LATENCY", "p50<0.001us"))
-    assert gate(tmp_path / "bad.toml", output=tmp_path / "out-bad").exit_code == 1

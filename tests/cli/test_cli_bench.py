@@ -10,7 +10,7 @@ import pytest
 from typer.testing import CliRunner
 
 from edgekit.cli import app
-from tests._bench_helpers import compile_bundle, edit_manifest, tiny_model
+from tests._bench_helpers import bundle_with_reference, compile_bundle, edit_manifest, tiny_model
 
 runner = CliRunner()
 FAST = ["--warmup", "2", "--iters", "20"]
@@ -121,8 +121,7 @@ def test_missing_bundle_is_a_usage_error(tmp_path: Path) -> None:
 
 
 def test_gate_bundle_exit_codes(tmp_path: Path) -> None:
-    good = edit_manifest(compile_bundle(tmp_path / "a"),
-                         budgets={"latency": ["p90<=10s"], "accuracy": {"min_cosine": 0.99}})
+    good = bundle_with_reference(tmp_path / "a", {"latency": ["p90<=10s"], "accuracy": {"min_cosine": 0.99}})
     res = _run("gate", good, *FAST, "--junit", tmp_path / "g.xml", "--json", tmp_path / "g.json")
     assert res.exit_code == 0, res.output
     assert len(ET.parse(tmp_path / "g.xml").getroot().findall("testsuite/testcase")) == 2
@@ -131,6 +130,10 @@ def test_gate_bundle_exit_codes(tmp_path: Path) -> None:
     assert _run("gate", bad, *FAST).exit_code == 1
     none = compile_bundle(tmp_path / "c")
     assert _run("gate", none).exit_code == 2
+    # accuracy with no reference data to re-run on: not checkable here, exit 4, never 0
+    bare = edit_manifest(compile_bundle(tmp_path / "d"), budgets={"accuracy": {"min_cosine": 0.5}})
+    res = _run("gate", bare)
+    assert res.exit_code == 4 and "no FP32 reference data" in res.output
 
 
 def test_npu_estimate_is_gated_and_labelled_estimated(tmp_path: Path) -> None:

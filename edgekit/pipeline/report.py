@@ -14,12 +14,10 @@ import datetime as _dt
 import html
 import math
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from edgekit.artifact import write_text_atomic
-
-if TYPE_CHECKING:
-    from edgekit.pipeline import Candidate, PipelineResult, TargetResult
+from edgekit.pipeline.results import Candidate, PipelineResult, TargetResult
 
 _MARKERS = {"measured": "o", "emulated": "s", "estimated": "^", "not-run": "x"}
 _PLOTS_ENABLED = [True]  # tests switch plotting off to check the fallback

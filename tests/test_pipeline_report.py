@@ -10,7 +10,7 @@ import pytest
 
 from edgekit.checks.budgets import BudgetVerdict
 from edgekit.pipeline import Candidate, PipelineResult, StageRun, TargetResult
-from edgekit.report import write_report
+from edgekit.pipeline.report import write_report
 
 
 def _result(tmp_path: Path) -> PipelineResult:
@@ -78,7 +78,7 @@ def test_frontier_marks_every_candidate_with_provenance(tmp_path: Path, monkeypa
         return original(self, text, *args, **kwargs)
 
     monkeypatch.setattr(matplotlib.axes.Axes, "annotate", spy)
-    from edgekit.report import plot_frontier
+    from edgekit.pipeline.report import plot_frontier
 
     target = _result(tmp_path).targets[0]
     assert plot_frontier(target, tmp_path / "f.png") is not None
@@ -88,7 +88,7 @@ def test_frontier_marks_every_candidate_with_provenance(tmp_path: Path, monkeypa
 
 
 def test_report_without_matplotlib(tmp_path: Path, monkeypatch) -> None:
-    import edgekit.report as report
+    import edgekit.pipeline.report as report
 
     monkeypatch.setattr(report, "_PLOTS_ENABLED", [False])
     md_path, html_path = write_report(_result(tmp_path), tmp_path / "out")
@@ -98,7 +98,7 @@ def test_report_without_matplotlib(tmp_path: Path, monkeypatch) -> None:
 
 def test_figures_are_cached_by_content(tmp_path: Path, monkeypatch) -> None:
     pytest.importorskip("matplotlib")
-    import edgekit.report as report
+    import edgekit.pipeline.report as report
     from edgekit.cache import StageCache
 
     calls: list[str] = []

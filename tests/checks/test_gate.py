@@ -8,7 +8,7 @@ import pytest
 
 from edgekit.checks.gate import gate
 from edgekit.errors import BadInputError, ToolchainMissingError
-from tests._bench_helpers import bundle_with_reference
+from tests._bench_helpers import bundle_with_reference, compile_bundle
 
 
 def test_gate_rechecks_stored_latency_and_accuracy_against_the_fp32_reference(tmp_path: Path) -> None:

@@ -22,6 +22,19 @@ def _private_key_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]
         os.environ["EDGEKIT_KEY_DIR"] = previous
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _user_dirs_in_tmp(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """The stage cache, matplotlib's font cache and anything that follows XDG go to a tmp dir, not $HOME."""
+    root = tmp_path_factory.mktemp("user-dirs")
+    patch = pytest.MonkeyPatch()
+    patch.setenv("EDGEKIT_CACHE_DIR", str(root / "edgekit-cache"))
+    patch.setenv("MPLCONFIGDIR", str(root / "matplotlib"))
+    patch.setenv("XDG_CACHE_HOME", str(root / "xdg-cache"))
+    patch.setenv("XDG_CONFIG_HOME", str(root / "xdg-config"))
+    yield root
+    patch.undo()
+
+
 # Managed toolchain environments (the RKNN toolkit, ~1-2 min to install) that tests need live in this ignored
 # folder of the repo and are reused across runs; $EDGEKIT_TEST_TOOLCHAINS_DIR moves it (e.g. a CI cache).
 TEST_TOOLCHAINS = Path(os.environ.get("EDGEKIT_TEST_TOOLCHAINS_DIR")

@@ -166,6 +166,10 @@ def compile_cmd(
     )
     if backend == "auto" and result.candidates:
         print_candidates(console, result.candidates)
+        auto_info = result.bundle.manifest.info.get("auto", {})
+        shapes = " ".join(f"{k}:{'x'.join(map(str, v))}" for k, v in result.timed_shapes.items())
+        console.print(f"[dim]timed side by side at {escape(shapes)}[/]" +
+                      (f" — [yellow]{escape(auto_info['note'])}[/]" if auto_info.get("note") else ""), highlight=False)
     info = result.bundle.manifest.info
     v = result.verification
     console.print(

@@ -177,6 +177,7 @@ class CompileResult:
     precision_used: str
     verification: dict[str, Any]
     candidates: list[Candidate] = field(default_factory=list)
+    timed_shapes: dict[str, list[int]] = field(default_factory=dict)  # backend auto: the shapes timed side by side
 
     def to_json(self) -> dict[str, Any]:
         info = self.bundle.manifest.info
@@ -184,7 +185,8 @@ class CompileResult:
             "bundle": str(self.bundle.path), "target": info.get("target"), "adapter": self.adapter,
             "precision": info.get("precision"), "precision_used": self.precision_used,
             "run_provenance": info.get("run_provenance"), "verification": self.verification,
-            "candidates": [c.to_json() for c in self.candidates], "files": self.bundle.manifest.files,
+            "candidates": [c.to_json() for c in self.candidates], "timed_shapes": self.timed_shapes,
+            "files": self.bundle.manifest.files,
         }
 
 
@@ -582,12 +584,20 @@ def compile(
             extra["calibration"] = calibration
         if float_model_int8:
             extra["quantized_by"] = "adapter (native int8)" if best.source == source else "edgekit quantize (QDQ)"
+        timed_shapes: dict[str, list[int]] = {}
         if backend == "auto":
+            # a figure is its value and what it was measured on: the shapes the candidates were timed at
+            timed_shapes = {k: [int(d) for d in np.shape(v)] for k, v in feeds[0].items()}
+            dynamic = [f"{sp.name}[{axis}]={name!r}" for sp in src_specs for axis, name in sp.dynamic_dims.items()]
             extra["auto"] = {"candidates": [c.to_json() for c in candidates], "chosen": winner,
-                             "timing": "interleaved rounds, same inputs and threads; median ms"}
+                             "timing": "interleaved rounds, same inputs and threads; median ms",
+                             "input_shapes": timed_shapes,
+                             "note": (f"dynamic dims {', '.join(dynamic)} were timed at 1; give --input-shape to "
+                                      "time the size you deploy") if dynamic else ""}
         bundle = _write_bundle(output, best, profile, precision, extra, stage_options, model_path,
                                list(model_artifact.manifest.history) if model_artifact else [], started)
-    return CompileResult(bundle, winner, bundle.manifest.info["precision_used"], best.verification, candidates)
+    return CompileResult(bundle, winner, bundle.manifest.info["precision_used"], best.verification, candidates,
+                         timed_shapes)
 
 
 def _write_bundle(output: Path, best: _Built, profile: TargetProfile, precision: str, extra: dict[str, Any],

@@ -27,6 +27,11 @@ def test_compile_auto_prints_the_candidates_table(model, tmp_path):
     assert result.exit_code == 0, result.output
     assert "backend auto: candidates" in result.output and "chosen" in result.output
     assert (tmp_path / "b" / "manifest.json").is_file()
+    # the shapes the candidates were timed at are printed and stored with the figures
+    shapes = json.loads((tmp_path / "b" / "manifest.json").read_text())["info"]["auto"]["input_shapes"]
+    assert shapes and all(d >= 1 for dims in shapes.values() for d in dims)
+    assert "timed side by side at " + " ".join(f"{k}:{'x'.join(map(str, v))}" for k, v in shapes.items()) \
+        in " ".join(result.output.split())
 
 
 def test_compile_json_goes_to_stdout(model, tmp_path):
@@ -96,3 +101,23 @@ def test_targets_show_and_unknown():
     assert shown.exit_code == 0 and "onnxruntime" in shown.output
     missing = _run("targets", "show", "tpu9000")
     assert missing.exit_code == 2 and "available:" in missing.stderr
+
+
+def test_compile_precision_auto_prints_the_figures_the_choice_was_made_on(model, tmp_path):
+    out = tmp_path / "auto.json"
+    result = _run("compile", model, "-p", "auto", "-b", "onnxruntime", "-o", tmp_path / "b", "--accuracy-budget",
+                  "cosine>=0.9", "--calib", "synthetic", "--json", out)
+    assert result.exit_code == 0, result.output
+    data = json.loads(out.read_text())
+    target = data["targets"][0]
+    [chosen] = [c for c in target["candidates"] if c["chosen"]]
+    timed = [c for c in target["candidates"] if c["latency_kind"] == "side-by-side median"]
+    text = " ".join(result.output.split())
+    assert "side-by-side medians the choice was made on" in text
+    for c in timed:  # every figure in the table is the one the choice used ...
+        assert f"{c['latency_ms']:.3f} ms" in text
+    # ... and the line with ★ gives the rule with the chosen build's own figure
+    assert f"★ onnxruntime {chosen['precision_used']}: {target['decision'].split(':')[0]}" in text
+    assert f"{chosen['latency_ms']:.3f} ms" in target["decision"]
+    # the JSON names the bundle where it now is (the search's work folder is gone)
+    assert data["output"] == data["bundle"] == target["bundle"] == str(tmp_path / "b")

@@ -65,7 +65,7 @@ def check_threads(value: Any, *, source: str = "--threads", clamp: bool = False)
         return cap
     if not 1 <= value <= cap:
         raise BadInputError(f"threads {value} is outside 1..{cap}", path=source,
-                            hint=f"at most 4 × {os.cpu_count() or 1} logical cores (hard cap {THREADS_HARD_CAP})")
+                            hint=f"the cap is 4 × {os.cpu_count() or 1} logical cores, never above {THREADS_HARD_CAP}")
     return value
 
 

@@ -456,3 +456,14 @@ def test_gate_a_recipe_runs_it_and_gates_each_bundle(tmp_path: Path) -> None:
     missing = write_recipe(tmp_path, precision="fp16", name="missing")
     gated = gate(missing, cache_dir=tmp_path / "cache")
     assert gated.exit_code == 3 and gated.failures and "fp16 not offered" in gated.failures[0]
+
+
+def test_run_refuses_a_user_folder_at_out_target_before_doing_any_work(tmp_path: Path) -> None:
+    recipe = write_recipe(tmp_path)
+    mine = tmp_path / "out" / "cpu"
+    mine.mkdir(parents=True)
+    (mine / "thesis.txt").write_text("years of work")
+    with pytest.raises(BadInputError, match="not an edgekit output") as info:
+        Pipeline.from_recipe(recipe).run(tmp_path / "out", cache_dir=tmp_path / "cache")
+    assert info.value.exit_code == 2 and "cpu" in info.value.one_line()
+    assert sorted(p.name for p in mine.iterdir()) == ["thesis.txt"] and not (tmp_path / "cache").exists()

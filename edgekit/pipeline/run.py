@@ -22,7 +22,15 @@ from typing import Any
 
 import numpy as np
 
-from edgekit.artifact import BUNDLE_MANIFEST, Manifest, atomic_dir, hash_dir, sha256_file, to_jsonable
+from edgekit.artifact import (
+    BUNDLE_MANIFEST,
+    Manifest,
+    atomic_dir,
+    check_replaceable,
+    hash_dir,
+    sha256_file,
+    to_jsonable,
+)
 from edgekit.cache import CacheEntry, StageCache
 from edgekit.checks.budgets import BudgetVerdict, parse_budgets
 from edgekit.errors import BadInputError, CheckFailedError, EdgekitError, ToolchainMissingError, UnsupportedError
@@ -80,6 +88,8 @@ class Pipeline:
         started = time.perf_counter()
         out = Path(output) if output is not None else Path("edgekit-out") / recipe.name
         selected = [recipe.target(t) for t in targets] if targets else list(recipe.targets)
+        for settings in selected:  # before any work: a user's folder at OUT/<target> is never replaced
+            check_replaceable(out / settings.name)
         run = _Run(self, out, StageCache(cache_dir, enabled=use_cache), progress)
         skipped = {t.name: err for t in selected if (err := preflight(t)) is not None}
         try:

@@ -209,6 +209,7 @@ def test_edgekit_env_keeps_its_own_onnx(rknn_env) -> None:
 
 
 @pytest.mark.toolchain
+@pytest.mark.slow  # 25-31 s on 2 cores (a real toolkit build + simulator)
 def test_small_cnn_int8_build_simulate_matches_ort(rknn_env, work: Path) -> None:
     model = small_cnn(work / "small.onnx")
     calib = calib_dir(work / "calib", (1, 3, 32, 32), 16)
@@ -238,6 +239,7 @@ def test_small_cnn_int8_build_simulate_matches_ort(rknn_env, work: Path) -> None
 
 
 @pytest.mark.toolchain
+@pytest.mark.slow  # 25-31 s on 2 cores (a real toolkit build + simulator)
 def test_fp16_build_and_fused_mean_std(rknn_env, work: Path) -> None:
     model = small_cnn(work / "small16.onnx", seed=3)
     mean, std = (123.675, 116.28, 103.53), (58.395, 57.12, 57.375)

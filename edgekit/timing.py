@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import inspect
 import math
+import random
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -242,6 +243,7 @@ def interleaved(
     min_rounds: int | None = None,
     max_seconds: float | None = None,
     clock: Timer = time.perf_counter_ns,
+    rng: random.Random | None = None,
 ) -> dict[str, InterleavedTiming]:
     """Time several callables side by side: a cold run, `warmup` runs, then rounds of every candidate in turn.
 
@@ -252,6 +254,8 @@ def interleaved(
     `reject_ratio`, a candidate that many times slower than the fastest after warm-up is not timed in
     the rounds (`rejected` says why). Up to `rounds` rounds; with `max_seconds`, rounds stop once that
     much time has passed and at least `min_rounds` (default: `rounds`) have run. `clock` returns ns.
+    With `rng`, each round's order is a random permutation instead of a rotation (an A/B regression
+    gate: no candidate is always second, after the other warmed the caches).
     """
     caps = dict(caps or {})
     timed = {name: InterleavedTiming() for name in calls}
@@ -280,6 +284,8 @@ def interleaved(
     start = clock()
     for r in range(rounds):
         order = active[r % len(active):] + active[: r % len(active)] if active else []
+        if rng is not None:
+            rng.shuffle(order)
         ran = {name: [] for name in calls}
         for name in order:
             per_run = max(timed[name].warm_ms or 0.0, 1e-3)

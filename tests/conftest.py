@@ -24,9 +24,12 @@ def _private_key_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]
 
 @pytest.fixture(autouse=True, scope="session")
 def _user_dirs_in_tmp(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    """The stage cache, matplotlib's font cache and anything that follows XDG go to a tmp dir, not $HOME."""
+    """The stage cache, matplotlib's font cache, anything that follows XDG, and libraries that write to
+    $HOME regardless (OpenVINO's ~/intel telemetry) go to a tmp dir: the suite never touches the user's home."""
     root = tmp_path_factory.mktemp("user-dirs")
+    (root / "home").mkdir()
     patch = pytest.MonkeyPatch()
+    patch.setenv("HOME", str(root / "home"))
     patch.setenv("EDGEKIT_CACHE_DIR", str(root / "edgekit-cache"))
     patch.setenv("MPLCONFIGDIR", str(root / "matplotlib"))
     patch.setenv("XDG_CACHE_HOME", str(root / "xdg-cache"))

@@ -36,6 +36,8 @@ from edgekit.errors import (
     UnsupportedError,
 )
 from edgekit.specs import COMPILE_PRECISIONS, normalize_precision, resolve_precision
+from edgekit.stages.calibration import open_source
+from edgekit.stages.quantize import quantize_onnx
 from edgekit.timing import statistic_value, time_side_by_side
 
 if TYPE_CHECKING:
@@ -218,10 +220,6 @@ def _as_model_path(model: str | Path | Artifact) -> tuple[Path, Artifact | None]
 def _open_calibration(calib: Any, specs: list[TensorSpec], *, allow_code: bool, limit: int | None) -> Any:
     if calib is None or not isinstance(calib, (str, Path)):
         return calib  # a reader (any re-iterable of input dicts) or nothing
-    try:
-        from edgekit.stages.calibration import open_source
-    except ImportError:
-        raise UnsupportedError("calibration readers (edgekit.stages.calibration) are not installed") from None
     return open_source(str(calib), specs, allow_code=allow_code, limit=limit)
 
 
@@ -242,11 +240,6 @@ def _quantize(model: Path, calib: Any, work: Path, calib_samples: int) -> Path:
     """QDQ model by the quantize stage's bare step (no accuracy report: compile verifies on its own)."""
     import onnx
 
-    try:
-        from edgekit.stages.quantize import quantize_onnx
-    except ImportError:
-        raise UnsupportedError("int8 from a float model needs the quantize stage (edgekit.stages.quantize)",
-                               path=model) from None
     out = work / "model.int8.onnx"
     onnx.save(quantize_onnx(model, calib, calib_samples=calib_samples), str(out))
     return out

@@ -119,8 +119,6 @@ def test_int8_float_model_without_calibration_is_refused(model, tmp_path):
 
 
 def test_int8_with_synthetic_calibration_is_flagged(model, tmp_path):
-    pytest.importorskip("edgekit.stages.quantize", reason="quantize stage not installed")
-    pytest.importorskip("edgekit.stages.calibration", reason="calibration readers not installed")
     result = edgekit.compile(model, output=tmp_path / "b", backend="onnxruntime", precision="int8",
                              calib="synthetic")
     info = result.bundle.manifest.info

@@ -307,11 +307,15 @@ def _verdict_note(provenance: str) -> str:
 
 
 def overall_status(verdicts: Sequence[BudgetVerdict]) -> str:
-    """fail if any budget failed, else not-run if any could not be checked here, else pass."""
+    """fail if any budget failed, else inconclusive (a regression check that could not decide), else
+    not-run if any could not be checked here, else pass. Only `pass` is a pass (exit 0); inconclusive and
+    not-run are exit 4."""
     statuses = {v.status for v in verdicts}
     if "fail" in statuses:
         return "fail"
-    return "not-run" if "not-run" in statuses else "pass"
+    if "inconclusive" in statuses:
+        return "inconclusive"
+    return "not-run" if statuses - {"pass"} else "pass"
 
 
 def evaluate_budgets(
@@ -384,12 +388,16 @@ def check_against_baseline(
     statistics: Sequence[str] | None = None,
     force: bool = False,
     label: str | None = None,
+    contention: Mapping[str, Any] | None = None,
 ) -> list[BudgetVerdict]:
     """Compare the same statistic(s) with a recorded result; refuse incomparable environments.
 
     A regression is `current > baseline * (1 + max_regression)`. Fingerprints that differ in a
     relevant field (CPU, flags, threads, target, adapter, ...) or a different provenance make the
     comparison meaningless: BadInputError (exit 2) unless `force`, and then the verdict says so.
+    `contention` (this run's `Contention.to_json()`): when it differs from the baseline's
+    (`contention_differences`), each verdict is `inconclusive` (exit 4) unless `force` — a figure
+    taken next to a busy neighbour says nothing about the model (use `--baseline-bundle`).
     """
 
     data = load_result_json(baseline)
@@ -408,6 +416,9 @@ def check_against_baseline(
                                 path=where.removeprefix("baseline ") if where != "baseline" else "--baseline",
                                 hint="re-record the baseline here, or pass --force to compare anyway")
         notes = f"forced despite a different environment ({text})"
+    busy = contention_differences(data, contention)
+    if busy and force:
+        notes = "; ".join(x for x in (notes, f"forced despite different contention ({'; '.join(busy)})") if x)
     verdicts = []
     for statistic in dict.fromkeys(statistics or ("p50",)):
         before = _baseline_value(data, statistic)
@@ -422,9 +433,65 @@ def check_against_baseline(
         change = (now - before) / before * 100 if before else 0.0
         note = f"baseline {before:.4g} ms, change {change:+.1f}%"
         note = "; ".join(x for x in (note, _verdict_note(provenance), notes) if x)
-        verdicts.append(BudgetVerdict(name, "regression", statistic, "<=", limit, now, "ms",
-                                      "pass" if now <= limit else "fail", provenance, where, note))
+        status = "pass" if now <= limit else "fail"
+        if busy and not force:
+            status = "inconclusive"
+            note = (f"{note}; inconclusive: contention differs from the baseline's ({'; '.join(busy)}): a latency "
+                    "taken under other load is not comparable (compare side by side with --baseline-bundle, "
+                    "re-run on a host as quiet as the baseline's, or --force)")
+        verdicts.append(BudgetVerdict(name, "regression", statistic, "<=", limit, now, "ms", status, provenance, where,
+                                      note))
     return verdicts
+
+
+OTHERS_CPU_POINTS = 25.0  # other processes' share of the host CPUs: a larger change is a different host state
+LOAD_PER_CPU = 0.5  # the 1-minute load per CPU, when the CPU shares were not recorded (older baselines)
+STEAL_POINTS = 5.0
+FREQUENCY_CHANGE = 0.10
+
+
+def contention_differences(baseline: Mapping[str, Any], now: Mapping[str, Any] | None) -> list[str]:
+    """How the contention of this run differs from a recorded bench JSON's (empty: comparable, or unknown).
+
+    Compared: other processes' share of the CPUs during the run (else the load average per CPU at the
+    start, for baselines without a `contention` record), CPU steal, and the frequency where readable.
+    """
+    if not isinstance(now, Mapping):
+        return []
+    base = baseline.get("contention")
+    env = baseline.get("environment") if isinstance(baseline.get("environment"), Mapping) else {}
+    base = dict(base) if isinstance(base, Mapping) else {
+        "load_start": env.get("load_average"), "cpus": env.get("logical_cpus") or env.get("usable_cpus")}
+    diffs = []
+    a, b = _number_or_none(base.get("others_cpu_pct")), _number_or_none(now.get("others_cpu_pct"))
+    if a is not None and b is not None:
+        if abs(a - b) >= OTHERS_CPU_POINTS:
+            diffs.append(f"other processes used {b:.0f}% of the CPUs now vs {a:.0f}% in the baseline")
+    else:
+        la, lb = _load_per_cpu(base), _load_per_cpu(now)
+        if la is not None and lb is not None and abs(la - lb) >= LOAD_PER_CPU:
+            diffs.append(f"load {lb:.2f} per CPU now vs {la:.2f} in the baseline")
+    a, b = _number_or_none(base.get("steal_pct")), _number_or_none(now.get("steal_pct"))
+    if a is not None and b is not None and abs(a - b) >= STEAL_POINTS:
+        diffs.append(f"CPU steal {b:.1f}% now vs {a:.1f}% in the baseline")
+    a, b = _number_or_none(base.get("freq_mhz_start")), _number_or_none(now.get("freq_mhz_start"))
+    if a and b and abs(b / a - 1) > FREQUENCY_CHANGE:
+        diffs.append(f"CPU frequency {b:.0f} MHz now vs {a:.0f} MHz in the baseline")
+    return diffs
+
+
+def _number_or_none(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        return None
+    return float(value)
+
+
+def _load_per_cpu(record: Mapping[str, Any]) -> float | None:
+    load, cpus = record.get("load_start"), _number_or_none(record.get("cpus"))
+    if not isinstance(load, Sequence) or not load or not cpus or cpus <= 0:
+        return None
+    first = _number_or_none(load[0])
+    return None if first is None else first / cpus
 
 
 # ---------------------------------------------------------------------------------------------
@@ -462,7 +529,7 @@ def junit_xml(
     import xml.etree.ElementTree as ET
 
     failures = sum(v.status == "fail" for v in verdicts)
-    skipped = sum(v.status == "not-run" for v in verdicts)
+    skipped = sum(v.status in ("not-run", "inconclusive") for v in verdicts)
     counts = {"tests": str(len(verdicts)), "failures": str(failures), "errors": "0", "skipped": str(skipped)}
     root = ET.Element("testsuites", {"name": "edgekit", **counts, "time": "0"})
     attrs = {"name": suite, **counts, "time": "0"}
@@ -483,8 +550,8 @@ def junit_xml(
         if v.status == "fail":
             failure = ET.SubElement(case, "failure", {"message": summary, "type": f"{v.kind.capitalize()}BudgetFailed"})
             failure.text = summary
-        elif v.status == "not-run":
-            ET.SubElement(case, "skipped", {"message": summary})
+        elif v.status in ("not-run", "inconclusive"):  # never a pass; the exit code (4) says so too
+            ET.SubElement(case, "skipped", {"message": f"{v.status}: {summary}"})
         ET.SubElement(case, "system-out").text = summary
     if system_out:
         ET.SubElement(ts, "system-out").text = system_out

@@ -69,22 +69,31 @@ def test_report_tables_and_figures(tmp_path: Path) -> None:
 def test_frontier_marks_every_candidate_with_provenance(tmp_path: Path, monkeypatch) -> None:
     pytest.importorskip("matplotlib")
     import matplotlib.axes
+    import matplotlib.figure
 
-    texts: list[str] = []
-    original = matplotlib.axes.Axes.annotate
+    labels: list[str] = []
+    keys: list[str] = []
+    annotate, text = matplotlib.axes.Axes.annotate, matplotlib.figure.Figure.text
 
-    def spy(self, text, *args, **kwargs):
-        texts.append(text)
-        return original(self, text, *args, **kwargs)
+    def spy_annotate(self, label, *args, **kwargs):
+        labels.append(label)
+        return annotate(self, label, *args, **kwargs)
 
-    monkeypatch.setattr(matplotlib.axes.Axes, "annotate", spy)
+    def spy_text(self, x, y, s, *args, **kwargs):
+        keys.append(s)
+        return text(self, x, y, s, *args, **kwargs)
+
+    monkeypatch.setattr(matplotlib.axes.Axes, "annotate", spy_annotate)
+    monkeypatch.setattr(matplotlib.figure.Figure, "text", spy_text)
     from edgekit.pipeline.report import plot_frontier
 
     target = _result(tmp_path).targets[0]
     assert plot_frontier(target, tmp_path / "f.png") is not None
-    plotted = [t for t in texts if "lat " in t]
-    assert len(plotted) == 3  # the tvm candidate was never built: nothing to plot
-    assert all("lat measured, acc measured" in t for t in plotted)
+    # points carry short numbers (labels never overlap); the key names each with its provenance
+    assert labels == ["1", "2", "3"]  # the tvm candidate was never built: nothing to plot
+    [key] = keys
+    assert "1: onnxruntime/fp32" in key and "3: onnxruntime/int8" in key
+    assert key.count("(side-by-side median)") == 3 and key.count("(acc measured)") == 3
 
 
 def test_report_without_matplotlib(tmp_path: Path, monkeypatch) -> None:
@@ -117,3 +126,31 @@ def test_figures_are_cached_by_content(tmp_path: Path, monkeypatch) -> None:
     result.targets[0].latency["p50"] = 4.0  # what the figure shows changed: redrawn
     write_report(result, tmp_path / "out3", cache=cache)
     assert len(calls) == 2
+
+
+def test_report_shows_tail_latency_environment_and_no_machine_local_paths(tmp_path: Path) -> None:
+    class _Cache:  # what write_report reads of a StageCache
+        root = tmp_path / "home" / "me" / ".cache" / "edgekit"
+
+        def get_or_build(self, stage, key, build):
+            raise AssertionError("plots are off in this test")
+
+    result = _result(tmp_path)
+    result.environment = {"cpu_model": "Test CPU", "machine": "x86_64", "cpu_flags": ["avx512_vnni"],
+                          "usable_cpus": 2, "logical_cpus": 2, "physical_cores": 1, "threads": 2,
+                          "load_average": [1.5, 1.2, 0.9], "governor": None, "os": "Linux", "python": "3.11",
+                          "edgekit": "0.1.0", "tool_versions": {"onnxruntime": "1.23.0"}}
+    cpu = result.targets[0]
+    cpu.latency.update({"max": 11.0, "cv": 0.5})
+    cpu.candidates[3].reason = f"failed: {_Cache.root}/v1/compile/ab/abcdef/bundle: not installed"
+    import edgekit.pipeline.report as report
+
+    report._PLOTS_ENABLED[0] = False
+    try:
+        md = report.write_report(result, tmp_path / "out", cache=_Cache())[0].read_text()
+    finally:
+        report._PLOTS_ENABLED[0] = True
+    assert "5 ms / 6 ms / 7 ms / 11 ms | 50 % |" in md  # p50 / p90 / p99 / max and CV, with units
+    assert "## Environment" in md and "Test CPU" in md and "1.5 / 1.2 / 0.9" in md and "onnxruntime 1.23.0" in md
+    assert str(_Cache.root) not in md and "<stage cache>/v1/compile" in md
+    assert "| ★ openvino | bf16 → bf16 | passed | 5 ms (side-by-side median) | 1.60× |" in md  # × the FP32 build

@@ -83,6 +83,7 @@ def plot_frontier(target: TargetResult, path: Path, *, budget_note: str = "",
         return None
     fig, ax = plt.subplots(figsize=(7.5, 4.6))
     label = "accuracy"
+    legend = []
     for i, c in enumerate(points):
         label, y = _acc_metric(c)
         if y is None:
@@ -94,16 +95,18 @@ def plot_frontier(target: TargetResult, path: Path, *, budget_note: str = "",
             ax.scatter([c.latency_ms], [y], marker="*", s=420, facecolors="none", edgecolors="gold",
                        linewidths=2.0, zorder=4)
         used = f"→{c.precision_used}" if c.precision_used and c.precision_used != c.precision else ""
-        ax.annotate(f"{c.adapter}/{c.precision}{used}\nlat {c.latency_provenance}, acc {c.accuracy_provenance}",
-                    (c.latency_ms, y), textcoords="offset points", xytext=(6, 4 + 22 * (i % 3)), fontsize=7,
-                    arrowprops={"arrowstyle": "-", "color": "grey", "lw": 0.5})
+        # a number beside each point and the names in a key below: labels never overlap, however close
+        ax.annotate(str(i + 1), (c.latency_ms, y), textcoords="offset points", xytext=(5, 5), fontsize=8,
+                    fontweight="bold")
+        legend.append(f"{i + 1}: {c.adapter}/{c.precision}{used} — {_num(c.latency_ms, 4, 'ms')} "
+                      f"({c.latency_kind or c.latency_provenance}), {label} {_num(y, 4)} (acc {c.accuracy_provenance})")
     budget = budget or {}
     if label.startswith("SQNR") and budget.get("min_sqnr_db") is not None:
         ax.axhline(float(budget["min_sqnr_db"]), color="red", linestyle="dashed", linewidth=1)
     elif label == "task accuracy" and budget.get("max_drop") is not None and reference_accuracy is not None:
         ax.axhline(reference_accuracy - float(budget["max_drop"]) / 100.0, color="red", linestyle="dashed",
                    linewidth=1)
-    ax.set_xlabel("latency p50 (ms)")
+    ax.set_xlabel("latency (ms): the side-by-side median the choice was made on")
     ax.set_ylabel(label)
     ax.grid(alpha=0.3)
     chosen = next((c for c in points if c.chosen), None)
@@ -116,12 +119,17 @@ def plot_frontier(target: TargetResult, path: Path, *, budget_note: str = "",
            "marker = latency provenance (o measured, s emulated, ^ estimated)"
     if budget_note:
         note += f"\nbudget: {budget_note}"
+    note += "\n" + "\n".join(legend)
     fig.text(0.01, -0.04, note, fontsize=7, va="top")
     return _save(fig, path, plt)
 
 
 def plot_latency(result: PipelineResult, path: Path) -> Path | None:
-    """p50 per target (bar) with p90 whisker, labelled with provenance; budget limits as ticks."""
+    """p50 per target (bar) with a p50→p99 whisker and the budget marked, provenance on each bar.
+
+    A log axis when the figures and the budget span more than 20×, so a 0.05 ms bar next to a 5 ms
+    budget stays visible; the budget is a labelled red marker at its own value either way.
+    """
     plt = _pyplot()
     rows = [t for t in result.targets if t.latency.get("p50") is not None]
     if plt is None or not rows:
@@ -129,20 +137,27 @@ def plot_latency(result: PipelineResult, path: Path) -> Path | None:
     fig, ax = plt.subplots(figsize=(max(4.5, 1.6 * len(rows) + 2), 3.8))
     xs = range(len(rows))
     p50 = [t.latency["p50"] for t in rows]
-    p90 = [t.latency.get("p90", t.latency["p50"]) for t in rows]
+    p99 = [t.latency.get("p99", t.latency.get("p90", t.latency["p50"])) for t in rows]
+    limits = [v.limit for t in rows for v in t.verdicts if v.kind == "latency" and v.limit is not None]
+    values = [v for v in (*p50, *p99, *limits) if v and v > 0]
+    log = bool(values) and max(values) / min(values) > 20
     colours = ["tab:blue" if t.latency_provenance == "measured" else "tab:purple" for t in rows]
     ax.bar(xs, p50, color=colours, alpha=0.8)
-    ax.errorbar(xs, p50, yerr=[[0] * len(rows), [max(0.0, b - a) for a, b in zip(p50, p90, strict=True)]],
+    ax.errorbar(xs, p50, yerr=[[0] * len(rows), [max(0.0, b - a) for a, b in zip(p50, p99, strict=True)]],
                 fmt="none", ecolor="black", capsize=4)
     for i, t in enumerate(rows):
-        ax.annotate(f"{_num(t.latency['p50'], 3)} ms\n{t.latency_provenance}", (i, p50[i]),
+        ax.annotate(f"p50 {_num(p50[i], 3)} ms\np99 {_num(p99[i], 3)} ms\n{t.latency_provenance}", (i, p99[i]),
                     textcoords="offset points", xytext=(0, 6), ha="center", fontsize=7)
         for v in t.verdicts:
             if v.kind == "latency" and v.limit is not None:
                 ax.hlines(v.limit, i - 0.4, i + 0.4, colors="red", linestyles="dashed")
+                ax.annotate(f"{v.name}", (i + 0.4, v.limit), textcoords="offset points", xytext=(2, 2),
+                            fontsize=6, color="red")
+    if log:
+        ax.set_yscale("log")
     ax.set_xticks(list(xs), [f"{t.target}\n{t.adapter}/{t.precision_used or t.precision}" for t in rows], fontsize=8)
-    ax.set_ylabel("latency (ms): bar p50, whisker p90")
-    ax.set_title("Latency per target (provenance on each bar; red dashes = budget)", fontsize=10)
+    ax.set_ylabel("latency (ms" + (", log scale" if log else "") + "): bar p50, whisker p99")
+    ax.set_title("Latency per target, measured in this run (provenance on each bar; red = budget)", fontsize=9)
     ax.grid(axis="y", alpha=0.3)
     return _save(fig, path, plt)
 
@@ -185,7 +200,8 @@ def _target_rows(result: PipelineResult) -> list[list[str]]:
         rows.append([
             t.target, t.status.upper(), t.adapter or "—", f"{t.precision or '—'} → {t.precision_used or '—'}",
             f"{_num(t.latency.get('p50'), 4, 'ms')} / {_num(t.latency.get('p90'), 4, 'ms')} / "
-            f"{_num(t.latency.get('p99'), 4, 'ms')}",
+            f"{_num(t.latency.get('p99'), 4, 'ms')} / {_num(t.latency.get('max'), 4, 'ms')}",
+            _num(100 * t.latency["cv"], 3, "%") if t.latency.get("cv") is not None else "—",
             t.latency_provenance + (f" ({_figure_context(t)})" if t.latency_figure else ""),
             f"{label}: {_num(acc)}" if acc is not None else "—",
             str(t.accuracy.get("provenance", "not-run")),
@@ -219,16 +235,52 @@ def _verdict_rows(t: TargetResult) -> list[list[str]]:
 
 
 def _candidate_rows(t: TargetResult) -> list[list[str]]:
+    """One row per candidate; "× FP32" compares figures of the same kind (side by side, same rounds)."""
     rows = []
+    fp32 = [c.latency_ms for c in t.candidates if c.precision == "fp32" and c.latency_ms is not None
+            and c.latency_kind == "side-by-side median"]
+    ref = min(fp32) if fp32 else None
     for c in t.candidates:
+        ratio = f"{ref / c.latency_ms:.2f}×" if ref and c.latency_ms and c.latency_kind == "side-by-side median" \
+            else "—"
         rows.append([
             ("★ " if c.chosen else "") + c.adapter, f"{c.precision} → {c.precision_used or '—'}", c.status,
-            f"{_num(c.latency_ms, 4, 'ms')} ({c.latency_kind})" if c.latency_ms is not None else "—",
-            c.latency_provenance,
+            f"{_num(c.latency_ms, 4, 'ms')} ({c.latency_kind})" if c.latency_ms is not None else "—", ratio,
+            c.latency_provenance, _num(c.size_mb, 3, "MB"),
             _num(c.accuracy), _num(c.accuracy_drop), _num(c.cosine, 6), _num(c.sqnr_db, 4, "dB"),
             c.accuracy_provenance, "yes" if c.meets_budget else "no", c.reason,
         ])
     return rows
+
+
+def _environment_rows(result: PipelineResult) -> list[list[str]]:
+    """Where the figures were measured: CPU, cores, threads, load when the run ended, tool versions."""
+    env = result.environment
+    if not env:
+        return []
+    versions = ", ".join(f"{k} {v}" for k, v in sorted(dict(env.get("tool_versions") or {}).items()))
+    load = env.get("load_average")
+    return [
+        ["CPU", f"{env.get('cpu_model')} ({env.get('machine')}; INT8/BF16 flags: "
+                f"{', '.join(env.get('cpu_flags') or []) or 'none'})"],
+        ["cores", f"{env.get('usable_cpus')} usable of {env.get('logical_cpus')} logical "
+                  f"({env.get('physical_cores') or '?'} physical)"],
+        ["threads", str(env.get("threads") or "backend default")],
+        ["load average (1/5/15 min)", " / ".join(str(x) for x in load) if load else "not readable"],
+        ["governor", str(env.get("governor") or "not readable")],
+        ["OS / Python / edgekit", f"{env.get('os')} / {env.get('python')} / {env.get('edgekit')}"],
+        ["tool versions", versions or "—"],
+    ]
+
+
+def _scrub(rows: list[list[str]], roots: list[str]) -> list[list[str]]:
+    """Machine-local paths (the stage cache) out of reasons: a report is read on other machines."""
+    def clean(text: str) -> str:
+        for root in roots:
+            text = text.replace(root, "<stage cache>")
+        return text
+
+    return [[clean(str(c)) for c in row] for row in rows] if roots else rows
 
 
 def _md_table(header: list[str], rows: list[list[str]]) -> str:
@@ -246,11 +298,12 @@ def _html_table(header: list[str], rows: list[list[str]]) -> str:
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
-TARGET_HEADER = ["target", "status", "adapter", "precision asked → used", "latency p50 / p90 / p99",
-                 "latency provenance",
+TARGET_HEADER = ["target", "status", "adapter", "precision asked → used", "latency p50 / p90 / p99 / max",
+                 "CV", "latency provenance",
                  "accuracy", "accuracy provenance", "bundle"]
 VERDICT_HEADER = ["target", "budget", "kind", "value", "limit", "status", "provenance", "note"]
-CANDIDATE_HEADER = ["adapter", "precision asked → used", "status", "latency the choice used", "latency provenance",
+CANDIDATE_HEADER = ["adapter", "precision asked → used", "status", "latency the choice used", "speed × FP32",
+                    "latency provenance", "size",
                     "task accuracy", "drop (points)", "cosine", "SQNR", "accuracy provenance", "meets budget", "why"]
 STAGE_HEADER = ["stage", "cache", "seconds", "detail"]
 
@@ -318,10 +371,13 @@ def write_report(result: PipelineResult, out: str | Path, *, cache: Any = None) 
             if made is not None:
                 figures.append((title, dest))
     stamp = _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
-    verdicts = [r for t in result.targets for r in _verdict_rows(t)]
+    roots = [str(cache.root)] if cache is not None and getattr(cache, "root", None) is not None else []
+    verdicts = _scrub([r for t in result.targets for r in _verdict_rows(t)], roots)
+    target_rows = _scrub(_target_rows(result), roots)
+    env_rows = _environment_rows(result)
     hits = sum(1 for s in result.stages if s.hit)
-    stage_rows = [[s.label, "hit" if s.hit else ("—" if s.stage == "checks" else "built"), f"{s.seconds:.3f}",
-                   s.detail] for s in result.stages]
+    stage_rows = _scrub([[s.label, "hit" if s.hit else ("—" if s.stage in ("checks", "bench") else "built"),
+                          f"{s.seconds:.3f}", s.detail] for s in result.stages], roots)
     ref = result.reference
     ref_line = (f"FP32 ONNX reference on {ref.get('eval', 'the eval set')}: task accuracy "
                 f"{_num(ref.get('accuracy'))} (measured)" if ref.get("accuracy") is not None else
@@ -334,18 +390,20 @@ def write_report(result: PipelineResult, out: str | Path, *, cache: Any = None) 
           f"{result.seconds:.2f} s, {hits}/{len(result.stages)} stages from cache.", "",
           "Provenance: **measured** = run on this host; **emulated** = numerics reproduced on the host "
           "(not device time); **estimated** = cost model; **not-run** = could not be run here.", "",
-          ref_line, "", "## Targets", "", _md_table(TARGET_HEADER, _target_rows(result)), ""]
+          ref_line, "", "## Targets", "", _md_table(TARGET_HEADER, target_rows), ""]
     if verdicts:
         md += ["## Budgets", "", _md_table(VERDICT_HEADER, verdicts), ""]
     for t in result.targets:
         if len(t.candidates) > 1:
             md += [f"## {t.target}: every candidate (precision auto)", "",
-                   _md_table(CANDIDATE_HEADER, _candidate_rows(t)), "", *_decisions(result), ""]
+                   _md_table(CANDIDATE_HEADER, _scrub(_candidate_rows(t), roots)), "", *_decisions(result), ""]
     if figures:
         md += ["## Figures", ""]
         md += [f"![{title}](figures/{p.name})\n" for title, p in figures]
     elif not have_plots:
         md += ["_Plots skipped: matplotlib is not installed (pip install 'edgekit[plot]')._", ""]
+    if env_rows:
+        md += ["## Environment", "", _md_table(["", "this run"], env_rows), ""]
     md += ["## Stages", "", _md_table(STAGE_HEADER, stage_rows), ""]
     md_path = write_text_atomic(out / "report.md", "\n".join(md) + "\n")
 
@@ -361,13 +419,13 @@ def write_report(result: PipelineResult, out: str | Path, *, cache: Any = None) 
             "<p><b>measured</b> = run on this host; <b>emulated</b> = numerics reproduced on the host (not device "
             "time); <b>estimated</b> = cost model; <b>not-run</b> = could not be run here.</p>",
             f"<p>{html.escape(ref_line)}</p>",
-            "<h2>Targets</h2>", _html_table(TARGET_HEADER, _target_rows(result))]
+            "<h2>Targets</h2>", _html_table(TARGET_HEADER, target_rows)]
     if verdicts:
         body += ["<h2>Budgets</h2>", _html_table(VERDICT_HEADER, verdicts)]
     for t in result.targets:
         if len(t.candidates) > 1:
             body += [f"<h2>{html.escape(t.target)}: every candidate (precision auto)</h2>",
-                     _html_table(CANDIDATE_HEADER, _candidate_rows(t)),
+                     _html_table(CANDIDATE_HEADER, _scrub(_candidate_rows(t), roots)),
                      *(f"<p>{html.escape(d)}</p>" for d in _decisions(result))]
     if figures:
         body.append("<h2>Figures</h2>")
@@ -377,6 +435,8 @@ def write_report(result: PipelineResult, out: str | Path, *, cache: Any = None) 
                         f"<figcaption>{html.escape(title)} (file figures/{p.name})</figcaption></figure>")
     elif not have_plots:
         body.append("<p><i>Plots skipped: matplotlib is not installed.</i></p>")
+    if env_rows:
+        body += ["<h2>Environment</h2>", _html_table(["", "this run"], env_rows)]
     body += ["<h2>Stages</h2>", _html_table(STAGE_HEADER, stage_rows)]
     page = (f"<!doctype html><html><head><meta charset='utf-8'><title>edgekit {html.escape(result.recipe)}"
             f"</title><style>{style}</style></head><body>{''.join(body)}</body></html>\n")

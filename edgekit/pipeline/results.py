@@ -130,6 +130,7 @@ class PipelineResult:
     report_md: Path | None = None
     report_html: Path | None = None
     seconds: float = 0.0
+    environment: dict[str, Any] = field(default_factory=dict)  # where this run measured: CPU, load, versions
 
     @property
     def exit_code(self) -> int:
@@ -158,6 +159,7 @@ class PipelineResult:
             "passed": self.passed, "status": self.status, "exit_code": self.exit_code,
             "seconds": round(self.seconds, 3), "reference": self.reference,
             "targets": [t.to_json() for t in self.targets], "stages": self.stages,
+            "environment": self.environment,
             "report_md": self.report_md, "report_html": self.report_html,
         })
 

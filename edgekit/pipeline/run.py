@@ -30,9 +30,11 @@ from edgekit.artifact import (
     hash_dir,
     sha256_file,
     to_jsonable,
+    tool_versions,
 )
 from edgekit.cache import CacheEntry, StageCache
 from edgekit.checks.budgets import BudgetVerdict, parse_budgets
+from edgekit.environment import environment_fingerprint
 from edgekit.errors import BadInputError, CheckFailedError, EdgekitError, ToolchainMissingError, UnsupportedError
 from edgekit.pipeline.data import EvalSet, load_data, module_digest, read_samples, write_samples
 from edgekit.pipeline.report import write_report
@@ -97,6 +99,7 @@ class Pipeline:
                 run.prepare()
             results = [_skipped(t, skipped[t.name]) if t.name in skipped else run.target(t) for t in selected]
             result = PipelineResult(recipe.name, recipe.path, out, results, run.stages, run.reference)
+            result.environment = environment_fingerprint(threads=recipe.bench.threads, versions=tool_versions())
             result.seconds = time.perf_counter() - started
             if report:
                 result.report_md, result.report_html = write_report(result, out, cache=run.cache)

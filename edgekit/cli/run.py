@@ -34,15 +34,18 @@ def run(
     """
     from rich.markup import escape
     from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
-    from rich.table import Table
+    from rich.table import Column, Table
 
     from edgekit.pipeline import Pipeline
 
     console = out(json_dest)
     pipeline = Pipeline.from_recipe(recipe, trust_code=trust_code)
     tasks: dict[str, Any] = {}
-    with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=console,
-                  transient=False) as bar:
+    # the description column gives way (ellipsis) before the stage time does, at any terminal width
+    columns = (SpinnerColumn(), TextColumn("{task.description}", table_column=Column(ratio=1, no_wrap=True,
+                                                                                     overflow="ellipsis")),
+               TimeElapsedColumn(table_column=Column(min_width=7, no_wrap=True)))
+    with Progress(*columns, console=console, transient=False, expand=True) as bar:
 
         def progress(event: str, record: Any, label: str) -> None:
             if event == "start":

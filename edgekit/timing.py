@@ -20,6 +20,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from edgekit.errors import BadInputError
+from edgekit.progress import emit
 
 STATISTICS = ("min", "mean", "p50", "p90", "p95", "p99", "max")
 DEFAULT_ITERS = 100
@@ -52,14 +53,14 @@ class BenchConfig:
             raise BadInputError("must be >= 1", path="--iters")
         if self.iters is not None and self.duration is not None:
             raise BadInputError("give either --iters or --duration, not both", path="--iters")
-        if self.duration is not None and not self.duration > 0:
-            raise BadInputError("must be > 0 seconds", path="--duration")
+        if self.duration is not None and not (self.duration > 0 and math.isfinite(self.duration)):
+            raise BadInputError(f"must be a finite number of seconds > 0, got {self.duration}", path="--duration")
         if self.batch < 1:
             raise BadInputError("must be >= 1", path="--batch")
         if self.threads is not None and self.threads < 1:
             raise BadInputError("must be >= 1", path="--threads")
-        if not self.cv_threshold > 0:
-            raise BadInputError("must be > 0", path="--cv-threshold")
+        if not (self.cv_threshold > 0 and math.isfinite(self.cv_threshold)):
+            raise BadInputError(f"must be a finite number > 0, got {self.cv_threshold}", path="--cv-threshold")
         if self.stability_metric not in ("robust_cv", "cv"):
             raise BadInputError(f"unknown stability metric {self.stability_metric!r}", path="stability_metric",
                                 hint="robust_cv or cv")
@@ -176,6 +177,7 @@ def time_runs(
     while True:
         rounds += 1
         round_ms = 0.0
+        shown_ms = 0.0
         count = 0
         while len(samples) < config.max_iters:
             if iters is not None and count >= iters:
@@ -186,6 +188,9 @@ def time_runs(
             samples.append(sample)
             round_ms += sample
             count += 1
+            if round_ms - shown_ms >= 500:  # between timed runs, at most twice a second of model time
+                shown_ms = round_ms
+                emit("timing", count, iters, f"round {rounds}/{max_rounds}, {sample:.3g} ms last run")
         cv = getattr(LatencyStats.from_samples(samples), config.stability_metric)
         if cv <= config.cv_threshold or rounds >= max_rounds or len(samples) >= config.max_iters:
             break
@@ -283,6 +288,7 @@ def interleaved(
     floor = rounds if min_rounds is None else min(min_rounds, rounds)
     start = clock()
     for r in range(rounds):
+        emit("timing side by side", r + 1, rounds, ", ".join(active))
         order = active[r % len(active):] + active[: r % len(active)] if active else []
         if rng is not None:
             rng.shuffle(order)

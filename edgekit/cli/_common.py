@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import json
+import math
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -76,7 +77,10 @@ class EdgekitGroup(TyperGroup):
 
             err_console.print(f"[bold red]error[/]: {escape(exc.format_message())}", highlight=False, soft_wrap=True)
             sys.exit(exc.exit_code)
-        except _abort_types():
+        except _abort_types() as exc:
+            if isinstance(exc.__cause__ or exc.__context__, KeyboardInterrupt):  # click turns Ctrl-C into Abort
+                err_console.print("[bold red]interrupted[/]: nothing was written", highlight=False)
+                sys.exit(130)
             err_console.print("[bold red]aborted[/]", highlight=False)
             sys.exit(1)
         # standalone_mode=False returns a typer.Exit's code, or the command's return value (None for our verbs)
@@ -129,14 +133,43 @@ TrustBundleOpt = Annotated[bool, typer.Option(
                            "local key: only for bundles from someone you trust (docs/security.md).")]
 
 
-def command(name: str | None = None, **kwargs: Any) -> Callable[[F], F]:
-    """Register a verb; EdgekitError becomes one red line on stderr and the error's exit code."""
+def finite(minimum: float | None = None) -> Callable[[typer.CallbackParam, float | None], float | None]:
+    """A Typer option callback refusing NaN, inf (and values below `minimum`) as a one-line usage error, exit 2.
+
+    Why: `--atol nan` makes every comparison fail and `--min-sqnr nan` every budget; neither is a number.
+    """
+
+    def check(param: typer.CallbackParam, value: float | None) -> float | None:
+        if value is not None and not (math.isfinite(value) and (minimum is None or value >= minimum)):
+            bound = "" if minimum is None else f" >= {minimum:g}"
+            raise typer.BadParameter(f"{value} is not a finite number{bound}", param=param)
+        return value
+
+    return check
+
+
+def _quiet(kw: dict[str, Any]) -> bool:
+    """No progress when stdout carries JSON (`--json -`) or the user asked for quiet."""
+    return bool(kw.get("quiet")) or any(kw.get(k) == "-" for k in ("json", "json_dest"))
+
+
+def command(name: str | None = None, *, progress: bool = True, **kwargs: Any) -> Callable[[F], F]:
+    """Register a verb; EdgekitError becomes one red line on stderr and the error's exit code.
+
+    With `progress` (default) the verb's long steps (`edgekit.progress`) are shown on stderr; a verb
+    with its own live display (`run`) passes False and renders the events itself.
+    """
 
     def decorate(func: F) -> F:
         @functools.wraps(func)
         def wrapper(*args: Any, **kw: Any) -> Any:
+            from edgekit.cli._progress import cli_progress
+
             try:
-                return func(*args, **kw)
+                if not progress:
+                    return func(*args, **kw)
+                with cli_progress(err_console, quiet=_quiet(kw)):
+                    return func(*args, **kw)
             except EdgekitError as exc:
                 if STATE["debug"]:
                     err_console.print_exception()

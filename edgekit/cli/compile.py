@@ -132,7 +132,7 @@ def compile_cmd(
     std: Annotated[str | None, typer.Option("--std", help="Per-channel std fused by NPU toolchains.")] = None,
     option: Annotated[list[str] | None, typer.Option("--option", "-O", metavar="KEY=VALUE",
                                                      help="Adapter option, e.g. -O tune=false (repeatable).")] = None,
-    seed: Annotated[int, typer.Option("--seed", help="Seed of the verification inputs.")] = 0,
+    seed: Annotated[int, typer.Option("--seed", min=0, help="Seed of the verification inputs.")] = 0,
     allow_code: Annotated[bool, typer.Option("--allow-code", help="Allow `py:module:function` calibration.")
                           ] = False,
     json: JsonOpt = None,
@@ -162,7 +162,6 @@ def compile_cmd(
         model, output=output, target=target, backend=backend, precision=precision, threads=threads, calib=calib,
         input_shapes=tuple(input_shape or ()), mean=_floats(mean, "--mean"), std=_floats(std, "--std"),
         adapter_options=_options(option), seed=seed, allow_code=allow_code, calib_samples=calib_samples,
-        on_progress=lambda msg: console.print(f"[dim]{msg}[/]", highlight=False),
     )
     if backend == "auto" and result.candidates:
         print_candidates(console, result.candidates)

@@ -10,7 +10,7 @@ import typer
 from edgekit.cli._common import JsonOpt, command, emit_json, out, provenance_style
 
 
-@command("run")
+@command("run", progress=False)  # its own live display: stage lines, with in-stage progress
 def run(
     recipe: Annotated[Path, typer.Argument(help="Recipe file (TOML), or the name of a shipped recipe, "
                                            "e.g. lenet-digits-cpu-int8.")],
@@ -37,6 +37,7 @@ def run(
     from rich.table import Column, Table
 
     from edgekit.pipeline import Pipeline
+    from edgekit.progress import Event, reporting
 
     console = out(json_dest)
     pipeline = Pipeline.from_recipe(recipe, trust_code=trust_code)
@@ -47,9 +48,12 @@ def run(
                TimeElapsedColumn(table_column=Column(min_width=7, no_wrap=True)))
     with Progress(*columns, console=console, transient=False, expand=True) as bar:
 
+        current: list[str] = []
+
         def progress(event: str, record: Any, label: str) -> None:
             if event == "start":
                 tasks[label] = bar.add_task(f"{escape(label)} …", total=1)
+                current[:] = [label]
                 return
             if record.stage == "checks":
                 tag = {"passed": "[green]passed[/]", "failed": "[red]failed[/]"}.get(record.detail,
@@ -63,8 +67,13 @@ def run(
                 tasks[label] = bar.add_task("", total=1)
             bar.update(tasks[label], description=f"{escape(label)} {tag}{detail}", completed=1)
 
-        result = pipeline.run(output, targets=target or None, cache_dir=cache_dir, use_cache=not no_cache,
-                              progress=progress)
+        def inner(event: Event) -> None:  # calibration n/N, candidate timing rounds, ... inside the stage
+            if current and current[0] in tasks and not event.finished:
+                bar.update(tasks[current[0]], description=f"{escape(current[0])} … [dim]{escape(event.text())}[/]")
+
+        with reporting(None if json_dest == "-" else inner):
+            result = pipeline.run(output, targets=target or None, cache_dir=cache_dir, use_cache=not no_cache,
+                                  progress=progress)
 
     skipped = sum(t.skipped for t in result.targets)
     title = f"{result.recipe}: {result.status.upper()} (exit {result.exit_code})" + \

@@ -34,8 +34,11 @@ from edgekit.errors import (
     EdgekitError,
     ToolchainMissingError,
     UnsupportedError,
+    raise_if_interrupted,
+    watch_interrupts,
 )
-from edgekit.specs import COMPILE_PRECISIONS, normalize_precision, resolve_precision
+from edgekit.progress import step
+from edgekit.specs import COMPILE_PRECISIONS, Preprocess, normalize_precision, resolve_precision
 from edgekit.stages.calibration import open_source
 from edgekit.stages.quantize import quantize_onnx
 from edgekit.timing import statistic_value, time_side_by_side
@@ -75,6 +78,8 @@ def judge(comparison: Comparison, precision: str, thresholds: Thresholds = Thres
     summary = f"cosine {cos:.6f}, SQNR {sqnr:.1f} dB, max abs {comparison.max_abs:.3g}"
     if comparison.notes and any("missing" in n or "shape" in n or "NaN" in n for n in comparison.notes):
         return False, "; ".join(comparison.notes)
+    if comparison.dead:  # constant/zero where the reference varies: never a pass, whatever the thresholds
+        return False, "the compiled model no longer works: " + "; ".join(comparison.dead)
     if precision == "int8":
         ok = cos >= thresholds.int8_cosine and sqnr >= thresholds.int8_sqnr_db
         rule = f"int8 rule: cosine >= {thresholds.int8_cosine}, SQNR >= {thresholds.int8_sqnr_db} dB"
@@ -217,10 +222,11 @@ def _as_model_path(model: str | Path | Artifact) -> tuple[Path, Artifact | None]
     return path, None
 
 
-def _open_calibration(calib: Any, specs: list[TensorSpec], *, allow_code: bool, limit: int | None) -> Any:
+def _open_calibration(calib: Any, specs: list[TensorSpec], *, allow_code: bool, limit: int | None,
+                      preprocess: Preprocess | None = None) -> Any:
     if calib is None or not isinstance(calib, (str, Path)):
         return calib  # a reader (any re-iterable of input dicts) or nothing
-    return open_source(str(calib), specs, allow_code=allow_code, limit=limit)
+    return open_source(str(calib), specs, preprocess=preprocess, allow_code=allow_code, limit=limit)
 
 
 def _calibration_json(calib: Any, reader: Any) -> dict[str, Any]:
@@ -265,13 +271,16 @@ def _build(
     caps = adapter.capabilities(profile)
     t0 = time.perf_counter()
     try:
-        compiled = adapter.compile(source, profile, options, out_dir)
+        with watch_interrupts():  # Ctrl-C inside a toolchain (TVM wraps it in a RuntimeError) stays an interrupt
+            compiled = adapter.compile(source, profile, options, out_dir)
     except EdgekitError:
         raise
     except Exception as exc:  # a backend crashing on a model is "unsupported", with the backend's words
+        raise_if_interrupted(exc)
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
         raise UnsupportedError(f"{adapter.name} failed to compile: {type(exc).__name__}: {first}",
                                path=source, hint="try another --backend, or --debug for the traceback") from exc
+    raise_if_interrupted()  # a toolchain that swallowed the Ctrl-C and carried on
     compile_s = time.perf_counter() - t0
     compiled.path = out_dir
     compiled.info.setdefault("precision_used", options.precision)
@@ -283,6 +292,7 @@ def _build(
     except EdgekitError:
         raise
     except Exception as exc:
+        raise_if_interrupted(exc)
         raise UnsupportedError(f"{adapter.name} compiled but failed to load: {type(exc).__name__}: {exc}",
                                path=source) from exc
     if verify:
@@ -294,6 +304,7 @@ def _build(
             raise
         except Exception as exc:  # the backend crashed while running: unsupported, in its own words
             runner.close()
+            raise_if_interrupted(exc)
             first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
             raise UnsupportedError(f"{adapter.name} compiled but failed to run: {type(exc).__name__}: {first}",
                                    path=source) from exc
@@ -442,6 +453,7 @@ def compile(
     thresholds: Thresholds = Thresholds(),
     allow_code: bool = False,
     calib_samples: int = 100,
+    preprocess: Preprocess | None = None,
     auto_rounds: int = 5,
     on_progress: Callable[[str], None] | None = None,
 ) -> CompileResult:
@@ -489,7 +501,12 @@ def compile(
                     "int8 needs calibration data for a float model", path="--calib",
                     hint="pass --calib DIR_OF_NPY|IMAGE_DIR (or `synthetic`: flagged, not valid for accuracy), "
                          "or compile a model made by `edgekit quantize`")
-            reader = _open_calibration(calib, src_specs, allow_code=allow_code, limit=calib_samples)
+            if preprocess is None and (mean is not None or std is not None):
+                # image-folder calibration normalizes with the same mean/std as quantize and recipes
+                preprocess = Preprocess(mean=tuple(mean) if mean is not None else Preprocess.mean,
+                                        std=tuple(std) if std is not None else Preprocess.std)
+            reader = _open_calibration(calib, src_specs, allow_code=allow_code, limit=calib_samples,
+                                       preprocess=preprocess)
             calibration = _calibration_json(calib, reader)
         n_verify = max(verify_samples, 4) if reader is not None else verify_samples
         feeds, inputs_note = _feeds(src_specs, seed=seed, samples=n_verify, reader=reader)
@@ -507,16 +524,18 @@ def compile(
                 return source
             if qdq_model is None:
                 note("quantizing (QDQ) for int8 ...")
-                qdq_model = _quantize(source, reader, work, calib_samples)
+                with step("quantize (QDQ) for int8"):
+                    qdq_model = _quantize(source, reader, work, calib_samples)
             return qdq_model
 
         candidates: list[Candidate] = []
         built: dict[str, _Built] = {}
         errors: dict[str, EdgekitError] = {}  # auto: why each candidate failed, to re-raise the best one
-        for adapter in chosen_adapters:
+        for number, adapter in enumerate(chosen_adapters, 1):
             try:
                 why = _unavailable_reason(adapter, profile, precision)
             except Exception as exc:  # a probe of foreign code failing: report it as the reason
+                raise_if_interrupted(exc)
                 if backend != "auto":
                     raise
                 why = f"capabilities check failed: {type(exc).__name__}: {exc}"
@@ -532,8 +551,9 @@ def compile(
             note(f"compiling with {adapter.name} ({precision}) ...")
             options = replace(base_options, adapter_options=options_for(adapter.name, adapter_options))
             try:
-                b = _build(adapter, profile, source_for(adapter), options, work / f"cand-{adapter.name}",
-                           reference=source, feeds=feeds, inputs_note=inputs_note, thresholds=thresholds)
+                with step(f"compile {adapter.name} · {precision}", f"candidate {number}/{len(chosen_adapters)}"):
+                    b = _build(adapter, profile, source_for(adapter), options, work / f"cand-{adapter.name}",
+                               reference=source, feeds=feeds, inputs_note=inputs_note, thresholds=thresholds)
             except EdgekitError as exc:
                 if backend != "auto":
                     raise
@@ -773,8 +793,9 @@ def compare(
             opts = CompileOptions(precision=precision, threads=threads,
                                   adapter_options=options_for(name, adapter_options))
             try:
-                b = _build(adapter, profile, model, opts, Path(work) / name, reference=model, feeds=feeds,
-                           inputs_note=note, thresholds=thresholds)
+                with step(f"compare {name} · {precision}", f"backend {names.index(name) + 1}/{len(names)}"):
+                    b = _build(adapter, profile, model, opts, Path(work) / name, reference=model, feeds=feeds,
+                               inputs_note=note, thresholds=thresholds)
             except EdgekitError as exc:
                 rows.append(BackendComparison(name, "failed", exc.one_line()))
                 continue

@@ -1,0 +1,79 @@
+"""How the CLI shows `edgekit.progress` events: a live line on a terminal, timestamped lines otherwise.
+
+Quiet with `--json -` (stdout is JSON) and `--quiet`. On a terminal one transient status line shows
+the current phase with its counts, and each finished step leaves one dim line with its duration; in a
+log (CI, a pipe) every step start/end and at most one counter line per phase every 2 s are printed
+with a UTC timestamp, so a long step is never silent and a log stays short.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import time
+from collections.abc import Iterator
+from typing import Any
+
+from rich.console import Console
+from rich.markup import escape
+
+from edgekit.progress import Event, Sink, reporting
+
+
+class TerminalSink:
+    """One transient status line (Rich), plus a dim line per finished step."""
+
+    def __init__(self, console: Console):
+        self.console = console
+        self.status: Any = None
+
+    def __call__(self, event: Event) -> None:
+        if event.finished:
+            self.console.print(f"[dim]✓ {escape(event.text())}[/]", highlight=False)
+            return
+        text = escape(event.text())
+        if self.status is None:
+            self.status = self.console.status(text)
+            self.status.start()
+        else:
+            self.status.update(text)
+
+    def close(self) -> None:
+        if self.status is not None:
+            self.status.stop()
+
+
+class LogSink:
+    """Plain, timestamped lines: step boundaries always, counters at most every `every` s per phase."""
+
+    def __init__(self, console: Console, every: float = 2.0):
+        self.console, self.every = console, every
+        self.last: dict[str, float] = {}
+
+    def __call__(self, event: Event) -> None:
+        now = time.monotonic()
+        counter = event.done is not None and not event.finished
+        if counter and now - self.last.get(event.phase, -1e9) < self.every and event.done != event.total:
+            return
+        self.last[event.phase] = now
+        stamp = dt.datetime.now(dt.UTC).strftime("%H:%M:%S")
+        mark = "done " if event.finished else ""
+        self.console.print(f"[{stamp}] {mark}{escape(event.text())}", highlight=False, markup=False)
+
+    def close(self) -> None:
+        pass
+
+
+@contextlib.contextmanager
+def cli_progress(console: Console, *, quiet: bool) -> Iterator[Sink | None]:
+    """Install the right sink for this console for the duration of a verb."""
+    if quiet:
+        with reporting(None):
+            yield None
+        return
+    sink: TerminalSink | LogSink = TerminalSink(console) if console.is_terminal else LogSink(console)
+    try:
+        with reporting(sink):
+            yield sink
+    finally:
+        sink.close()

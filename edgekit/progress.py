@@ -1,0 +1,71 @@
+"""Progress of long steps: library code says what it is doing, a front door decides how to show it.
+
+Stages, checks and adapters call `emit("calibration", 12, 100)` or wrap a step in
+`with step("compiling openvino · bf16"):`; nothing is shown unless a front door installed a sink with
+`reporting(sink)` (the CLI: a live line on a terminal, timestamped log lines otherwise, nothing
+with `--json -`/`--quiet`). A context variable carries the sink, so no signature changes and no
+global state leak between threads or tests.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Event:
+    """One progress report: the phase, how far (done of total, when known) and a short detail."""
+
+    phase: str
+    done: int | None = None
+    total: int | None = None
+    detail: str = ""
+    finished: bool = False
+    seconds: float | None = None  # set on the event that finishes a `step`
+
+    def text(self) -> str:
+        count = f" {self.done}/{self.total}" if self.done is not None and self.total else \
+            (f" {self.done}" if self.done is not None else "")
+        tail = f" — {self.detail}" if self.detail else ""
+        took = f" ({self.seconds:.1f} s)" if self.seconds is not None else ""
+        return f"{self.phase}{count}{tail}{took}"
+
+
+Sink = Callable[[Event], None]
+_SINK: contextvars.ContextVar[Sink | None] = contextvars.ContextVar("edgekit_progress_sink", default=None)
+
+
+def emit(phase: str, done: int | None = None, total: int | None = None, detail: str = "") -> None:
+    """Report progress of `phase` (cheap when nobody listens)."""
+    sink = _SINK.get()
+    if sink is not None:
+        sink(Event(phase, done, total, detail))
+
+
+@contextlib.contextmanager
+def step(phase: str, detail: str = "") -> Iterator[None]:
+    """A named step: reported when it starts and when it ends, with its duration."""
+    sink = _SINK.get()
+    if sink is None:
+        yield
+        return
+    sink(Event(phase, detail=detail))
+    t0 = time.perf_counter()
+    try:
+        yield
+    finally:
+        sink(Event(phase, detail=detail, finished=True, seconds=time.perf_counter() - t0))
+
+
+@contextlib.contextmanager
+def reporting(sink: Sink | None) -> Iterator[None]:
+    """Send the progress of everything run inside the block to `sink` (None: silence)."""
+    token = _SINK.set(sink)
+    try:
+        yield
+    finally:
+        _SINK.reset(token)

@@ -12,7 +12,7 @@ from edgekit.cli._common import STATE, app
 # Verbs in pipeline order; each module registers its command(s) on `app` when imported.
 VERB_MODULES = (
     "export", "simplify", "inspect", "quantize", "compile", "compare", "check", "bench", "gate",
-    "run", "targets", "toolchain", "zoo",
+    "run", "targets", "toolchain", "device", "zoo",
 )
 
 

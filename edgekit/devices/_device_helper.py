@@ -182,9 +182,7 @@ def receive(workdir: str, key: str, stream) -> dict:
     os.makedirs(scratch, mode=0o700)
     try:
         with tarfile.open(fileobj=stream, mode="r|") as archive:
-            count = 0
-            for member in archive:
-                count += 1
+            for count, member in enumerate(archive, 1):
                 if count > MAX_BUNDLE_FILES or not member.isfile() or not _safe_rel(member.name):
                     raise SystemExit(f"error: refused tar member {member.name!r}")
                 dest = os.path.join(scratch, member.name)

@@ -89,7 +89,7 @@ def parse_url(text: Any, *, source: str = "--url") -> SshUrl:
     if not ok:
         raise BadInputError(f"device URL {text!r}: host {host!r} is not a host name or address", path=source,
                             hint=hint)
-    if port is not None and not 1 <= port <= 65535 or (port is None and hostport.endswith(":")):
+    if (port is not None and not 1 <= port <= 65535) or (port is None and hostport.endswith(":")):
         raise BadInputError(f"device URL {text!r}: port is not in 1..65535", path=source, hint=hint)
     return SshUrl(host=host, user=user, port=port)
 

@@ -44,6 +44,44 @@ def _pipes(proc: subprocess.Popen[bytes]) -> tuple[IO[bytes], IO[bytes], IO[byte
     return proc.stdin, proc.stdout, proc.stderr
 
 
+def run_process(argv: Sequence[str], *, timeout: float, stdin: bytes | None = None,
+                feed: Callable[[IO[bytes]], None] | None = None,
+                keep_stdin_open: bool = False) -> tuple[int, bytes, str]:
+    """(exit code, stdout, stderr) of `argv`, its stdin fed then closed, or held open until it exits.
+
+    However this returns (normally, timeout, Ctrl-C), the process is dead afterwards and its stdin
+    closed: a device-side watchdog reading that stdin then stops the bench.
+    """
+    proc = subprocess.Popen(list(argv), stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    pipe_in, pipe_out, pipe_err = _pipes(proc)
+    out: list[bytes] = []
+    err: list[bytes] = []
+    readers = [threading.Thread(target=lambda: out.append(pipe_out.read()), daemon=True),
+               threading.Thread(target=lambda: err.append(pipe_err.read()), daemon=True)]
+    for reader in readers:
+        reader.start()
+    try:
+        try:
+            if feed is not None:
+                feed(pipe_in)
+            elif stdin:
+                pipe_in.write(stdin)
+            if not keep_stdin_open:
+                pipe_in.close()
+        except BrokenPipeError:
+            pass  # the far end went away: its exit code and stderr say why
+        code = proc.wait(timeout=timeout)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        with contextlib.suppress(BrokenPipeError):
+            pipe_in.close()
+        for reader in readers:
+            reader.join(timeout=5)
+    return code, b"".join(out), b"".join(err).decode("utf-8", "replace")
+
+
 def _ssh_binary() -> str:
     found = shutil.which("ssh")
     if found is None:
@@ -93,43 +131,16 @@ class SshTransport:
         closes, so an interrupted client (Ctrl-C) or a timeout here releases the device. A link that
         fails (ssh exit 255) or a timeout is ToolchainMissingError with the reason.
         """
-        proc = subprocess.Popen(self.argv(command), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE)
-        pipe_in, pipe_out, pipe_err = _pipes(proc)
-        out: list[bytes] = []
-        err: list[bytes] = []
-        readers = [threading.Thread(target=lambda: out.append(pipe_out.read()), daemon=True),
-                   threading.Thread(target=lambda: err.append(pipe_err.read()), daemon=True)]
-        for reader in readers:
-            reader.start()
         try:
-            try:
-                if feed is not None:
-                    feed(pipe_in)
-                elif stdin:
-                    pipe_in.write(stdin)
-                if not keep_stdin_open:
-                    pipe_in.close()
-            except BrokenPipeError:
-                pass  # the far end went away: its exit code and stderr say why
-            try:
-                code = proc.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                raise ToolchainMissingError(
-                    f"device {self.device.name!r}: {what} ran past {timeout:g} s; stopped (nothing recorded)",
-                    path=str(self.device.url), hint="raise --run-timeout, or check the device's load") from None
-        finally:  # Ctrl-C, a timeout or an error here: kill ssh, so the device-side watchdog frees the device
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
-            with contextlib.suppress(BrokenPipeError):
-                pipe_in.close()
-            for reader in readers:
-                reader.join(timeout=5)
-        stderr = b"".join(err).decode("utf-8", "replace")
+            code, stdout, stderr = run_process(self.argv(command), stdin=stdin, feed=feed, timeout=timeout,
+                                               keep_stdin_open=keep_stdin_open)
+        except subprocess.TimeoutExpired:
+            raise ToolchainMissingError(
+                f"device {self.device.name!r}: {what} ran past {timeout:g} s; stopped (nothing recorded)",
+                path="--device", hint="raise --run-timeout, or check the device's load") from None
         if code == 255:
             raise self.link_error(stderr, what=what)
-        return Completed(code, b"".join(out), stderr)
+        return Completed(code, stdout, stderr)
 
     # -----------------------------------------------------------------------------------------
     # Errors of the link itself (ssh exit 255)
@@ -150,21 +161,21 @@ class SshTransport:
             port_flag = f"-p {port} " if port != 22 else ""
             return ToolchainMissingError(
                 f"{where}: {what_is} (the device offers {seen}); nothing was run",
-                path=str(d.url),
+                path="--device",
                 hint=f"compare with `ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub` run on the device, then "
                      f"`ssh-keyscan {port_flag}{host} >> {known}`" + (" after removing the old line "
                                                                      f"(ssh-keygen -R {host})" if changed else ""),
             )
         if "Permission denied" in stderr:
-            return ToolchainMissingError(f"{where}: login refused ({last})", path=str(d.url),
+            return ToolchainMissingError(f"{where}: login refused ({last})", path="--device",
                                          hint="add your public key to the device's ~/.ssh/authorized_keys "
                                               "(ssh-copy-id), load it into ssh-agent, or set --identity")
         if "closed by remote host" in stderr or "Broken pipe" in stderr or "Connection reset" in stderr \
                 or "Timeout, server" in stderr:
             return ToolchainMissingError(f"{where}: the connection dropped during the {what} ({last}); "
-                                         "nothing recorded as measured", path=str(d.url),
+                                         "nothing recorded as measured", path="--device",
                                          hint="check the device's power and network, then rerun")
-        return ToolchainMissingError(f"{where}: unreachable ({last})", path=str(d.url),
+        return ToolchainMissingError(f"{where}: unreachable ({last})", path="--device",
                                      hint="check the address, that sshd runs there, and `ssh` to it by hand")
 
     def resolved_endpoint(self) -> tuple[str, int]:

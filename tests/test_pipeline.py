@@ -467,3 +467,14 @@ def test_run_refuses_a_user_folder_at_out_target_before_doing_any_work(tmp_path:
         Pipeline.from_recipe(recipe).run(tmp_path / "out", cache_dir=tmp_path / "cache")
     assert info.value.exit_code == 2 and "cpu" in info.value.one_line()
     assert sorted(p.name for p in mine.iterdir()) == ["thesis.txt"] and not (tmp_path / "cache").exists()
+
+
+def test_a_target_benched_on_an_unreachable_device_is_not_run(tmp_path: Path) -> None:
+    # the recipe says where latency is measured; a device that cannot be reached never passes a budget
+    recipe = write_recipe(tmp_path)
+    recipe.write_text(recipe.read_text().replace('name = "cpu"', 'name = "cpu"\ndevice = "ssh://nobody@127.0.0.1:1"'))
+    result = Pipeline.from_recipe(recipe).run(tmp_path / "out", cache_dir=tmp_path / "cache", report=False)
+    [cpu] = result.targets
+    assert cpu.status == "not-run" and result.exit_code == 4
+    assert cpu.latency_figure is not None and cpu.latency_figure.host.startswith("device:")
+    assert cpu.latency_figure.provenance == "not-run" and "latency not run" in cpu.latency_figure.note

@@ -60,7 +60,8 @@ def gate_recipe(
                     gated.failures.append(line)
                     gated.failure_codes.append(target.exit_code)
                 continue
-            sub = gate_bundle(target.bundle, **bench_kw)
+            device = bench_kw.get("device") or recipe.target(target.target).device  # the recipe's device per target
+            sub = gate_bundle(target.bundle, **{**bench_kw, "device": device})
             for verdict in sub.verdicts:
                 verdict.name = f"{target.target}: {verdict.name}"
             gated.verdicts += sub.verdicts

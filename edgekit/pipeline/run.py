@@ -34,6 +34,7 @@ from edgekit.artifact import (
 )
 from edgekit.cache import CacheEntry, StageCache
 from edgekit.checks.budgets import BudgetVerdict, parse_budgets
+from edgekit.checks.metrics import Metric, get_metric
 from edgekit.environment import environment_fingerprint
 from edgekit.errors import BadInputError, CheckFailedError, EdgekitError, ToolchainMissingError, UnsupportedError
 from edgekit.pipeline.data import EvalSet, load_data, module_digest, read_samples, write_samples
@@ -258,16 +259,18 @@ class _Run:
             folder = tmp / "outputs"
             folder.mkdir()
             correct = 0
+            class_ids = data.labels is not None and all(np.asarray(x).size == 1 for x in data.labels)
             width = max(4, len(str(len(data.samples))))
             for i, sample in enumerate(data.samples):
                 outs = dict(zip(names, session.run(names, sample), strict=True))
                 np.savez(folder / f"{i:0{width}d}.npz", **outs)
-                if data.labels is not None:
-                    correct += int(np.argmax(np.asarray(outs[names[0]]).reshape(-1)) == int(data.labels[i]))
+                if class_ids and data.labels is not None:
+                    label = int(np.asarray(data.labels[i]).reshape(-1)[0])
+                    correct += int(np.argmax(np.asarray(outs[names[0]]).reshape(-1)) == label)
             meta: dict[str, Any] = {"outputs": names, "eval": data.description, "synthetic": data.synthetic,
                                     "provenance": "measured", "samples": len(data.samples),
                                     "model_sha256": sha256_file(self.model_path)}
-            if data.labels is not None:
+            if class_ids:
                 meta["accuracy"] = correct / len(data.samples)
                 meta["detail"] = f"FP32 ONNX accuracy {meta['accuracy']:.4f}"
             else:
@@ -351,6 +354,12 @@ class _Run:
         b = self.recipe.budgets.accuracy
         return self.recipe.quantize.max_drop is not None or b.max_drop is not None or b.min_sqnr_db is not None
 
+    def _metric(self) -> Metric | None:
+        """The recipe's task metric (`accuracy = "dice drop<=0.5"`), or None (top-1 with labels, cosine/SQNR)."""
+        name = self.recipe.budgets.accuracy.metric
+        return get_metric(name, allow_code=self.allow_code, argument=f"{self.recipe.path.name}: budgets.accuracy") \
+            if name else None
+
     def _quantize(self, mixed: bool) -> CacheEntry:
         """Plain INT8 (all nodes) or accuracy-aware mixed INT8 (sensitive nodes left in float)."""
         tag = "mixed" if mixed else "int8"
@@ -361,7 +370,11 @@ class _Run:
         q = self.recipe.quantize
         budget = self.recipe.budgets.accuracy
         max_drop = min_sqnr = None
-        if mixed and self.eval_entry.meta.get("labels"):
+        metric = budget.metric
+        if mixed and metric is not None and (q.max_drop is not None or budget.max_drop is not None):
+            # a metric budget: accuracy with labels, agreement with FP32's predictions without
+            max_drop = q.max_drop if q.max_drop is not None else budget.max_drop
+        elif mixed and self.eval_entry.meta.get("labels"):
             max_drop = q.max_drop if q.max_drop is not None else (budget.max_drop if budget.max_drop is not None
                                                                   else 1.0)  # points
         elif mixed:  # no labels: the accuracy-aware search works on output SQNR vs FP32
@@ -369,13 +382,14 @@ class _Run:
                                                                   is not None else 20.0)
         options = {"method": q.method, "per_channel": q.per_channel, "symmetric_activations": q.symmetric_activations,
                    "exclude": list(q.exclude), "calib_samples": q.calib_samples, "max_drop": max_drop,
-                   "min_sqnr": min_sqnr}
+                   "min_sqnr": min_sqnr, "metric": metric if max_drop is not None and metric else None}
+        allow_code = self.allow_code
 
         def build(tmp: Path) -> dict[str, Any]:
             calib = self.calib_entry.file("samples") if self.calib_entry else None
             return _quantize_model(self.model_path, tmp / "model.onnx", calib,
                                    self.eval_entry.file("samples") if mixed else None, options,
-                                   threads=self.recipe.bench.threads)
+                                   threads=self.recipe.bench.threads, allow_code=allow_code)
 
         entry = self.stage(f"quantize-{tag}", None,
                            inputs={"model": self.model_entry.digest, "calib": self.calib_entry.digest,
@@ -431,6 +445,8 @@ class _Run:
             cand.accuracy, cand.cosine, cand.sqnr_db = _float(am.get("accuracy")), _float(am.get("cosine")), \
                 _float(am.get("sqnr_db"))
             cand.accuracy_drop = _float(am.get("drop_points"))
+            cand.metric = am.get("metric") if isinstance(am.get("metric"), dict) else None
+            cand.dead = "; ".join(str(d) for d in am.get("dead") or [])
             cand.accuracy_provenance = str(am.get("provenance", cand.run_provenance))
             cand.accuracy_samples = int(am.get("samples", 0))
         ok, why = self._accuracy_ok(cand)
@@ -447,22 +463,33 @@ class _Run:
 
         data = self.load_eval()
         with load_bundle(bundle, threads=self._threads(settings)) as runner:
-            figures = evaluate_runner(runner, data.samples, self.reference_outputs(),
-                                      None if data.labels is None else [int(x) for x in data.labels])
+            figures = evaluate_runner(runner, data.samples, self.reference_outputs(), data.labels,
+                                      metric=self._metric())
         meta = figures.to_json()
-        if figures.accuracy is not None:
+        m = figures.metric
+        if figures.dead:
+            meta["detail"] = f"dead: {figures.dead_reason} ({figures.provenance})"
+        elif m is not None and m.name != "none" and m.value is not None:
+            meta["detail"] = f"{m.name} {m.mode} {m.show(m.value)} vs FP32 {m.show(m.reference)} ({figures.provenance})"
+        elif figures.accuracy is not None:
             meta["detail"] = f"accuracy {figures.accuracy:.4f} ({figures.provenance})"
         else:
-            meta["detail"] = f"cosine {figures.cosine:.5f}, SQNR {figures.sqnr_db:.1f} dB ({figures.provenance})"
+            cos = "n/a" if figures.cosine is None else f"{figures.cosine:.5f}"
+            sqnr = "n/a" if figures.sqnr_db is None else f"{figures.sqnr_db:.1f} dB"
+            meta["detail"] = f"cosine {cos}, SQNR {sqnr} ({figures.provenance})"
         return meta
 
     def _accuracy_ok(self, cand: Candidate) -> tuple[bool, str]:
         b = self.recipe.budgets.accuracy
         if cand.accuracy_provenance == "not-run":
             return (b.empty, "accuracy not run here" if not b.empty else "no accuracy budget")
+        if cand.dead:
+            return False, f"the build no longer works: {cand.dead}"
         fails = []
-        if b.max_drop is not None and cand.accuracy_drop is not None and cand.accuracy_drop > b.max_drop:
-            fails.append(f"drop {cand.accuracy_drop:.2f} points > {b.max_drop}")
+        drop = cand.metric_drop if b.metric else cand.accuracy_drop
+        if b.max_drop is not None and drop is not None and drop > b.max_drop:
+            what = f"{b.metric} {(cand.metric or {}).get('mode', 'accuracy')} " if b.metric else ""
+            fails.append(f"{what}drop {drop:.2f} points > {b.max_drop}")
         if b.min_cosine is not None and cand.cosine is not None and cand.cosine < b.min_cosine:
             fails.append(f"cosine {cand.cosine:.5f} < {b.min_cosine}")
         if b.min_sqnr_db is not None and cand.sqnr_db is not None and cand.sqnr_db < b.min_sqnr_db:
@@ -545,6 +572,7 @@ class _Run:
         if chosen.accuracy_drop is not None:  # top level, so `edgekit gate` finds it first (points)
             manifest.metrics["accuracy_drop"] = chosen.accuracy_drop
         manifest.metrics["pipeline"] = to_jsonable({
+            "metric": chosen.metric, "dead": chosen.dead,
             "latency": figure, "accuracy": chosen.accuracy, "accuracy_drop": chosen.accuracy_drop,
             "cosine": chosen.cosine, "sqnr_db": chosen.sqnr_db, "accuracy_provenance": chosen.accuracy_provenance,
             "reference_accuracy": self.reference.get("accuracy"), "verdicts": verdicts, "decision": chosen.decision,
@@ -569,7 +597,7 @@ class _Run:
             chosen.precision_used, chosen.run_provenance, dict(figure.stats), figure.provenance, figure,
             {"accuracy": chosen.accuracy, "drop": chosen.accuracy_drop, "cosine": chosen.cosine,
              "sqnr_db": chosen.sqnr_db, "provenance": chosen.accuracy_provenance,
-             "samples": chosen.accuracy_samples},
+             "samples": chosen.accuracy_samples, "metric": chosen.metric, "dead": chosen.dead},
             verdicts, candidates, chosen.decision,
         )
         self._record(StageRun("checks", settings.name, False, time.perf_counter() - t1, "", status))
@@ -591,11 +619,16 @@ class _Run:
 
         threads = self._threads(settings)
         b = self.recipe.bench
-        try:
-            result = bench(bundle, warmup=b.warmup, iters=b.iterations, threads=threads, max_extend_rounds=1)
-        except ToolchainMissingError as exc:
-            return LatencyFigure({}, "not-run", True, _now(), host_fingerprint(), {}, 0, threads,
+        where = f"device:{settings.device}" if settings.device else host_fingerprint()
+        try:  # on the target's device when the recipe names one (edgekit.devices), else on this host
+            result = bench(bundle, warmup=b.warmup, iters=b.iterations, threads=threads, max_extend_rounds=1,
+                           device=settings.device)
+        except ToolchainMissingError as exc:  # no device, no toolchain: not-run, never a pass
+            return LatencyFigure({}, "not-run", True, _now(), where, {}, 0, threads,
                                  f"latency not run: {exc.message}")
+        if result.device:
+            where = f"device:{result.device.get('name')}:{result.device.get('hostname')}:" \
+                    f"{result.device.get('cpu_model')}"
         if result.stats is not None:
             stats = {k: float(v) for k, v in result.stats.to_json().items() if isinstance(v, (int, float))}
         elif result.estimate is not None:
@@ -603,7 +636,7 @@ class _Run:
             stats = {k: value for k in ("min", "mean", "p50", "p90", "p95", "p99", "max")}
         else:
             stats = {}
-        return LatencyFigure(stats, result.provenance, True, _now(), host_fingerprint(),
+        return LatencyFigure(stats, result.provenance, True, _now(), where,
                              dict(result.input_shapes), len(result.samples_ms), threads,
                              "; ".join(result.warnings))
 
@@ -631,8 +664,19 @@ def _verdicts(recipe: Recipe, settings: TargetSettings, chosen: Candidate,
     acc = recipe.budgets.accuracy
     eval_note = f"vs FP32 on {chosen.accuracy_samples} eval sample(s): " + \
         (recipe.eval.source if recipe.eval else "synthetic inputs")
+    if chosen.dead:
+        verdicts.append(BudgetVerdict("model works", "accuracy", "dead", "==", None, None, "", "fail",
+                                      chosen.accuracy_provenance, "recipe", chosen.dead))
+    metric = chosen.metric or {}
+    if acc.metric:
+        eval_note += f"; {acc.metric} {metric.get('mode', '?')}" + \
+            (" (vs FP32's own predictions: no labels)" if metric.get("mode") == "agreement" else " (vs labels)")
+        if metric.get("value") is not None:
+            fp32, got = float(metric.get("fp32") or 0.0), float(metric["value"])
+            eval_note += f": FP32 {100 * fp32:.2f}%, build {100 * got:.2f}%" if metric.get("unit") == "%" \
+                else f": FP32 {fp32:.4g}, build {got:.4g}"
     for key, value, limit, op, unit in (
-        ("max_drop", chosen.accuracy_drop, acc.max_drop, "<=", "points"),
+        ("max_drop", chosen.metric_drop if acc.metric else chosen.accuracy_drop, acc.max_drop, "<=", "points"),
         ("min_cosine", chosen.cosine, acc.min_cosine, ">=", ""),
         ("min_sqnr_db", chosen.sqnr_db, acc.min_sqnr_db, ">=", "dB"),
     ):
@@ -641,12 +685,15 @@ def _verdicts(recipe: Recipe, settings: TargetSettings, chosen: Candidate,
         statistic = key.removeprefix("min_").removeprefix("max_")
         if value is None:
             note = "no labels on the eval set: a drop cannot be measured" if key == "max_drop" and \
-                chosen.accuracy_provenance != "not-run" else "the bundle cannot run here"
+                chosen.accuracy_provenance != "not-run" and not acc.metric else \
+                (metric.get("note") or "the metric could not be computed") if key == "max_drop" and acc.metric \
+                and chosen.accuracy_provenance != "not-run" else "the bundle cannot run here"
             verdicts.append(BudgetVerdict(f"{key}={limit}", "accuracy", statistic, op, float(limit), None, unit,
                                           "not-run", "not-run", "recipe", note))
             continue
         passed = value >= limit if op == ">=" else value <= limit
-        verdicts.append(BudgetVerdict(f"{key}={limit}", "accuracy", statistic, op, float(limit), float(value), unit,
+        name = f"{acc.metric} drop<={limit}" if key == "max_drop" and acc.metric else f"{key}={limit}"
+        verdicts.append(BudgetVerdict(name, "accuracy", statistic, op, float(limit), float(value), unit,
                                       "pass" if passed else "fail", chosen.accuracy_provenance, "recipe", eval_note))
     return verdicts
 
@@ -739,7 +786,7 @@ def _export_torch(m: Any, dest: Path) -> dict[str, Any]:
 
 
 def _quantize_model(src: Path, dest: Path, calib: Path | None, eval_dir: Path | None, options: dict[str, Any],
-                    *, threads: int | None) -> dict[str, Any]:
+                    *, threads: int | None, allow_code: bool = False) -> dict[str, Any]:
     from edgekit.stages import quantize as quantize_stage
 
     kwargs: dict[str, Any] = {k: options[k] for k in ("method", "per_channel", "symmetric_activations",
@@ -750,11 +797,12 @@ def _quantize_model(src: Path, dest: Path, calib: Path | None, eval_dir: Path | 
     if eval_dir is not None:
         kwargs["eval"] = str(eval_dir)
         kwargs["max_drop"], kwargs["min_sqnr"] = options["max_drop"], options["min_sqnr"]
-    result = quantize_stage.quantize(src, dest, str(calib), threads=threads, **kwargs)
+        kwargs["metric"] = options.get("metric")
+    result = quantize_stage.quantize(src, dest, str(calib), threads=threads, allow_code=allow_code, **kwargs)
     _drop_sidecar(dest)
     excluded = list(result.excluded or [])
     return {"detail": f"INT8 QDQ, {len(excluded)} node(s) kept in float" if eval_dir else "INT8 QDQ",
-            "excluded": excluded, "report": to_jsonable(result.report)}
+            "excluded": excluded, "report": to_jsonable(result.report.to_json())}
 
 
 def _native_int8(adapter: str) -> bool:

@@ -20,6 +20,7 @@ from typing import Any
 from edgekit import plugins
 from edgekit.adapters.base import Availability, Capabilities, TargetAdapter
 from edgekit.errors import BadInputError, EdgekitError, ToolchainMissingError, UnsupportedError
+from edgekit.progress import emit
 from edgekit.targets import TargetProfile, all_profiles, builtin_profiles, registered_profile
 
 ENTRY_POINT_GROUP = plugins.ENTRY_POINT_GROUP
@@ -223,7 +224,12 @@ def plan_adapters(profile: TargetProfile, backend: str = "auto", precision: str 
     that is unknown or does not serve the profile is the user's mistake: BadInputError (exit 2), with
     `option` (the flag it came from) in the message. Everything else is data: nothing else raises.
     """
-    return [_choice(name, profile, precision, option) for name in _requested(profile, backend, option)]
+    names = _requested(profile, backend, option)
+    choices = []
+    for i, name in enumerate(names, 1):
+        emit("checking adapters", i, len(names), f"{name} for {profile.name}")  # a probe can take seconds (CUDA)
+        choices.append(_choice(name, profile, precision, option))
+    return choices
 
 
 def adapter_availability(name: str, target: TargetProfile) -> Availability:
@@ -234,10 +240,14 @@ def adapter_availability(name: str, target: TargetProfile) -> Availability:
 
 def describe_target(target: TargetProfile) -> dict[str, Any]:
     """A profile with the status of each adapter it names (plain data, for the CLI and JSON)."""
+    adapters = []
+    for i, name in enumerate(target.adapters, 1):
+        emit("checking adapters", i, len(target.adapters), f"{name} for {target.name}")  # a probe can take seconds
+        adapters.append(_choice(name, target, None, "--backend").to_json())
     return {
         "name": target.name, "description": target.description, "kind": target.kind,
         "precisions": list(target.precisions), "source": target.source_file,
-        "adapters": [_choice(n, target, None, "--backend").to_json() for n in target.adapters],
+        "adapters": adapters,
         "sections": {k: v for k, v in target.raw.items() if isinstance(v, dict)},
     }
 

@@ -28,8 +28,9 @@ class TerminalSink:
         self.status: Any = None
 
     def __call__(self, event: Event) -> None:
-        if event.finished:
-            self.console.print(f"[dim]✓ {escape(event.text())}[/]", highlight=False)
+        if event.finished:  # a line for the steps that took a while; quick ones just pass
+            if (event.seconds or 0.0) >= 1.0:
+                self.console.print(f"[dim]✓ {escape(event.text())}[/]", highlight=False)
             return
         text = escape(event.text())
         if self.status is None:
@@ -52,6 +53,8 @@ class LogSink:
 
     def __call__(self, event: Event) -> None:
         now = time.monotonic()
+        if event.finished and (event.seconds or 0.0) < 1.0:
+            return  # its start was logged; a quick step needs no second line
         counter = event.done is not None and not event.finished
         if counter and now - self.last.get(event.phase, -1e9) < self.every and event.done != event.total:
             return

@@ -5,7 +5,10 @@ Parsing lives here so that `--input-shape images:1,3,640,640` means the same thi
 
 from __future__ import annotations
 
+import math
+import numbers
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,7 +22,10 @@ _DTYPES = {
     "float32", "float16", "bfloat16", "float64", "int8", "uint8", "int16", "int32", "int64", "bool",
 }
 DTYPES = frozenset(_DTYPES)  # the dtype vocabulary, public (manifests are validated against it)
+DEFAULT_DTYPE = "float32"  # what `NAME:DIMS` without `:dtype` means
 _SPEC_RE = re.compile(r"^(?P<name>[^:]+):(?P<dims>[^:]+)(?::(?P<dtype>[a-z0-9]+))?$")
+# export's `h=12`: a dim named h that stays dynamic, traced and verified at 12
+_SIZED_DIM_RE = re.compile(r"^(?P<name>[A-Za-z_][A-Za-z0-9_]*)=(?P<size>\S*)$")
 
 
 @dataclass(frozen=True)
@@ -81,11 +87,14 @@ def parse_input_shape(text: str, *, argument: str = "--input-shape") -> TensorSp
             dims.append(value)
         elif re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", raw):
             dims.append(raw)
+        elif _SIZED_DIM_RE.match(raw):
+            raise BadInputError(f"a trace size ({raw}) in {text!r} is only for `edgekit export`", path=argument,
+                                hint="here give the size itself, or the name alone to keep the dim dynamic")
         else:
             raise BadInputError(
                 f"bad dim {raw!r} in {text!r}", path=argument, hint="dims are positive integers or names"
             )
-    dtype = match["dtype"] or "float32"
+    dtype = match["dtype"] or DEFAULT_DTYPE
     if dtype not in _DTYPES:
         raise BadInputError(f"unknown dtype {dtype!r} in {text!r}", path=argument, hint=f"one of {sorted(_DTYPES)}")
     return TensorSpec(match["name"].strip(), tuple(dims), dtype)
@@ -100,11 +109,58 @@ def parse_input_shapes(texts: list[str] | tuple[str, ...], *, argument: str = "-
     return specs
 
 
+def split_trace_sizes(texts: Sequence[str], *, argument: str = "--input-shape") -> tuple[list[str], dict[str, int]]:
+    """`input:1,3,h=12,w=12` -> (`input:1,3,h,w`, {"h": 12, "w": 12}): dims that stay dynamic, and their trace size.
+
+    Why: a fully convolutional net exported with dynamic H,W cannot be traced at the default size 1
+    (a 3x3 kernel on a 1x1 image); export traces and verifies at the given size and keeps the dim named.
+    """
+    plain: list[str] = []
+    sizes: dict[str, int] = {}
+    for text in texts:
+        match = _SPEC_RE.match(str(text).strip())
+        if not match:
+            plain.append(str(text))  # parse_input_shape reports it
+            continue
+        dims = []
+        for raw in match["dims"].split(","):
+            sized = _SIZED_DIM_RE.match(raw.strip())
+            if not sized:
+                dims.append(raw)
+                continue
+            name, size = sized["name"], sized["size"]
+            if not re.fullmatch(r"\d+", size) or int(size) == 0:
+                what = "zero-size" if re.fullmatch(r"0+", size) else "bad"
+                raise BadInputError(f"{what} trace size {raw.strip()!r} in {text!r}", path=argument,
+                                    hint="NAME=SIZE with SIZE >= 1, e.g. input:1,3,h=12,w=12")
+            if sizes.setdefault(name, int(size)) != int(size):
+                raise BadInputError(f"dim {name!r} given twice with different trace sizes in {text!r}", path=argument,
+                                    hint="one size per dim name (name the dims apart: h=12,w=16)")
+            dims.append(name)
+        plain.append(f"{match['name']}:{','.join(dims)}" + (f":{match['dtype']}" if match["dtype"] else ""))
+    return plain, sizes
+
+
 def as_specs(shapes: list[TensorSpec] | list[str] | tuple | None) -> list[TensorSpec]:
     """Accept specs or their text form, so the Python API takes what the CLI takes."""
     if not shapes:
         return []
     return [s if isinstance(s, TensorSpec) else parse_input_shape(str(s)) for s in shapes]
+
+
+def check_normalization(mean: Sequence[float] | None, std: Sequence[float] | None) -> None:
+    """Per-channel mean and std are finite numbers and std has no zero, or BadInputError naming the flag.
+
+    Why: std divides every pixel (AIPP stores 1/std), so a 0 was a ZeroDivisionError deep in an NPU plan
+    reported as "unsupported", and a NaN silently turned every input into NaN.
+    """
+    for flag, values in (("--mean", mean), ("--std", std)):
+        if values is None:
+            continue
+        floats = [float(v) for v in values] if all(isinstance(v, numbers.Real) for v in values) else None
+        if not floats or not all(math.isfinite(v) for v in floats) or (flag == "--std" and 0.0 in floats):
+            raise BadInputError(f"{tuple(values)} is not a list of finite numbers{' without a 0' * (flag == '--std')}",
+                                path=flag, hint="per-channel values in pixel units, e.g. 58.4,57.1,57.4")
 
 
 @dataclass(frozen=True)
@@ -116,6 +172,9 @@ class Preprocess:
     std: tuple[float, ...] = (1.0, 1.0, 1.0)  # in pixel units (0..255)
     layout: str = "nchw"
     grayscale: bool = False
+
+    def __post_init__(self) -> None:
+        check_normalization(self.mean, self.std)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -71,7 +71,7 @@ session = ort.InferenceSession("amct/modified.onnx", amct.AMCT_SO, providers=["C
 names = {names!r}
 files = sorted(glob.glob("plan/calib/*.npy"))
 for index in sorted({{os.path.basename(f).split("_", 1)[0] for f in files}}):
-    feeds = {{n: np.load(f"plan/calib/{{index}}_{{n}}.npy") for n in names}}
+    feeds = {{n: np.load(f"plan/calib/{{index}}_{{n}}.npy", allow_pickle=False) for n in names}}
     session.run(None, feeds)
 amct.save_model(modified_onnx_file="amct/modified.onnx", record_file="amct/record.txt", save_path="amct/model")
 '''

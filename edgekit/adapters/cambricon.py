@@ -74,7 +74,7 @@ if PLAN["precision_config"]["precision_mode"].startswith("qint"):
         def next(self):
             if self.index >= len(self.files):
                 return mm.Status(mm.Code.OUT_OF_RANGE, "Data end reached")
-            self.sample = np.load(self.files[self.index]).astype(np.float32)
+            self.sample = np.load(self.files[self.index], allow_pickle=False).astype(np.float32)
             self.index += 1
             return mm.Status.OK()
 

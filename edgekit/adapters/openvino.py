@@ -26,6 +26,7 @@ import contextlib
 import io
 import json
 import logging
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -102,7 +103,11 @@ class OpenVinoRunner(Runner):
         self._ports = [ports.get(name, compiled.outputs[i]) for i, name in enumerate(output_names)]
 
     def _run_impl(self, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-        results = self._request.infer({k: np.ascontiguousarray(v) for k, v in inputs.items()})
+        # np.asarray(order="C"), not np.ascontiguousarray: the latter turns a 0-d input (silero-vad's `sr`) into (1,)
+        try:
+            results = self._request.infer({k: np.asarray(v, order="C") for k, v in inputs.items()})
+        except RuntimeError as exc:
+            raise RuntimeError(openvino_message(exc)) from exc
         # the request reuses its output buffers: copy before the next run overwrites them
         return {name: np.array(results[port], copy=True) for name, port in zip(self.output_names, self._ports,
                                                                                strict=True)}
@@ -152,11 +157,11 @@ class OpenVinoAdapter(TargetAdapter):
                                    hint="fp16 needs a CPU with native fp16 (e.g. AMX-FP16, ARM); try bf16 or fp32")
         quant = quantization_info(load_onnx(model, load_weights=False))
         info: dict[str, Any] = {"device": "CPU", "performance_hint": hint.upper()}
-        if options.input_shapes:
-            shapes = {s.name: list(s.concrete_shape()) for s in options.input_shapes}
-            ov_model = ov.convert_model(str(model), input=shapes)
-        else:
-            ov_model = ov.convert_model(str(model))
+        shapes = {s.name: list(s.concrete_shape()) for s in options.input_shapes or ()}
+        try:
+            ov_model = ov.convert_model(str(model), input=shapes) if shapes else ov.convert_model(str(model))
+        except RuntimeError as exc:
+            raise RuntimeError(openvino_message(exc)) from exc
         if quant.quantized:
             info["int8"] = f"{quant.format} model run by OpenVINO's integer kernels"
             precision_goal = "int8"
@@ -172,7 +177,10 @@ class OpenVinoAdapter(TargetAdapter):
         ov.save_model(ov_model, str(out_dir / "model.xml"), compress_to_fp16=False)
         config = {"PERFORMANCE_HINT": hint.upper(), "INFERENCE_PRECISION_HINT": float_hint}
         (out_dir / CONFIG_FILE).write_text(json.dumps({"device": "CPU", "properties": config}, indent=2) + "\n")
-        compiled = _core().compile_model(str(out_dir / "model.xml"), "CPU", _with_threads(config, options.threads))
+        try:
+            compiled = _core().compile_model(str(out_dir / "model.xml"), "CPU", _with_threads(config, options.threads))
+        except RuntimeError as exc:
+            raise RuntimeError(openvino_message(exc)) from exc
         used = compiled.get_property("INFERENCE_PRECISION_HINT").get_type_name()
         if precision_goal != "int8" and _NAMES.get(used) != precision_goal:
             raise UnsupportedError(f"asked OpenVINO for {precision_goal}, it compiled {used}", path=model,
@@ -216,7 +224,10 @@ class OpenVinoAdapter(TargetAdapter):
         except (OSError, ValueError) as exc:
             raise BadInputError(f"cannot read the OpenVINO config ({exc})", path=config_path) from None
         device, properties = bundle_config(config, config_path)
-        ov_compiled = _core().compile_model(str(path / "model.xml"), device, _with_threads(properties, threads))
+        try:
+            ov_compiled = _core().compile_model(str(path / "model.xml"), device, _with_threads(properties, threads))
+        except RuntimeError as exc:
+            raise RuntimeError(openvino_message(exc)) from exc
         used = ov_compiled.get_property("INFERENCE_PRECISION_HINT").get_type_name()
         recorded = str(compiled.info.get("precision_used", ""))
         precision = "int8" if recorded == "int8" else _NAMES.get(used, used)  # what this host really computes in
@@ -243,6 +254,28 @@ def bundle_config(config: Any, where: Path) -> tuple[str, dict[str, Any]]:
             raise BadInputError(f"OpenVINO property {key}={value!r} is not accepted from a bundle", path=where,
                                 hint=f"one of {', '.join(map(str, allowed))}")
     return str(device), properties
+
+
+_WHERE = re.compile(r"^(?:Exception from|Check '.*' failed at) (src/\S+?:\d+):?\s*(.*)$")
+
+
+def openvino_message(exc: BaseException) -> str:
+    """OpenVINO's exception text on one line, its real cause first and the source locations after.
+
+    OpenVINO puts "Exception from src/...cpp:224:" on the first line and the cause lines below;
+    callers that keep one line would otherwise show the location and drop the cause.
+    """
+    causes: list[str] = []
+    where: list[str] = []
+    for line in (part.strip() for part in str(exc).splitlines()):
+        match = _WHERE.match(line)
+        if match:
+            where.append(match.group(1))
+            line = match.group(2)
+        if line:
+            causes.append(line)
+    text = " ".join(causes) or type(exc).__name__
+    return f"{text} (OpenVINO at {', '.join(where)})" if where else text
 
 
 def _with_threads(config: dict[str, Any], threads: int | None) -> dict[str, Any]:

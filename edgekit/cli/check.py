@@ -45,7 +45,7 @@ def check_cmd(
     if part:
         console.print(
             f"partition: {part['npu_subgraphs']} NPU subgraph(s), {part['cpu_fallbacks']} CPU fallback node(s), "
-            + (f"{part['mac_share_npu'] * 100:.1f}% of {part['total_macs'] / 1e6:.1f} M MACs (estimated) on the NPU, "
+            + (f"{_mac_share(part)} of {part['total_macs'] / 1e6:.1f} M MACs (estimated) on the NPU, "
                if part["total_macs"] else "no MACs counted (no Conv/Gemm/MatMul with known shapes), ")
             + f"{part['host_device_copies']} host<->device copies ({part['host_device_copy_bytes']} bytes)"
             + (f"; {part['assumed_on_npu']} node(s) with verdict unknown assumed on the NPU"
@@ -61,13 +61,27 @@ def check_cmd(
             console.print(f"  {escape(fix['why'])}", highlight=False)
             console.print(f"  fix: [bold]{escape(fix['command'])}[/]", highlight=False)
     unsupported = report.unsupported
+    unknown = [v for v in report.verdicts if v.verdict == "unknown"]
     if unsupported:
         console.print(f"[bold red]{len(unsupported)} node(s) unsupported[/] on {report.target}: "
                       + ", ".join(sorted({v.op_type for v in unsupported})), highlight=False)
-    else:
+    if unknown:  # no vendor statement either way: counted and named, never passed off as supported
+        console.print(f"[magenta]{len(unknown)} node(s) unknown[/] on {report.target} (no vendor statement found; "
+                      "not confirmed to run on the NPU, a real build decides): "
+                      + escape(", ".join(sorted({v.op_type for v in unknown}))), highlight=False)
+    if not unsupported and not unknown:
         console.print(f"[green]no unsupported nodes[/] on {report.target}", highlight=False)
     emit_json({"target": report.target, "adapter": report.adapter, "ok": report.ok,
-               "unsupported": len(unsupported), "dynamic_dims": report.dynamic_dims,
+               "unsupported": len(unsupported), "unknown": len(unknown), "dynamic_dims": report.dynamic_dims,
                "details": to_jsonable(details), "verdicts": to_jsonable(report.verdicts)}, json)
     if unsupported:
         raise typer.Exit(3)
+
+
+def _mac_share(part: dict) -> str:
+    """The NPU's MAC share; with unknown nodes assumed there, the confirmed part and the assumed part apart."""
+    total = part["mac_share_npu"] * 100
+    if not part.get("npu_macs_assumed"):
+        return f"{total:.1f}%"
+    confirmed = part.get("mac_share_npu_confirmed", part["mac_share_npu"]) * 100
+    return f"{total:.1f}% ({confirmed:.1f}% confirmed + {total - confirmed:.1f}% assumed from unknown nodes)"

@@ -109,9 +109,9 @@ def compile_cmd(
     model: Annotated[Path, typer.Argument(help="ONNX model to compile.")],
     output: Annotated[Path, typer.Option("--output", "-o", help="Bundle directory to write.")],
     target: Annotated[str, typer.Option("--target", "-t", help="Device profile (see `edgekit targets`).")] = "cpu",
-    backend: Annotated[str, typer.Option("--backend", "-b",
-                                         help="Adapter, or `auto` (fastest that passes), or `null` (reference).")
-                       ] = "auto",
+    backend: Annotated[str | None, typer.Option(
+        "--backend", "-b", help="Adapter, or `auto` (fastest that passes; the default), or `null` (reference).")
+                       ] = None,
     precision: Annotated[str | None, typer.Option(
         "--precision", "-p", help="fp32 | fp16 | bf16 | int8 | auto (fastest (adapter × precision) within "
         "--accuracy-budget). Default: what the model is (int8 for a QDQ model, else fp32).")] = None,
@@ -141,6 +141,8 @@ def compile_cmd(
     import edgekit
 
     console = out(json)
+    asked_auto = backend == "auto"  # the candidates block is for those who asked to see the choice
+    backend = backend or "auto"
     if precision == "auto":
         from edgekit.cli.run import render_candidates
 
@@ -163,12 +165,15 @@ def compile_cmd(
         input_shapes=tuple(input_shape or ()), mean=_floats(mean, "--mean"), std=_floats(std, "--std"),
         adapter_options=_options(option), seed=seed, allow_code=allow_code, calib_samples=calib_samples,
     )
-    if backend == "auto" and result.candidates:
+    if asked_auto and len(result.candidates) > 1:
         print_candidates(console, result.candidates)
         auto_info = result.bundle.manifest.info.get("auto", {})
         shapes = " ".join(f"{k}:{'x'.join(map(str, v))}" for k, v in result.timed_shapes.items())
         console.print(f"[dim]timed side by side at {escape(shapes)}[/]" +
                       (f" — [yellow]{escape(auto_info['note'])}[/]" if auto_info.get("note") else ""), highlight=False)
+    elif backend == "auto" and len(result.candidates) > 1:
+        console.print(f"[dim]backend {escape(str(result.adapter))} chosen of {len(result.candidates)} candidates "
+                      "(`--backend auto` lists them)[/]", highlight=False)
     info = result.bundle.manifest.info
     v = result.verification
     console.print(

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from edgekit.cli._common import InputShapeOpt, JsonOpt, OutputOpt, command, emit_json, fmt_num, out
+from edgekit.cli._common import InputShapeOpt, JsonOpt, OutputOpt, command, emit_json, finite, fmt_num, out
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -31,12 +31,16 @@ def export_cmd(
                                                  "(read with weights_only=True).")] = None,
     trust_pickle: Annotated[bool, typer.Option("--trust-pickle", help="Allow a fully pickled module "
                                                "(unpickling runs code from the file).")] = False,
-    atol: Annotated[float, typer.Option("--atol", help="Absolute tolerance vs torch.")] = 1e-4,
-    rtol: Annotated[float, typer.Option("--rtol", help="Relative tolerance vs torch.")] = 1e-3,
-    seed: Annotated[int, typer.Option("--seed", help="Seed of the random verification input.")] = 0,
+    atol: Annotated[float, typer.Option("--atol", callback=finite(0), help="Absolute tolerance vs torch.")] = 1e-4,
+    rtol: Annotated[float, typer.Option("--rtol", callback=finite(0), help="Relative tolerance vs torch.")] = 1e-3,
+    seed: Annotated[int, typer.Option("--seed", min=0, help="Seed of the random verification input.")] = 0,
     json_dest: JsonOpt = None,
 ) -> None:
-    """Export a PyTorch model to ONNX and check it against torch (default output: ./<model-name>.onnx)."""
+    """Export a PyTorch model to ONNX and check it against torch (default output: ./<model-name>.onnx).
+
+    A named dim stays dynamic (`-s input:batch,3,224,224`) and is traced at 1; give it a trace size
+    where 1 cannot run (a fully convolutional net): `-s input:1,3,h=12,w=12`.
+    """
     from edgekit.stages.export import export
 
     console = out(json_dest)
@@ -44,6 +48,9 @@ def export_cmd(
         result = export(model, input_shape or None, output, opset=opset, dynamic_batch=dynamic_batch,
                         exporter=exporter.lower(), weights=weights, trust_pickle=trust_pickle, atol=atol, rtol=rtol,
                         seed=seed)
+    if result.options.trace_sizes:
+        sizes = ", ".join(f"{k}={v}" for k, v in result.options.trace_sizes.items())
+        console.print(f"traced and verified at {sizes} (the dims stay dynamic)", highlight=False)
     render(result, console)
     emit_json(result.to_json(), json_dest)
 

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.markup import escape
 
-from edgekit.cli._common import InputShapeOpt, JsonOpt, OutputOpt, command, emit_json, out
+from edgekit.cli._common import InputShapeOpt, JsonOpt, OutputOpt, command, emit_json, finite, out
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -23,8 +23,10 @@ def simplify_cmd(
     input_shape: InputShapeOpt = None,
     tool: Annotated[str, typer.Option("--tool", help="auto (onnxsim, then onnxslim) | onnxsim | onnxslim.")] = "auto",
     verify: Annotated[bool, typer.Option("--verify/--no-verify", help="Compare with the input model.")] = True,
-    atol: Annotated[float, typer.Option("--atol", help="Absolute tolerance vs the input model.")] = 1e-4,
-    rtol: Annotated[float, typer.Option("--rtol", help="Relative tolerance vs the input model.")] = 1e-3,
+    atol: Annotated[float, typer.Option(
+        "--atol", callback=finite(0), help="Absolute tolerance vs the input model.")] = 1e-4,
+    rtol: Annotated[float, typer.Option(
+        "--rtol", callback=finite(0), help="Relative tolerance vs the input model.")] = 1e-3,
     json_dest: JsonOpt = None,
 ) -> None:
     """Simplify an ONNX model (default output: IN.sim.onnx beside the input)."""

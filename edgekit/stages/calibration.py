@@ -21,6 +21,7 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import sys
+import warnings
 from collections.abc import Callable, Iterable, Iterator
 from itertools import islice
 from pathlib import Path
@@ -29,6 +30,7 @@ from typing import Any
 import numpy as np
 
 from edgekit.errors import BadInputError
+from edgekit.onnxio import check_input_bytes
 from edgekit.specs import Preprocess, TensorSpec
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
@@ -148,7 +150,7 @@ def conform(raw: dict[str, Any], inputs: list[TensorSpec], where: str) -> Sample
                 raise BadInputError(f"input {spec.name!r}: expected dtype {want}, found {array.dtype}", path=where,
                                     hint=f"save the sample as {want}")
             array = array.astype(want)
-        out[spec.name] = np.ascontiguousarray(array)
+        out[spec.name] = np.asarray(array, order="C")  # keeps a 0-d input (silero-vad's `sr`) 0-d
     return out
 
 
@@ -180,24 +182,35 @@ class ArrayFolderReader(_FileListReader):
 
     def _read(self, files: list[Path]) -> Iterator[tuple[str, Sample, np.ndarray | None]]:
         for file in files:
-            try:
-                if file.suffix == ".npy":
-                    if len(self.inputs) != 1:
-                        raise BadInputError(f".npy holds one array but the model has {len(self.inputs)} inputs",
-                                            path=file, hint="use .npz files with one array per input name")
-                    yield str(file), {self.inputs[0].name: np.load(file, allow_pickle=False)}, None
-                else:
-                    with np.load(file, allow_pickle=False) as npz:
-                        raw = {k: npz[k] for k in npz.files}
-                    labels = raw.pop(LABELS_KEY, None)
-                    if len(self.inputs) == 1 and self.inputs[0].name not in raw and len(raw) == 1:
-                        raw = {self.inputs[0].name: next(iter(raw.values()))}  # one unnamed array (arr_0)
-                    yield str(file), raw, labels
-            except BadInputError:
-                raise
-            except Exception as exc:
-                raise BadInputError(f"cannot read array file ({type(exc).__name__}: {exc})", path=file,
-                                    hint="save samples with numpy.save / numpy.savez") from None
+            if file.suffix == ".npy":
+                if len(self.inputs) != 1:
+                    raise BadInputError(f".npy holds one array but the model has {len(self.inputs)} inputs",
+                                        path=file, hint="use .npz files with one array per input name")
+                yield str(file), {self.inputs[0].name: load_arrays(file)[""]}, None
+            else:
+                raw = load_arrays(file)
+                labels = raw.pop(LABELS_KEY, None)
+                if len(self.inputs) == 1 and self.inputs[0].name not in raw and len(raw) == 1:
+                    raw = {self.inputs[0].name: next(iter(raw.values()))}  # one unnamed array (arr_0)
+                yield str(file), raw, labels
+
+
+def load_arrays(path: str | Path) -> dict[str, np.ndarray]:
+    """Every array of an `.npz` by name (an `.npy`: its one array under ""), never unpickling.
+
+    Why: an `.npz` may hold pickled objects, and unpickling runs code from the file; an object array
+    (or a file numpy cannot read) is one line of bad input naming the file, not a traceback.
+    """
+    path = Path(path)
+    try:
+        if path.suffix == ".npy":
+            return {"": np.load(path, allow_pickle=False)}
+        with np.load(path, allow_pickle=False) as npz:
+            return {k: npz[k] for k in npz.files}
+    except Exception as exc:
+        raise BadInputError(f"cannot read array file ({type(exc).__name__}: {exc})", path=path,
+                            hint="save numeric arrays with numpy.save / numpy.savez (pickled objects are never read)"
+                            ) from None
 
 
 class ImageFolderReader(_FileListReader):
@@ -224,11 +237,16 @@ def _image_size(spec: TensorSpec, pre: Preprocess, where: Path) -> tuple[int, in
         raise BadInputError(f"model input {spec.name!r} has shape {spec.shape}, not an image batch (4-D)",
                             path=where, hint="use a folder of .npy/.npz arrays instead")
     if pre.size is not None:
-        return pre.size
-    h, w = (spec.shape[2], spec.shape[3]) if pre.layout == "nchw" else (spec.shape[1], spec.shape[2])
-    if not (isinstance(h, int) and isinstance(w, int) and h > 0 and w > 0):
-        raise BadInputError(f"model input {spec.name!r} has dynamic height/width", path="--size",
-                            hint="give --size H,W")
+        h, w = pre.size
+    else:
+        h, w = (spec.shape[2], spec.shape[3]) if pre.layout == "nchw" else (spec.shape[1], spec.shape[2])
+        if not (isinstance(h, int) and isinstance(w, int) and h > 0 and w > 0):
+            raise BadInputError(f"model input {spec.name!r} has dynamic height/width", path="--size",
+                                hint="give --size H,W")
+    channels = 1 if pre.grayscale else 3
+    # one decoded, resized image must fit an input: refuse `--size 100000,100000` before allocating it
+    layout_shape = (1, channels, h, w) if pre.layout == "nchw" else (1, h, w, channels)
+    check_input_bytes(spec, layout_shape, argument="--size")
     return h, w
 
 
@@ -237,10 +255,16 @@ def load_image(path: str | Path, pre: Preprocess, size: tuple[int, int]) -> np.n
     from PIL import Image, UnidentifiedImageError
 
     try:
-        with Image.open(path) as image:
-            image = image.convert("L" if pre.grayscale else "RGB")
-            image = image.resize((size[1], size[0]), Image.Resampling.BILINEAR)
-            array = np.asarray(image, dtype=np.float32)
+        with warnings.catch_warnings():
+            # Pillow only warns between MAX_IMAGE_PIXELS and twice that: a bomb either way, refused
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as image:
+                image = image.convert("L" if pre.grayscale else "RGB")
+                image = image.resize((size[1], size[0]), Image.Resampling.BILINEAR)
+                array = np.asarray(image, dtype=np.float32)
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise BadInputError(f"image is larger than {Image.MAX_IMAGE_PIXELS} pixels (a decompression bomb?)",
+                            path=path, hint="remove it, or downscale it before calibrating") from None
     except (UnidentifiedImageError, OSError, ValueError) as exc:
         raise BadInputError(f"unreadable image ({type(exc).__name__})", path=path,
                             hint="remove it or replace it with a valid image") from None
@@ -249,8 +273,9 @@ def load_image(path: str | Path, pre: Preprocess, size: tuple[int, int]) -> np.n
     channels = array.shape[2]
     mean = np.asarray(pre.mean[:channels] if len(pre.mean) >= channels else pre.mean[:1] * channels, np.float32)
     std = np.asarray(pre.std[:channels] if len(pre.std) >= channels else pre.std[:1] * channels, np.float32)
-    if np.any(std == 0):
-        raise BadInputError("std has a zero entry", path="--std", hint="std values are divisors, in pixel units")
+    if not (np.all(np.isfinite(std)) and np.all(std != 0) and np.all(np.isfinite(mean))):
+        raise BadInputError(f"mean {pre.mean} / std {pre.std} must be finite, std non-zero", path="--std",
+                            hint="std values are divisors, in pixel units")
     array = (array - mean) / std
     if pre.layout == "nchw":
         array = array.transpose(2, 0, 1)

@@ -21,7 +21,7 @@ import re
 import sys
 import time
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -38,7 +38,7 @@ from edgekit.artifact import (
 )
 from edgekit.checks.numerics import Comparison, compare_outputs
 from edgekit.errors import BadInputError, CheckFailedError, ToolchainMissingError, UnsupportedError
-from edgekit.specs import TensorSpec, as_specs
+from edgekit.specs import TensorSpec, as_specs, split_trace_sizes
 
 EXPORTERS = ("torchscript", "dynamo")
 _TORCH_SUFFIXES = {".pt", ".pth", ".ts", ".torchscript", ".jit", ".pkl", ".pt2", ".bin"}
@@ -55,6 +55,7 @@ class ExportOptions:
     rtol: float = 1e-3
     seed: int = 0
     trust_pickle: bool = False
+    trace_sizes: dict[str, int] = field(default_factory=dict)  # dynamic dim name -> size traced and verified at
 
 
 _DEFAULTS = ExportOptions()
@@ -340,11 +341,13 @@ def export(
     rtol: float = _DEFAULTS.rtol,
     seed: int = _DEFAULTS.seed,
     output_names: Sequence[str] | None = None,
+    trace_sizes: Mapping[str, int] | None = None,
 ) -> ExportResult:
     """Export MODEL to ONNX, verify it with onnxruntime against torch, write it with a manifest.
 
     `input_shapes`: `NAME:1,3,224,224` strings or TensorSpecs (zoo models default to their own);
-    a named dim (`input:batch,3,224,224`) stays dynamic. Output defaults to `./<model-name>.onnx`.
+    a named dim (`input:batch,3,224,224`) stays dynamic and is traced at size 1, or at the size given
+    as `NAME=SIZE` (`input:1,3,h=12,w=12`, or `trace_sizes={"h": 12}`). Output defaults to `./<model-name>.onnx`.
     Raises BadInputError (exit 2) for bad MODEL/shapes, CheckFailedError (exit 1) when ONNX and torch
     disagree beyond atol + rtol * |ref| (naming the worst output), UnsupportedError (exit 3) when the
     exporter cannot convert the model.
@@ -354,7 +357,11 @@ def export(
         raise BadInputError(f"unknown exporter {exporter!r}", path="--exporter", hint=f"one of {', '.join(EXPORTERS)}")
     if not 7 <= opset <= 23:
         raise BadInputError(f"opset {opset} is out of range", path="--opset", hint="use 13..21 (default 17)")
-    specs = as_specs(list(input_shapes or []))
+    given = list(input_shapes or [])
+    texts, sizes = split_trace_sizes([str(s) for s in given if not isinstance(s, TensorSpec)])
+    plain = iter(as_specs(texts))
+    specs = [s if isinstance(s, TensorSpec) else next(plain) for s in given]  # in the order given
+    sizes = {**sizes, **dict(trace_sizes or {})}
     loaded = load_model(model, weights=weights, trust_pickle=trust_pickle)
     if loaded.program is not None:  # a .pt2 is already a torch.export program: only the dynamo exporter takes it
         if dynamic_batch:
@@ -362,7 +369,7 @@ def export(
                                 hint="export the .pt2 with dynamic_shapes, or pass package.module:factory")
         exporter = "dynamo"
     options = ExportOptions(opset=opset, dynamic_batch=dynamic_batch, exporter=exporter, atol=atol, rtol=rtol,
-                            seed=seed, trust_pickle=trust_pickle)
+                            seed=seed, trust_pickle=trust_pickle, trace_sizes=sizes)
     if not specs:
         if not loaded.default_inputs:
             raise BadInputError("input shapes are needed for this model", path="--input-shape",
@@ -371,9 +378,10 @@ def export(
     if loaded.default_inputs:
         _check_against_zoo(specs, loaded)
     torch = _torch()
-    feeds = onnxio.random_inputs(specs, seed=seed)
+    _check_trace_sizes(specs, sizes)
+    feeds = onnxio.random_inputs(specs, seed=seed, dims=sizes)
     args = tuple(torch.from_numpy(feeds[s.name]) for s in specs)
-    reference_tensors = _forward(loaded.module, args, specs)
+    reference_tensors = _forward(loaded.module, args, specs, sizes)
     names = list(output_names or loaded.output_names or [])
     if len(names) != len(reference_tensors):
         names = ["output"] if len(reference_tensors) == 1 else [f"output{i}" for i in range(len(reference_tensors))]
@@ -428,8 +436,9 @@ def _check_other_batch(module: Any, onnx_path: Path, specs: list[TensorSpec], na
     torch = _torch()
     batch = 2
     specs2 = [dataclasses.replace(s, shape=(batch, *s.shape[1:])) for s in specs]
-    feeds = onnxio.random_inputs(specs2, seed=options.seed + 1)
-    reference_tensors = _forward(module, tuple(torch.from_numpy(feeds[s.name]) for s in specs2), specs2)
+    feeds = onnxio.random_inputs(specs2, seed=options.seed + 1, dims=options.trace_sizes)
+    reference_tensors = _forward(module, tuple(torch.from_numpy(feeds[s.name]) for s in specs2), specs2,
+                                 options.trace_sizes)
     reference = {n: t.detach().cpu().numpy() for n, t in zip(names, reference_tensors, strict=True)}
     try:
         got = onnxio.run_reference(onnx_path, feeds)
@@ -461,15 +470,33 @@ def _check_against_zoo(specs: list[TensorSpec], loaded: LoadedModel) -> None:
                                 f"{len(ref.shape)}", path="--input-shape", hint=f"e.g. {ref}")
 
 
-def _forward(module: Any, args: tuple[Any, ...], specs: list[TensorSpec]) -> list[Any]:
+def _check_trace_sizes(specs: list[TensorSpec], sizes: Mapping[str, int]) -> None:
+    """A trace size for a dim no input has is a typo, not something to ignore."""
+    named = {str(d) for s in specs for d in s.dynamic_dims.values()}
+    unknown = sorted(set(sizes) - named)
+    if unknown:
+        raise BadInputError(f"trace size for {', '.join(map(repr, unknown))}, which names no dynamic dim",
+                            path="--input-shape", hint="name the dim in the shape: input:1,3,h=12,w=12")
+    for name, size in sizes.items():
+        if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+            raise BadInputError(f"trace size {name}={size!r} is not an integer >= 1", path="--input-shape")
+
+
+def _forward(module: Any, args: tuple[Any, ...], specs: list[TensorSpec], sizes: Mapping[str, int]) -> list[Any]:
     torch = _torch()
     try:
         with torch.no_grad(), _quiet():
             result = module(*args)
     except Exception as exc:
         shapes = " ".join(str(s) for s in specs)
+        hint = "check the number, names, rank and sizes of the inputs"
+        untraced = [s for s in specs if any(d not in sizes for d in s.dynamic_dims.values())]
+        if untraced:  # a named dim without a size ran at 1: a 3x3 conv on a 1x1 image fails
+            example = " ".join(f"{s.name}:" + ",".join(f"{d}={sizes.get(str(d), 12)}" if not isinstance(d, int)
+                                                       else str(d) for d in s.shape) for s in untraced)
+            hint = f"dynamic dims are traced at 1 unless given a size: {example}"
         raise BadInputError(f"the model's forward failed on {shapes}: {type(exc).__name__}: {_first_line(exc)[:200]}",
-                            path="--input-shape", hint="check the number, names, rank and sizes of the inputs") from exc
+                            path="--input-shape", hint=hint) from exc
     return _flatten_outputs(result)
 
 

@@ -1,9 +1,11 @@
 """Simplify an ONNX model: fix dynamic dims, onnxsim (falling back to onnxslim), verify numerics.
 
 NPU compilers want static shapes and folded constants; `--input-shape` fixes dynamic dims first.
-onnxsim is tried first; when it raises (unsupported op, shape inference failure) or its own check
-fails, onnxslim runs instead and the reason is recorded. The result is compared with the input
-model on the same seeded random inputs (onnxruntime both sides) before it is written.
+onnxsim is tried first; when it raises (unsupported op, shape inference failure), its own check
+fails or the ONNX checker rejects its output, onnxslim runs instead and the reason is recorded. A
+simplifier's failure is never reported as bad input (exit 3, naming each tool and its cause). The
+result is compared with the input model on the same seeded random inputs (onnxruntime both sides)
+before it is written.
 """
 
 from __future__ import annotations
@@ -152,38 +154,14 @@ def simplify(
     fixed_model = onnxio.fix_input_dims(original, specs)  # the one fixer (rank, fixed dims, size checked)
     fixed = {spec.name: list(spec.shape) for spec in specs}
 
-    fallback_reason: str | None = None
-    used = tool
-    if tool in ("auto", "onnxsim"):
-        try:
-            simplified = _quietly(_run_onnxsim, fixed_model)
-            used = "onnxsim"
-        except ToolchainMissingError:
-            if tool == "onnxsim":
-                raise
-            fallback_reason, used = "onnxsim is not installed", "onnxslim"
-        except Exception as exc:
-            if tool == "onnxsim":
-                raise UnsupportedError(f"onnxsim failed: {_first_line(exc)}", path=src,
-                                       hint="try --tool onnxslim") from None
-            fallback_reason, used = f"onnxsim failed: {_first_line(exc)}", "onnxslim"
-    if used == "onnxslim":
-        try:
-            simplified = _quietly(_run_onnxslim, fixed_model)
-        except ToolchainMissingError:
-            raise
-        except Exception as exc:
-            why = f" (after {fallback_reason})" if fallback_reason else ""
-            raise UnsupportedError(f"onnxslim failed: {_first_line(exc)}{why}", path=src,
-                                   hint="the model may use ops neither simplifier knows; use it unsimplified") from None
+    simplified, used, fallback_reason = _simplified(fixed_model, tool, src)
     after = _summary(simplified)
 
     with atomic_path(dest) as tmp:
-        onnx.save(simplified, str(tmp))
-        onnxio.load_onnx(tmp)  # the checker must accept what we write
+        onnx.save(simplified, str(tmp))  # checked by _simplified already: never blame the user for our scratch file
         comparison = None
         if verify:
-            comparison = _verify(fixed_model, tmp, atol=atol, rtol=rtol, seed=seed)
+            comparison = _verify(fixed_model, tmp, used, src, atol=atol, rtol=rtol, seed=seed)
             if not comparison.passed:
                 worst = comparison.by_name().get(comparison.worst or "")
                 detail = f"max abs {worst.max_abs:.3g}" if worst else "; ".join(comparison.notes)
@@ -217,19 +195,52 @@ def simplify(
                           options)
 
 
-def _verify(reference_model: onnx.ModelProto, candidate: Path, *, atol: float, rtol: float, seed: int) -> Comparison:
+def _simplified(model: onnx.ModelProto, tool: str, src: Path) -> tuple[onnx.ModelProto, str, str | None]:
+    """(simplified model, the tool that made it, why an earlier tool was not used).
+
+    A simplifier that raises, or whose output the ONNX checker rejects, failed on its own: the
+    input model was valid. `auto` then tries the next tool; when none is left the error names each
+    tool and its cause (exit 3, the input file, never our scratch file).
+    """
+    reasons: list[str] = []
+    for name in ("onnxsim", "onnxslim") if tool == "auto" else (tool,):
+        runner = _run_onnxsim if name == "onnxsim" else _run_onnxslim
+        try:
+            out = _quietly(runner, model)
+        except ToolchainMissingError:
+            if tool != "auto":
+                raise
+            reasons.append(f"{name} is not installed")
+            continue
+        except Exception as exc:
+            reasons.append(f"{name} failed: {_first_line(exc)}")
+            continue
+        try:
+            onnx.checker.check_model(out)
+        except Exception as exc:
+            reasons.append(f"{name} produced an invalid model: {_first_line(exc)}")
+            continue
+        return out, name, "; ".join(reasons) or None
+    if tool == "auto" and all(r.endswith("is not installed") for r in reasons):
+        raise ToolchainMissingError("neither onnxsim nor onnxslim is installed", path="--tool",
+                                    hint="pip install onnxsim onnxslim")
+    others = [t for t in TOOLS[1:] if t != tool] if tool != "auto" else []
+    hint = (f"try --tool {others[0]}, or " if others else "") + "use the model unsimplified: it is valid as given"
+    raise UnsupportedError(f"simplify failed in the simplifier, not the model: {'; '.join(reasons)}", path=src,
+                           hint=hint)
+
+
+def _verify(reference_model: onnx.ModelProto, candidate: Path, tool: str, src: Path, *, atol: float, rtol: float,
+            seed: int) -> Comparison:
     """Same seeded inputs through the (shape-fixed) input model and the candidate; dims still dynamic -> 1."""
     feeds = onnxio.random_inputs(onnxio.input_specs(reference_model), seed=seed)
-    try:
+    with onnxio.ort_errors("MODEL", hint="check it with `edgekit inspect`; pass --no-verify to skip the check"):
         reference = onnxio.run_reference(reference_model.SerializeToString(), feeds)
-    except Exception as exc:
-        raise BadInputError(f"onnxruntime cannot run the input model ({_first_line(exc)[:200]})", path="MODEL",
-                            hint="check it with `edgekit inspect`; pass --no-verify to skip the check") from None
     try:
         got = onnxio.run_reference(candidate, feeds)
     except Exception as exc:
-        raise UnsupportedError(f"onnxruntime cannot run the simplified model ({_first_line(exc)[:200]})",
-                               path=candidate, hint="try --tool onnxslim") from None
+        raise UnsupportedError(f"onnxruntime cannot run {tool}'s output ({_first_line(exc)[:200]})",
+                               path=src, hint="try another --tool, or use the model unsimplified") from None
     return compare_outputs(reference, got, atol=atol, rtol=rtol)
 
 

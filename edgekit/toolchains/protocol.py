@@ -127,7 +127,7 @@ class Response:
 def encode_array(array: Any) -> dict[str, Any]:
     import numpy as np
 
-    array = np.ascontiguousarray(array)
+    array = np.asarray(array, order="C")  # not ascontiguousarray: it turns a 0-d array into shape (1,)
     return {"__ndarray__": base64.b64encode(array.tobytes()).decode("ascii"), "dtype": array.dtype.str,
             "shape": list(array.shape)}
 

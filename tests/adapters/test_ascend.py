@@ -174,3 +174,54 @@ def test_device_runtime_importable_switches_to_measured(monkeypatch):
     monkeypatch.setattr(adapter_base, "module_available", lambda name: name == "aclruntime")
     caps = AscendAdapter().capabilities(get_profile("ascend310"))
     assert caps.run_provenance == "measured" and "aclruntime" in caps.device.reason
+
+
+def _cancelling_model(path: Path, *, scale: float, offset: float) -> Path:
+    """y = (x·W·scale + offset) - offset: fp16 rounding of the shifted value leaves an absolute error set by
+    `offset`, so outputs near 0 miss any elementwise tolerance while large ones stay close."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+    inits = [numpy_helper.from_array((rng.standard_normal((64, 256)) * 0.25).astype(np.float32), "w"),
+             numpy_helper.from_array(np.array(scale, np.float32), "scale"),
+             numpy_helper.from_array(np.array(offset, np.float32), "offset")]
+    nodes = [helper.make_node("MatMul", ["x", "w"], ["m"]), helper.make_node("Mul", ["m", "scale"], ["s"]),
+             helper.make_node("Add", ["s", "offset"], ["shifted"]),
+             helper.make_node("Sub", ["shifted", "offset"], ["y"])]
+    graph = helper.make_graph(nodes, "cancel", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 64])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 256])], inits)
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)], ir_version=8), str(path))
+    return path
+
+
+def test_fp16_beyond_the_elementwise_tolerance_says_which_rule_passed_it(tmp_path, no_atc):
+    model = _cancelling_model(tmp_path / "m.onnx", scale=100.0, offset=3000.0)
+    result = edgekit.compile(model, output=tmp_path / "b", target="ascend310", precision="fp16")
+    v = result.verification
+    assert v["passed"] and v["provenance"] == "emulated" and v["max_abs"] > 0.05
+    assert v["reason"].startswith("passed on the fp16 rule: cosine ") and ">= 0.999" in v["reason"]
+    assert "elementwise tolerance (atol 0.05, rtol 0.05) is not met" in v["reason"]
+
+
+def test_fp16_outside_every_stated_tolerance_fails_with_exit_1(tmp_path, no_atc):
+    model = _cancelling_model(tmp_path / "m.onnx", scale=1.0, offset=2048.0)  # fp16 spacing at 2048 is 2
+    with pytest.raises(CheckFailedError) as info:
+        edgekit.compile(model, output=tmp_path / "b", target="ascend310", precision="fp16")
+    assert info.value.exit_code == 1
+    assert "failed the fp16 rule: cosine " in str(info.value)
+    assert not (tmp_path / "b").exists()
+
+
+def test_cli_compile_shows_candidates_only_for_an_explicit_auto_with_a_choice(tmp_path, no_atc):
+    from typer.testing import CliRunner
+
+    from edgekit.cli import app
+
+    model = _cancelling_model(tmp_path / "m.onnx", scale=100.0, offset=3000.0)
+    for extra in ([], ["--backend", "auto"]):  # ascend310 has one candidate: nothing to choose between
+        got = CliRunner().invoke(app, ["compile", str(model), "-t", "ascend310", "-p", "fp16",
+                                       "-o", str(tmp_path / f"b{len(extra)}"), *extra])
+        assert got.exit_code == 0, got.output
+        assert "candidates" not in got.output
+        assert "passed on the fp16 rule" in " ".join(got.output.split())

@@ -128,3 +128,49 @@ def test_input_shapes_fix_a_dynamic_batch(tmp_path):
     runner = edgekit.load(result.bundle.path)
     feeds = random_inputs(runner.input_specs, dims={"batch": 2})
     assert runner.run(feeds)["logits"].shape == (2, 10)
+
+
+def _scalar_input_model(path):
+    """[1,4] audio chunk times a 0-d int64 sample rate (silero-vad's `sr` input is such a scalar)."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    nodes = [helper.make_node("Cast", ["sr"], ["srf"], to=TensorProto.FLOAT),
+             helper.make_node("Mul", ["x", "srf"], ["y"])]
+    graph = helper.make_graph(nodes, "scalar_sr", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4]),
+                                                   helper.make_tensor_value_info("sr", TensorProto.INT64, [])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])])
+    proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    proto.ir_version = 8
+    onnx.save(proto, str(path))
+    return path
+
+
+def test_a_scalar_input_stays_scalar(tmp_path):
+    model = _scalar_input_model(tmp_path / "sr.onnx")
+    result = edgekit.compile(model, output=tmp_path / "b", backend="openvino", precision="fp32", threads=1)
+    assert result.bundle.manifest.info["precision_used"] == "fp32"
+    runner = edgekit.load(result.bundle.path, threads=1)
+    feeds = {"x": np.ones((1, 4), np.float32), "sr": np.array(16000, np.int64)}
+    np.testing.assert_allclose(runner.run(feeds)["y"], np.full((1, 4), 16000.0, np.float32))
+
+
+def test_an_openvino_error_keeps_its_real_cause_on_one_line():
+    from edgekit.adapters.openvino import openvino_message
+
+    raw = RuntimeError("Exception from src/inference/src/cpp/infer_request.cpp:224:\n"
+                       "Check 'is_dynamic || port.get_shape() == tensor->get_shape()' failed at "
+                       "src/plugins/intel_cpu/src/infer_request.cpp:669:\n"
+                       "The input tensor size is not equal to the model input type: got [1] expecting [].\n\n")
+    text = openvino_message(raw)
+    assert "\n" not in text
+    assert text.startswith("The input tensor size is not equal to the model input type: got [1] expecting []")
+    assert "infer_request.cpp:224" in text  # where, after what
+
+
+def test_a_runtime_failure_reaches_the_user_with_its_cause(tmp_path):
+    model = _scalar_input_model(tmp_path / "sr.onnx")
+    result = edgekit.compile(model, output=tmp_path / "b", backend="openvino", precision="fp32", threads=1)
+    runner = edgekit.load(result.bundle.path, threads=1)
+    with pytest.raises(RuntimeError, match="got \\[1\\] expecting \\[\\]"):
+        runner.run({"x": np.ones((1, 4), np.float32), "sr": np.array([16000], np.int64)}, check_inputs=False)

@@ -103,3 +103,73 @@ def test_zoo_yolov5n_detector_on_ascend_and_mlu(tmp_path):
     assert ascend.ok and ascend.details["partition"]["mac_share_npu"] == 1.0
     mlu = check(path, "mlu220")
     assert mlu.ok and set(mlu.details["counts"]) == {"npu", "unknown"}
+
+
+def _torch_named_model(path):
+    """A CRNN-like tail with torch-style node names ("/rnn/LSTM"): Conv -> Reshape -> LSTM -> Gemm-ish MatMul.
+
+    On mlu220 (MagicMind, no public op list) only Conv is sourced as supported: Reshape, Transpose,
+    LSTM, Squeeze and MatMul are unknown and must be counted as assumptions, not as 100 % on the NPU.
+    """
+    import numpy as np
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+    hidden = 8
+    inits = [numpy_helper.from_array(rng.standard_normal((4, 1, 3, 3)).astype(np.float32), "cw"),
+             numpy_helper.from_array(np.array([1, 4, 16], np.int64), "shape"),
+             numpy_helper.from_array(rng.standard_normal((1, 4 * hidden, 4)).astype(np.float32), "W"),
+             numpy_helper.from_array(rng.standard_normal((1, 4 * hidden, hidden)).astype(np.float32), "R"),
+             numpy_helper.from_array(rng.standard_normal((hidden, 5)).astype(np.float32), "fc"),
+             numpy_helper.from_array(np.array([1], np.int64), "one")]
+    nodes = [helper.make_node("Conv", ["x", "cw"], ["c"], name="/backbone/conv/Conv", pads=[1, 1, 1, 1]),
+             helper.make_node("Reshape", ["c", "shape"], ["r"], name="/neck/Reshape"),
+             helper.make_node("Transpose", ["r"], ["t"], name="/neck/Transpose", perm=[2, 0, 1]),
+             helper.make_node("LSTM", ["t", "W", "R"], ["seq"], name="/rnn/LSTM", hidden_size=hidden),
+             helper.make_node("Squeeze", ["seq", "one"], ["s"], name="/rnn/Squeeze"),
+             helper.make_node("MatMul", ["s", "fc"], ["y"], name="/head/MatMul")]
+    graph = helper.make_graph(nodes, "crnn", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 1, 4, 4])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [16, 1, 5])], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)], ir_version=8)
+    onnx.checker.check_model(model)
+    onnx.save(model, str(path))
+    return path
+
+
+def test_unknown_nodes_with_torch_names_are_counted_as_assumed_on_mlu220(tmp_path):
+    report = check(_torch_named_model(tmp_path / "crnn.onnx"), "mlu220")
+    counts = report.details["counts"]
+    assert counts == {"npu": 1, "unknown": 5}
+    part = report.details["partition"]
+    assert part["assumed_on_npu"] == 5  # every unknown node placed on the NPU is an assumption, said so
+    assert part["npu_macs_assumed"] > 0 and part["mac_share_npu_confirmed"] < 1.0
+    got = _cli("check", tmp_path / "crnn.onnx", "--target", "mlu220")
+    assert got.exit_code == 0, got.output
+    text = " ".join(got.output.split())
+    assert "5 node(s) unknown" in text and "LSTM" in text
+    assert "no unsupported nodes" not in text or "5 node(s) unknown" in text
+    assert "assumed" in text
+
+
+def _softmax_model(path, axis: int):
+    import onnx
+    from onnx import TensorProto, helper
+
+    node = helper.make_node("Softmax", ["x"], ["y"], name=f"/softmax{axis}", axis=axis)
+    graph = helper.make_graph([node], "sm", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4, 8, 8])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4, 8, 8])])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)], ir_version=8), str(path))
+    return path
+
+
+@pytest.mark.parametrize(("axis", "verdict"), [(1, "npu"), (2, "cpu-fallback"), (3, "cpu-fallback"),
+                                               (-1, "cpu-fallback")])
+def test_the_softmax_axis_limit_shown_for_rk3588_is_applied(tmp_path, axis, verdict):
+    report = check(_softmax_model(tmp_path / "sm.onnx", axis), "rk3588")
+    (v,) = report.verdicts
+    assert "axis 1" in v.reason
+    assert v.verdict == verdict, v.reason
+    if verdict != "npu":
+        assert f"axis is {axis % 4}" in v.reason
+        assert report.details["partition"]["cpu_fallbacks"] == 1

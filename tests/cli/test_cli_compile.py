@@ -23,7 +23,7 @@ def _run(*args: str):
 
 
 def test_compile_auto_prints_the_candidates_table(model, tmp_path):
-    result = _run("compile", model, "--target", "cpu", "-o", tmp_path / "b")
+    result = _run("compile", model, "--target", "cpu", "--backend", "auto", "-o", tmp_path / "b")
     assert result.exit_code == 0, result.output
     assert "backend auto: candidates" in result.output and "chosen" in result.output
     assert (tmp_path / "b" / "manifest.json").is_file()

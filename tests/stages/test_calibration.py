@@ -162,3 +162,11 @@ def test_python_iterables_are_accepted(tmp_path):
     assert len(list(once)) == 5 and len(list(once)) == 5  # a one-shot iterator is kept, re-iterable
     with pytest.raises(BadInputError, match="expected shape"):
         open_source([{"x": np.zeros((2, 2), np.float32)}], SPEC)
+
+
+def test_a_scalar_input_stays_scalar():
+    from edgekit.stages.calibration import conform
+
+    specs = [TensorSpec("x", (1, 4)), TensorSpec("sr", (), "int64")]
+    sample = conform({"x": np.ones((1, 4), np.float32), "sr": np.array(16000, np.int64)}, specs, "calib.npz")
+    assert sample["sr"].shape == () and sample["sr"] == 16000  # silero-vad's `sr`, not shape (1,)

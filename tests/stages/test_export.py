@@ -64,6 +64,26 @@ FACTORY_MODULE = textwrap.dedent('''
 
     def batch_one():
         return BatchOne()
+
+
+    class PNet(nn.Module):
+        """MTCNN's P-Net: fully convolutional, unpadded 3x3 convs, any H,W >= 12 (not 1x1)."""
+
+        def __init__(self):
+            super().__init__()
+            self.body = nn.Sequential(nn.Conv2d(3, 10, 3), nn.PReLU(10), nn.MaxPool2d(2, 2, ceil_mode=True),
+                                      nn.Conv2d(10, 16, 3), nn.PReLU(16), nn.Conv2d(16, 32, 3), nn.PReLU(32))
+            self.prob = nn.Conv2d(32, 2, 1)
+            self.box = nn.Conv2d(32, 4, 1)
+
+        def forward(self, x):
+            y = self.body(x)
+            return torch.softmax(self.prob(y), dim=1), self.box(y)
+
+
+    def pnet():
+        torch.manual_seed(0)
+        return PNet()
 ''')
 
 
@@ -231,3 +251,48 @@ def test_dynamo_exporter(tmp_path: Path) -> None:
     result = export("zoo:lenet5", None, tmp_path / "dyn.onnx", exporter="dynamo", dynamic_batch=True)
     assert result.comparison.passed and result.inputs[0].shape[0] == "batch"
     assert result.artifact.manifest.history[0].options["exporter"] == "dynamo"
+
+
+def test_fully_convolutional_dims_are_traced_at_the_given_size_and_stay_dynamic(factory_dir: Path) -> None:
+    result = export("ek_models:pnet", ["input:1,3,h=12,w=12"], factory_dir / "pnet.onnx")
+    assert result.comparison.passed
+    assert result.inputs[0].shape == (1, 3, "h", "w")
+    assert result.comparison.outputs[0].shape == (1, 2, 1, 1)  # verified at the trace size, 12x12
+    record = result.artifact.manifest.history[-1]
+    assert record.options["trace_sizes"] == {"h": 12, "w": 12}
+    feeds = {"input": np.random.default_rng(1).standard_normal((1, 3, 31, 47)).astype(np.float32)}
+    prob, box = onnxio.run_reference(result.path, feeds).values()
+    assert prob.shape == (1, 2, 11, 19) and box.shape == (1, 4, 11, 19)  # another size runs: dims are dynamic
+
+
+def test_cli_export_takes_a_trace_size(factory_dir: Path) -> None:
+    from typer.testing import CliRunner
+
+    from edgekit.cli import app
+
+    got = CliRunner().invoke(app, ["export", "ek_models:pnet", "-s", "input:1,3,h=24,w=16", "-o", "p.onnx"])
+    assert got.exit_code == 0, got.output
+    assert onnxio.input_specs(onnxio.load_onnx(factory_dir / "p.onnx"))[0].shape == (1, 3, "h", "w")
+
+
+def test_a_net_that_cannot_run_at_1x1_says_how_to_give_the_trace_size(factory_dir: Path) -> None:
+    with pytest.raises(BadInputError) as info:
+        export("ek_models:pnet", ["input:1,3,h,w"], factory_dir / "pnet.onnx")
+    assert "traced at 1" in info.value.one_line() and "input:1,3,h=12,w=12" in info.value.one_line()
+
+
+@pytest.mark.parametrize(("shapes", "words"), [
+    (["input:1,3,h=0,w=12"], "zero"),
+    (["input:1,3,h=12,w=x"], "bad trace size"),
+    (["input:1,3,h=12,h=14"], "twice"),
+])
+def test_bad_trace_sizes_are_exit_2(factory_dir: Path, shapes: list[str], words: str) -> None:
+    with pytest.raises(BadInputError, match=words):
+        export("ek_models:pnet", shapes, factory_dir / "pnet.onnx")
+
+
+def test_a_trace_size_is_refused_where_it_would_be_ignored() -> None:
+    from edgekit.specs import parse_input_shape
+
+    with pytest.raises(BadInputError, match="only for `edgekit export`"):
+        parse_input_shape("images:1,3,h=640,w=640")

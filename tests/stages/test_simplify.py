@@ -10,7 +10,7 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from edgekit.artifact import Manifest, manifest_path_for, sha256_file
-from edgekit.errors import BadInputError, CheckFailedError
+from edgekit.errors import BadInputError, CheckFailedError, UnsupportedError
 from edgekit.stages import simplify as simplify_mod
 from edgekit.stages.simplify import simplify
 
@@ -106,3 +106,66 @@ def test_bad_files_and_options(tmp_path: Path) -> None:
     with pytest.raises(BadInputError, match="tool"):
         simplify(src, tmp_path / "o.onnx", tool="magic")
     assert not (tmp_path / "o.onnx").exists()
+
+
+def ir3_model(path: Path) -> Path:
+    """An IR-3 model (the old style: its weight is also a graph input), as old exporters wrote them.
+
+    onnxslim drops `w` from the graph inputs but keeps IR 3, where initializers must be inputs:
+    its output fails the ONNX checker although the input model is valid.
+    """
+    w = numpy_helper.from_array(np.ones((4, 1, 3, 3), np.float32) * 0.1, "w")
+    graph = helper.make_graph(
+        [helper.make_node("Conv", ["input1", "w"], ["y"], pads=[1, 1, 1, 1])], "old",
+        [helper.make_tensor_value_info("input1", TensorProto.FLOAT, ["n", 1, "h", "w"]),
+         helper.make_tensor_value_info("w", TensorProto.FLOAT, [4, 1, 3, 3])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["n", 4, "h", "w"])], [w])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 9)])
+    model.ir_version = 3
+    onnx.checker.check_model(model)
+    onnx.save(model, str(path))
+    return path
+
+
+def _no_scratch_named(message: str, folder: Path) -> None:
+    assert ".tmp" not in message and "tmp" not in message.replace(str(folder), "")
+
+
+def test_a_simplifier_writing_an_invalid_model_is_its_fault_not_bad_input(tmp_path: Path) -> None:
+    src = ir3_model(tmp_path / "common_old.onnx")
+    with pytest.raises(UnsupportedError) as info:
+        simplify(src, tmp_path / "out.onnx", input_shapes=["input1:1,1,64,256"], tool="onnxslim")
+    message = str(info.value)
+    assert info.value.exit_code == 3
+    assert "onnxslim produced an invalid model" in message and "initializer but not in graph input" in message
+    _no_scratch_named(message, tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["common_old.onnx"]
+
+
+def test_auto_falls_back_when_onnxsim_writes_an_invalid_model(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def dangling(model: onnx.ModelProto) -> onnx.ModelProto:
+        out = onnx.ModelProto()
+        out.CopyFrom(model)
+        out.graph.node[0].input[0] = "nowhere"  # a value no node or input produces
+        return out
+
+    monkeypatch.setattr(simplify_mod, "_run_onnxsim", dangling)
+    result = simplify(foldable_model(tmp_path / "in.onnx"), tmp_path / "out.onnx", input_shapes=["x:2,4"])
+    assert result.tool == "onnxslim"
+    assert result.fallback_reason is not None and result.fallback_reason.startswith("onnxsim produced an invalid model")
+    assert result.comparison is not None and result.comparison.passed
+
+
+def test_every_simplifier_failing_names_each_tool_and_cause(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken(model: onnx.ModelProto) -> onnx.ModelProto:
+        raise RuntimeError("[ShapeInferenceError] Inferred shape and existing shape differ in rank\ntrace")
+
+    monkeypatch.setattr(simplify_mod, "_run_onnxsim", broken)
+    src = ir3_model(tmp_path / "common_old.onnx")
+    with pytest.raises(UnsupportedError) as info:
+        simplify(src, tmp_path / "out.onnx", input_shapes=["input1:1,1,64,256"])
+    message = str(info.value)
+    assert info.value.exit_code == 3
+    assert "onnxsim failed: [ShapeInferenceError]" in message and "onnxslim produced an invalid model" in message
+    _no_scratch_named(message, tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["common_old.onnx"]

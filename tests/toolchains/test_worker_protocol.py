@@ -184,6 +184,8 @@ def test_message_codecs() -> None:
     back = protocol.decode_array(json.loads(json.dumps(protocol.encode_array(arr))))
     assert back.dtype == np.float16
     np.testing.assert_array_equal(back, arr)
+    scalar = protocol.decode_array(json.loads(json.dumps(protocol.encode_array(np.array(16000, np.int64)))))
+    assert scalar.shape == () and scalar == 16000  # a 0-d input (silero-vad's `sr`) stays 0-d
 
 
 def test_worker_script_imports_only_stdlib_numpy_and_rknn() -> None:

@@ -1,7 +1,8 @@
 """How a model splits between the NPU and the host CPU, from the rule verdicts.
 
 A node whose verdict is `npu` or `unknown` is placed on the NPU (unknown is an assumption and is listed
-as such); `cpu-fallback` and `unsupported` nodes are placed on the host. Placement is done on the
+as such, with its MACs: the NPU share is given as confirmed + assumed); `cpu-fallback` and `unsupported`
+nodes are placed on the host. Placement is done on the
 top-level graph (If/Loop bodies follow their parent node). Host<->device copies are the tensors that
 cross a placement boundary, plus graph inputs read by the NPU and graph outputs written by it.
 """
@@ -14,7 +15,7 @@ from typing import Any
 import onnx
 
 from edgekit.adapters.base import NodeVerdict
-from edgekit.adapters.npu.rules import CPU_FALLBACK, UNKNOWN, UNSUPPORTED, GraphFacts
+from edgekit.adapters.npu.rules import CPU_FALLBACK, UNKNOWN, UNSUPPORTED, GraphFacts, iter_nodes
 
 _DTYPE_BYTES = {
     onnx.TensorProto.FLOAT: 4, onnx.TensorProto.FLOAT16: 2, onnx.TensorProto.BFLOAT16: 2,
@@ -40,10 +41,16 @@ class Partition:
     npu_macs: int
     copies: list[Copy] = field(default_factory=list)
     assumed_on_npu: int = 0  # nodes with verdict `unknown` placed on the NPU by assumption
+    assumed_macs: int = 0  # the MACs of those nodes (part of npu_macs)
 
     @property
     def mac_share_npu(self) -> float:
         return 1.0 if self.total_macs == 0 else self.npu_macs / self.total_macs
+
+    @property
+    def mac_share_npu_confirmed(self) -> float:
+        """The share on the NPU by a sourced `npu` verdict, without the unknown nodes assumed there."""
+        return 1.0 if self.total_macs == 0 else (self.npu_macs - self.assumed_macs) / self.total_macs
 
     @property
     def copy_bytes(self) -> int:
@@ -54,6 +61,7 @@ class Partition:
             "npu_subgraphs": self.npu_subgraphs, "cpu_fallbacks": self.cpu_fallbacks,
             "cpu_segments": self.cpu_segments, "total_macs": self.total_macs, "npu_macs": self.npu_macs,
             "mac_share_npu": round(self.mac_share_npu, 6), "assumed_on_npu": self.assumed_on_npu,
+            "npu_macs_assumed": self.assumed_macs, "mac_share_npu_confirmed": round(self.mac_share_npu_confirmed, 6),
             "host_device_copies": len(self.copies), "host_device_copy_bytes": self.copy_bytes,
             "copies": [{"tensor": c.tensor, "direction": c.direction, "bytes": c.bytes} for c in self.copies],
         }
@@ -94,10 +102,19 @@ def _components(nodes: list[int], graph: onnx.GraphProto, keep: set[int]) -> int
 
 def partition(model: onnx.ModelProto, verdicts: list[NodeVerdict], macs: list[int],
               facts: GraphFacts | None = None) -> Partition:
-    """Place the top-level nodes (`verdicts` and `macs` in graph order, one per top-level node)."""
+    """Place the top-level nodes. `verdicts`: evaluate_model's (every node, nested bodies included, in
+    iter_nodes order) or one per top-level node; `macs`: one per top-level node, in graph order.
+
+    Top-level verdicts are told apart by position, never by a `/` in the name: exporters name nodes
+    `/backbone/conv/Conv`, and a name test once dropped every such node (all on the NPU, none assumed).
+    """
     graph = model.graph
     facts = facts or GraphFacts.of(model)
-    top = [v for v in verdicts if "/" not in v.node][: len(graph.node)]
+    prefixes = [prefix for prefix, _, _ in iter_nodes(graph)]
+    if len(verdicts) == len(prefixes):
+        top = [v for prefix, v in zip(prefixes, verdicts, strict=True) if not prefix]
+    else:
+        top = list(verdicts)[: len(graph.node)]
     placements = ["cpu" if v.verdict in (UNSUPPORTED, CPU_FALLBACK) else "npu" for v in top]
     placements += ["npu"] * (len(graph.node) - len(placements))
     real = [i for i, n in enumerate(graph.node) if n.op_type != "Constant"]
@@ -137,4 +154,5 @@ def partition(model: onnx.ModelProto, verdicts: list[NodeVerdict], macs: list[in
         npu_macs=int(sum(macs[i] for i in npu_nodes)),
         copies=copies,
         assumed_on_npu=sum(1 for i in npu_nodes if i < len(top) and top[i].verdict == UNKNOWN),
+        assumed_macs=int(sum(macs[i] for i in npu_nodes if i < len(top) and top[i].verdict == UNKNOWN)),
     )

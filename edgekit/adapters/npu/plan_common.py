@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
@@ -36,11 +37,12 @@ def per_channel(values: tuple[float, ...] | None, channels: int, what: str) -> l
     if values is None:
         return None
     values = tuple(float(v) for v in values)
+    if not all(math.isfinite(v) for v in values) or (what == "std" and any(v <= 0 for v in values)):
+        raise BadInputError(f"{what} values must be finite{' and > 0' * (what == 'std')}, got {values}",
+                            path=f"--{what}")  # checked before broadcasting: a single 0 was a ZeroDivisionError
     if len(values) == 1:
         return [values[0]] * channels
     if len(values) != channels:
         raise BadInputError(f"{what} has {len(values)} values but the input has {channels} channels",
                             path=f"--{what}")
-    if what == "std" and any(v <= 0 for v in values):
-        raise BadInputError("std values must be > 0", path="--std")
     return list(values)

@@ -6,11 +6,18 @@ table lists without "Not Supported" map to the NPU (with the table's limits as t
 "Not Supported" are unsupported by that list; ops it does not name are unknown. Newer toolkits (2.x, which
 edgekit installs) support more ops than the 1.4.0 table: the real build (`edgekit compile --target rk3588`)
 is the final word, and a profile can override single ops with `[npu.rule_overrides.<Op>]`.
+
+Every limit in a remark is parsed into a `Limit` the engine checks per node (a limit shown is a limit
+applied): limits after "NPU limit:" send a node outside them to the CPU (cpu-fallback), the others
+(e.g. "batch size 1") make it unsupported. The few remarks a graph cannot decide (broadcast kinds)
+are shown as "not checked", never silently passed.
 """
 
 from __future__ import annotations
 
-from edgekit.adapters.npu.ruleset import NPU, UNKNOWN, UNSUPPORTED, OpRule, RuleSet
+import re
+
+from edgekit.adapters.npu.ruleset import CPU_FALLBACK, NPU, UNKNOWN, UNSUPPORTED, Limit, OpRule, RuleSet
 
 RKNN_OP_LIST = (
     "Rockchip RKNN-Toolkit2 'ONNX OPs supported by RKNN Toolkit2' (doc/RKNNToolKit2_OP_Support-1.4.0.md, "
@@ -21,7 +28,7 @@ RKNN_OPSET_SOURCE = (
 )
 
 # op -> remark from the table ("" = listed without limits).
-_SUPPORTED: dict[str, str] = {
+TABLE_REMARKS: dict[str, str] = {
     "Add": "", "ArgMax": "", "ArgMin": "",
     "AveragePool": "NPU limit: channel [1, 8192], stride [1, 8], pad [0, 7], auto_pad NOTSET, count_include_pad 1, "
                    "ceil_mode 0",
@@ -66,9 +73,79 @@ Tan TfIdfVectorizer ThresholdedRelu TopK Trilu Unique Xor
 """.split())  # noqa: SIM905 - kept as text, easy to compare with the vendor table
 
 
+_RANGE = r"\[(\d+), (\d+)\]"
+_ATTR_VALUE = {"auto_pad": "auto_pad", "count_include_pad": "count_include_pad", "ceil_mode": "ceil_mode",
+               "dilations": "dilations", "axis": "axis", "input_forget": "input_forget"}
+
+
+def _item_limits(op: str, item: str, verdict: str) -> list[Limit] | None:
+    """The limits one remark item states, or None when the graph cannot decide it (broadcast kinds)."""
+    if item == "batch size 1":
+        return [Limit("batch", item, 1, 1, verdict=verdict)]
+    match = re.fullmatch(rf"((?:channel|height|width)(?:/(?:channel|height|width))*) {_RANGE}", item)
+    if match:
+        low, high = int(match[2]), int(match[3])
+        return [Limit(dim, item, low, high, verdict=verdict) for dim in match[1].split("/")]
+    match = re.fullmatch(rf"(kernel|stride|pad) {_RANGE}", item)
+    if match:
+        low, high = int(match[2]), int(match[3])
+        if match[1] == "kernel" and op.startswith("Global"):
+            return [Limit("spatial", item, low, high, verdict=verdict)]
+        name = {"kernel": "kernel_shape", "stride": "strides", "pad": "pads"}[match[1]]
+        return [Limit("attr", item, low, high, name=name, verdict=verdict)]
+    match = re.fullmatch(r"stride (\d+(?:/\d+)+)", item)
+    if match:
+        return [Limit("attr", item, values=tuple(int(v) for v in match[1].split("/")), name="strides",
+                      verdict=verdict)]
+    match = re.fullmatch(r"(\w+) (\w+)", item)
+    if match and match[1] in _ATTR_VALUE:
+        value: int | str = int(match[2]) if match[2].isdigit() else match[2]
+        return [Limit("attr", item, values=(value,), name=_ATTR_VALUE[match[1]], verdict=verdict)]
+    if item == "steps 1":
+        return [Limit("input_values", item, values=(1,), index=4, verdict=verdict)]
+    match = re.fullmatch(rf"scales {_RANGE}", item)
+    if match:
+        return [Limit("input_values", item, int(match[1]), int(match[2]), name="scales", verdict=verdict)]
+    if item == "mode constant":
+        return [Limit("attr", item, values=("constant",), name="mode", verdict=verdict)]
+    if item == "average pooling":
+        return [Limit("attr", item, values=("avg",), name="mode", verdict=verdict)]
+    if item == "only constant input":
+        return [Limit("const_input", item, verdict=verdict)]
+    if item == "only bool/int8/float":
+        return [Limit("cast_to", item, values=("BOOL", "INT8", "FLOAT"), verdict=verdict)]
+    if "broadcast" in item:
+        return None
+    raise ValueError(f"RKNN remark item {item!r} of {op} has no limit parser")  # a new table entry needs one
+
+
+def remark_limits(op: str, remark: str) -> tuple[tuple[Limit, ...], tuple[str, ...]]:
+    """(limits the engine checks, items it cannot check) of one table remark."""
+    limits: list[Limit] = []
+    unchecked: list[str] = []
+    for part in (p.strip() for p in remark.split(";") if p.strip()):
+        verdict = UNSUPPORTED
+        if part.startswith("NPU limit:"):
+            part, verdict = part.removeprefix("NPU limit:").strip(), CPU_FALLBACK
+        for item in re.split(r",\s*(?![^\[]*\])", part):
+            found = _item_limits(op, item.strip(), verdict)
+            if found is None:
+                unchecked.append(item.strip())
+            else:
+                limits += found
+    return tuple(limits), tuple(unchecked)
+
+
+def _rule(op: str, remark: str) -> OpRule:
+    limits, unchecked = remark_limits(op, remark)
+    reason = remark or "listed in the RKNN ONNX op table"
+    if unchecked:
+        reason += f" (not checked from the graph: {', '.join(unchecked)})"
+    return OpRule(op, NPU, RKNN_OP_LIST, reason, limits=limits)
+
+
 def rknn_rules() -> RuleSet:
-    rules = {op: OpRule(op, NPU, RKNN_OP_LIST, remark or "listed in the RKNN ONNX op table")
-             for op, remark in _SUPPORTED.items()}
+    rules = {op: _rule(op, remark) for op, remark in TABLE_REMARKS.items()}
     for op in _NOT_SUPPORTED:
         rules[op] = OpRule(op, UNSUPPORTED, RKNN_OP_LIST,
                            "marked 'Not Supported' in the RKNN ONNX op table (1.4.0); toolkit 2.x may accept it: "

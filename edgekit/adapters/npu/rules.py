@@ -19,7 +19,7 @@ from onnx import helper, numpy_helper
 
 from edgekit.adapters.base import NodeVerdict
 from edgekit.adapters.npu.rknn_rules import rknn_rules
-from edgekit.adapters.npu.ruleset import CPU_FALLBACK, NPU, UNKNOWN, UNSUPPORTED, VERDICTS, OpRule, RuleSet
+from edgekit.adapters.npu.ruleset import CPU_FALLBACK, NPU, UNKNOWN, UNSUPPORTED, VERDICTS, Limit, OpRule, RuleSet
 
 _SEVERITY = {NPU: 0, CPU_FALLBACK: 1, UNKNOWN: 2, UNSUPPORTED: 3}
 
@@ -255,6 +255,111 @@ CHECKS: dict[str, Callable[[onnx.NodeProto, GraphFacts], list[tuple[str, str]]]]
 }
 
 
+_ATTR_DEFAULTS: dict[str, Any] = {"auto_pad": "NOTSET", "ceil_mode": 0, "count_include_pad": 0, "input_forget": 0,
+                                  "mode": None, "dilations": 1, "strides": 1, "pads": 0}
+_MODE_DEFAULTS = {"Pad": "constant", "RoiAlign": "avg", "Resize": "nearest"}
+
+
+def _input_dims(node: onnx.NodeProto, facts: GraphFacts) -> dict[str, tuple[int, Any]]:
+    """batch/channel/height/width of input 0 as (axis, size): NCHW, NCW or NC by rank; LSTM/GRU batch is axis 1."""
+    shape = facts.shapes.get(node.input[0]) if node.input else None
+    if shape is None:
+        return {}
+    rank = len(shape)
+    axes: dict[str, int] = {}
+    if rank >= 2:
+        seq_major = node.op_type in ("LSTM", "GRU", "RNN") and not _attr(node, "layout", 0)
+        axes |= {"batch": 1 if seq_major else 0, "channel": 1}
+    if rank == 4:
+        axes["height"] = 2
+    if rank >= 3:
+        axes["width"] = rank - 1
+    return {name: (axis, shape[axis]) for name, axis in axes.items()}
+
+
+def _limit_values(node: onnx.NodeProto, facts: GraphFacts, limit: Limit) -> tuple[str, list[Any]] | str:
+    """(what was measured, its values) for one limit, or why the graph does not tell."""
+    if limit.what in ("batch", "channel", "height", "width"):
+        dims = _input_dims(node, facts)
+        if limit.what not in dims:
+            return ("", [])  # the input has no such dim at its rank: the limit does not apply
+        axis, size = dims[limit.what]
+        if not isinstance(size, int):
+            return f"{limit.what} (dim {axis}) is {size!r}, not fixed (run `edgekit simplify -s` first)"
+        return (f"{limit.what} (dim {axis})", [size])
+    if limit.what == "spatial":
+        sizes = [size for d, (_, size) in _input_dims(node, facts).items() if d in ("height", "width")]
+        if not all(isinstance(size, int) for size in sizes):
+            return f"input H, W {sizes} are not fixed (run `edgekit simplify -s` first)"
+        return ("kernel (input H, W)", sizes)
+    if limit.what == "attr":
+        if limit.name == "axis":  # Softmax/LogSoftmax: default 1 before opset 13, -1 from 13; negative counts back
+            value = _attr(node, "axis", 1 if facts.opset < 13 else -1)
+            rank = len(facts.shapes.get(node.input[0], ())) if node.input else 0
+            if value < 0 and not rank:
+                return f"axis {value} with an input of unknown rank"
+            return ("axis", [value + rank if value < 0 else value])
+        value = _attr(node, limit.name)
+        if limit.name == "count_include_pad" and not any(_attr(node, "pads", [0])) and \
+                _attr(node, "auto_pad", "NOTSET") in ("NOTSET", "VALID"):
+            return ("", [])  # no padding: whether pads are counted cannot matter
+        if value is None and limit.name == "kernel_shape" and len(node.input) > 1:
+            weight = facts.shapes.get(node.input[1])
+            value = list(weight[2:]) if weight else None
+        if value is None:
+            value = _MODE_DEFAULTS.get(node.op_type) if limit.name == "mode" else _ATTR_DEFAULTS.get(limit.name)
+        if value is None:
+            return f"{limit.name} is not known from the graph"
+        return (limit.name, list(value) if isinstance(value, (list, tuple)) else [value])
+    if limit.what == "input_values":
+        index = limit.index
+        if limit.name == "scales":
+            index = 2 if facts.opset >= 11 else 1
+        if len(node.input) <= index or not node.input[index]:
+            return ("", []) if limit.name != "scales" else "Resize by sizes, not scales"
+        name = node.input[index]
+        if name not in facts.constants:
+            return f"input {name!r} is computed at run time"
+        values = [v.item() for v in np.asarray(facts.constants[name]).reshape(-1)]
+        if limit.name == "scales":
+            values = values[2:]  # N and C scale by 1
+        return (limit.name or f"input {index}", values)
+    if limit.what == "const_input":
+        name = node.input[limit.index] if len(node.input) > limit.index else ""
+        return (f"input {name!r} is computed at run time", [int(not name or name in facts.constants)])
+    if limit.what == "cast_to":
+        to = _attr(node, "to")
+        return ("to", [onnx.TensorProto.DataType.Name(to) if to is not None else "?"])
+    return f"no check for limit kind {limit.what!r}"
+
+
+def check_limits(node: onnx.NodeProto, facts: GraphFacts, limits: tuple[Limit, ...]) -> list[tuple[str, str]]:
+    """Each vendor limit applied to the node: outside -> the limit's verdict; not decidable -> unknown."""
+    problems: list[tuple[str, str]] = []
+    for limit in limits:
+        found = _limit_values(node, facts, limit)
+        if isinstance(found, str):
+            problems.append((UNKNOWN, f"cannot check '{limit.text}': {found}"))
+            continue
+        label, values = found
+        if limit.what == "const_input":
+            ok = bool(values[0])
+        elif limit.values:
+            ok = all(v in limit.values for v in values)
+        else:
+            ok = all((limit.low is None or v >= limit.low) and (limit.high is None or v <= limit.high)
+                     for v in values)
+        if not ok:
+            shown = label if limit.what == "const_input" else f"{label} is {_fmt(values)}"
+            where = "runs on the CPU" if limit.verdict == CPU_FALLBACK else "not supported"
+            problems.append((limit.verdict, f"{shown}: outside the limit '{limit.text}' ({where})"))
+    return problems
+
+
+def _fmt(values: list[Any]) -> str:
+    return str(values[0]) if len(values) == 1 else "[" + ", ".join(map(str, values)) + "]"
+
+
 def _worse(a: str, b: str) -> str:
     return a if _SEVERITY[a] >= _SEVERITY[b] else b
 
@@ -274,6 +379,9 @@ def evaluate_node(node: onnx.NodeProto, rules: RuleSet, facts: GraphFacts, *, pr
             for new_verdict, reason in CHECKS[check](node, facts):
                 verdict = _worse(verdict, new_verdict)
                 reasons.append(reason)
+        for new_verdict, reason in check_limits(node, facts, rule.limits):
+            verdict = _worse(verdict, new_verdict)
+            reasons.append(reason)
     name = node.name or f"{node.op_type}_{index}"  # same fallback name as inspect.node_costs
     return NodeVerdict(f"{prefix}{name}", node.op_type, verdict, "; ".join(r for r in reasons if r), source)
 

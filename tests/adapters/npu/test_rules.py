@@ -139,3 +139,66 @@ def test_profile_overrides_need_a_source():
 def test_graph_facts_see_constants_and_shapes(tmp_path):
     facts = GraphFacts.of(onnx.load(str(detector(tmp_path / "d.onnx"))))
     assert "scales" in facts.constants and facts.shapes["images"] == (1, 3, 32, 32) and facts.opset == 13
+
+
+RKNN = get_rule_set("rockchip-rknn")
+
+
+def test_every_rknn_limit_shown_is_checked_or_says_it_is_not():
+    import re
+
+    from edgekit.adapters.npu.rknn_rules import TABLE_REMARKS, remark_limits
+
+    for op, remark in TABLE_REMARKS.items():
+        rule = RKNN.rules[op]
+        limits, unchecked = remark_limits(op, remark)  # raises on an item no parser knows
+        texts = {limit.text for limit in limits}
+        for part in remark.split(";"):
+            for item in re.split(r",\s*(?![^\[]*\])", part.removeprefix(" ").removeprefix("NPU limit: ")):
+                if item.strip():
+                    assert item.strip() in texts or item.strip() in unchecked, (op, item)
+        assert rule.limits == limits
+        assert all(f"not checked from the graph: {', '.join(unchecked)}" in rule.reason for _ in unchecked[:1])
+
+
+def _conv(kernel: int, batch: int | str = 1) -> onnx.ModelProto:
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [batch, 3, 64, 64])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, None)
+    w = numpy_helper.from_array(np.zeros((4, 3, kernel, kernel), np.float32), "w")
+    node = helper.make_node("Conv", ["x", "w"], ["y"], name="/conv/Conv", kernel_shape=[kernel, kernel])
+    return _single_node_model(node, [x], [y], [w])
+
+
+def test_rknn_conv_kernel_limit_is_applied():
+    assert evaluate_model(_conv(3), RKNN)[0].verdict == "npu"
+    (big,) = evaluate_model(_conv(33), RKNN)
+    assert big.verdict == "cpu-fallback"
+    assert "kernel_shape is [33, 33]: outside the limit 'kernel [1, 31]'" in big.reason
+
+
+def test_rknn_limits_on_a_dynamic_dim_are_unknown_not_passed():
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 4, 8, 8])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 4, 8, 8])
+    (v,) = evaluate_model(_single_node_model(helper.make_node("Softmax", ["x"], ["y"], axis=1), [x], [y]), RKNN)
+    assert v.verdict == "unknown" and "cannot check 'batch size 1'" in v.reason
+    x2 = helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 4, 8, 8])
+    (v2,) = evaluate_model(_single_node_model(helper.make_node("Softmax", ["x"], ["y"], axis=1), [x2], [y]), RKNN)
+    assert v2.verdict == "unsupported" and "batch (dim 0) is 2" in v2.reason
+
+
+def test_rknn_softmax_default_axis_follows_the_opset():
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4, 8, 8])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4, 8, 8])
+    node = helper.make_node("Softmax", ["x"], ["y"])  # no axis: 1 before opset 13, -1 (here 3) from 13
+    assert evaluate_model(_single_node_model(node, [x], [y], opset=12), RKNN)[0].verdict == "npu"
+    assert evaluate_model(_single_node_model(node, [x], [y], opset=13), RKNN)[0].verdict == "cpu-fallback"
+
+
+def test_rknn_average_pool_counts_pads_only_when_it_has_some():
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4, 8, 8])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, None)
+    plain = helper.make_node("AveragePool", ["x"], ["y"], kernel_shape=[2, 2], strides=[2, 2])
+    assert evaluate_model(_single_node_model(plain, [x], [y]), RKNN)[0].verdict == "npu"
+    padded = helper.make_node("AveragePool", ["x"], ["y"], kernel_shape=[3, 3], pads=[1, 1, 1, 1])
+    (v,) = evaluate_model(_single_node_model(padded, [x], [y]), RKNN)
+    assert v.verdict == "cpu-fallback" and "count_include_pad is 0" in v.reason

@@ -48,6 +48,12 @@ class EdgekitGroup(TyperGroup):
     def list_commands(self, ctx: Any) -> list[str]:  # keep pipeline order, not alphabetical
         return list(self.commands)
 
+    def get_command(self, ctx: Any, cmd_name: str) -> Any:
+        return _flags_without_metavar(super().get_command(ctx, cmd_name))
+
+    def get_params(self, ctx: Any) -> list[Any]:
+        return [_blank_metavar(p) for p in super().get_params(ctx)]
+
     def main(self, args: Any = None, prog_name: str | None = None, complete_var: str | None = None,
              standalone_mode: bool = True, **extra: Any) -> Any:
         """Usage errors (missing argument, unknown command/option) as one line on stderr, exit 2.
@@ -85,6 +91,27 @@ class EdgekitGroup(TyperGroup):
             sys.exit(1)
         # standalone_mode=False returns a typer.Exit's code, or the command's return value (None for our verbs)
         sys.exit(rv if isinstance(rv, int) else 0)
+
+
+def _blank_metavar(param: Any) -> Any:
+    if param is not None and getattr(param, "is_flag", False) and param.metavar is None:
+        param.metavar = ""  # a flag takes no value: its help shows none (Typer would print `<bool>`)
+    return param
+
+
+def _flags_without_metavar(cmd: Any) -> Any:
+    """Blank the value column of every flag of `cmd` (and of its subcommands and --help)."""
+    if cmd is None or getattr(cmd, "_edgekit_flags_fixed", False):
+        return cmd
+    cmd._edgekit_flags_fixed = True
+    for param in getattr(cmd, "params", []):
+        _blank_metavar(param)
+    help_option = cmd.get_help_option
+    cmd.get_help_option = lambda ctx, _get=help_option: _blank_metavar(_get(ctx))
+    if hasattr(cmd, "commands"):  # a sub-group (toolchain, device): the same for its verbs
+        get = cmd.get_command
+        cmd.get_command = lambda ctx, name, _get=get: _flags_without_metavar(_get(ctx, name))
+    return cmd
 
 
 def _abort_types() -> tuple[type[BaseException], ...]:

@@ -348,3 +348,15 @@ def test_no_args_prints_help_exit_0_and_help_still_works() -> None:
     assert result.exit_code == 0 and "Usage" in result.output and result.output.count("Usage") == 1
     result = runner.invoke(app, ["compile", "--help"])
     assert result.exit_code == 0 and "--backend" in result.output
+
+
+def test_help_shows_no_value_for_flags() -> None:
+    from typer.testing import CliRunner
+
+    from edgekit.cli import app
+
+    runner = CliRunner()
+    for args in (["--help"], ["run", "--help"], ["bench", "--help"], ["toolchain", "--help"],
+                 ["toolchain", "install", "--help"], ["device", "add", "--help"]):
+        result = runner.invoke(app, args)
+        assert result.exit_code == 0 and "<bool>" not in result.output, (args, result.output)

@@ -28,6 +28,33 @@ def _mark(entry: dict[str, Any]) -> str:
     return "[green]✓[/]" if entry["available"] else "[red]✗[/]"
 
 
+def _figure(value: Any) -> str | None:
+    """`{"value": 16.0, "unit": "TOPS", "source": ...}` → "16 TOPS (source: ...)"; None for other data."""
+    if not (isinstance(value, dict) and "value" in value):
+        return None
+    text = f"{value['value']:g} {value.get('unit', '')}".strip()
+    why = value.get("source") or value.get("basis")
+    label = "assumed" if value.get("assumed") else "source"
+    return f"{text} ({label}: {why})" if why else text
+
+
+def _section_lines(values: dict[str, Any], indent: str = "") -> list[str]:
+    """A profile section as readable lines: figures with their source, lists joined, tables nested."""
+    lines: list[str] = []
+    for key, value in values.items():
+        figure = _figure(value)
+        if figure is not None:
+            lines.append(f"{indent}{key}: {figure}")
+        elif isinstance(value, dict):
+            lines.append(f"{indent}{key}:")
+            lines += _section_lines(value, indent + "  ")
+        elif isinstance(value, (list, tuple)):
+            lines.append(f"{indent}{key}: {', '.join(str(v) for v in value)}")
+        else:
+            lines.append(f"{indent}{key}: {value}")
+    return lines
+
+
 def quick_status(name: str) -> dict[str, Any] | None:
     """Cheap status for a heavy adapter (None: probe it for real). `available` None = installed, not probed."""
     import importlib.metadata
@@ -103,8 +130,9 @@ def targets_cmd(
                           escape(a["run_provenance"]), escape(a["reason"]))
         console.print(table)
         for section, values in data["sections"].items():
-            console.print(f"[bold]\\[{escape(section)}][/] "
-                          + escape(", ".join(f"{k}={v}" for k, v in values.items())), highlight=False)
+            console.print(f"[bold]\\[{escape(section)}][/]", highlight=False)
+            for line in _section_lines(values):
+                console.print(f"  {escape(line)}", highlight=False, soft_wrap=False)
         emit_json(data, json)
         return
     data = _list_data(probe or json is not None)

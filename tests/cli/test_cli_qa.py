@@ -360,3 +360,15 @@ def test_help_shows_no_value_for_flags() -> None:
                  ["toolchain", "install", "--help"], ["device", "add", "--help"]):
         result = runner.invoke(app, args)
         assert result.exit_code == 0 and "<bool>" not in result.output, (args, result.output)
+
+
+def test_targets_show_prints_readable_sections_not_python_dicts() -> None:
+    from typer.testing import CliRunner
+
+    from edgekit.cli import app
+
+    result = CliRunner().invoke(app, ["targets", "show", "ascend310"], env={"COLUMNS": "300"})
+    assert result.exit_code == 0, result.output
+    assert "{'" not in result.output and "['" not in result.output  # no repr of dicts or lists
+    assert "int8: 16 TOPS (source: HiSilicon Ascend 310 launch" in result.output
+    assert "bandwidth: 51.2 GB/s (assumed:" in result.output

@@ -14,13 +14,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from edgekit.artifact import atomic_dir, to_jsonable
-from edgekit.checks.budgets import parse_accuracy_thresholds
+from edgekit.artifact import atomic_dir, check_replaceable, to_jsonable
+from edgekit.checks.budgets import parse_accuracy_budget
 from edgekit.errors import BadInputError, ToolchainMissingError, UnsupportedError
 from edgekit.pipeline.results import Candidate, PipelineResult, TargetResult
 from edgekit.pipeline.run import Pipeline
 from edgekit.recipe import AccuracyBudget, BenchSettings, Budgets, DataSource, ModelSource, Recipe, TargetSettings
 from edgekit.specs import TensorSpec, as_specs
+from edgekit.stages.compile import check_bundle_path
 
 
 @dataclass
@@ -93,7 +94,7 @@ def compile_auto(
     if not model.is_file():
         raise BadInputError("no such file", path=model)
     budget = accuracy_budget if isinstance(accuracy_budget, AccuracyBudget) else \
-        AccuracyBudget(**parse_accuracy_thresholds(accuracy_budget, argument="--accuracy-budget"))
+        parse_accuracy_budget(accuracy_budget, argument="--accuracy-budget")
     recipe = Recipe(
         name="auto", path=model.resolve(), model=ModelSource(onnx=model.resolve(), inputs=tuple(as_specs(
             list(input_shapes)))),
@@ -103,6 +104,8 @@ def compile_auto(
         budgets=Budgets(latency=(), accuracy=budget), bench=BenchSettings(warmup=5, iterations=30, threads=threads),
     )
     output = Path(output)
+    check_bundle_path(output)  # before minutes of search, not after
+    check_replaceable(output)
     with tempfile.TemporaryDirectory(prefix="edgekit-auto-") as tmp:
         work = Path(report) if report is not None else Path(tmp)
         result = Pipeline(recipe, trust_code=False).run(work, cache_dir=cache_dir, use_cache=use_cache,

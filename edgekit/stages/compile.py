@@ -39,7 +39,7 @@ from edgekit.errors import (
 )
 from edgekit.progress import step
 from edgekit.specs import COMPILE_PRECISIONS, Preprocess, normalize_precision, resolve_precision
-from edgekit.stages.calibration import open_source
+from edgekit.stages.calibration import load_arrays, open_source
 from edgekit.stages.quantize import quantize_onnx
 from edgekit.timing import statistic_value, time_side_by_side
 
@@ -73,7 +73,11 @@ class Thresholds:
 
 
 def judge(comparison: Comparison, precision: str, thresholds: Thresholds = Thresholds()) -> tuple[bool, str]:
-    """(passed, why) for a comparison of compiled outputs against the reference."""
+    """(passed, why) for a comparison of compiled outputs against the reference.
+
+    The reason opens with the verdict and the rule that decided it, so a figure beyond a tolerance
+    is never printed next to a pass without saying which (looser) rule the pass rests on.
+    """
     cos, sqnr = comparison.min_cosine, comparison.min_sqnr_db
     summary = f"cosine {cos:.6f}, SQNR {sqnr:.1f} dB, max abs {comparison.max_abs:.3g}"
     if comparison.notes and any("missing" in n or "shape" in n or "NaN" in n for n in comparison.notes):
@@ -82,16 +86,21 @@ def judge(comparison: Comparison, precision: str, thresholds: Thresholds = Thres
         return False, "the compiled model no longer works: " + "; ".join(comparison.dead)
     if precision == "int8":
         ok = cos >= thresholds.int8_cosine and sqnr >= thresholds.int8_sqnr_db
-        rule = f"int8 rule: cosine >= {thresholds.int8_cosine}, SQNR >= {thresholds.int8_sqnr_db} dB"
-        return ok, f"{summary} ({rule})"
+        rule = f"cosine >= {thresholds.int8_cosine}, SQNR >= {thresholds.int8_sqnr_db} dB"
+        return ok, f"{'passed' if ok else 'failed'} the int8 rule: {summary} ({rule})"
+    elementwise = f"elementwise tolerance (atol {comparison.atol:g}, rtol {comparison.rtol:g})"
     if comparison.passed:
-        return True, f"{summary} (elementwise atol {comparison.atol:g}, rtol {comparison.rtol:g})"
+        return True, f"passed: every element within the {elementwise}; {summary}"
     if precision == "fp32":
         ok = sqnr >= thresholds.fp32_sqnr_db
-        return ok, f"{summary} (elementwise tolerance exceeded; SQNR rule >= {thresholds.fp32_sqnr_db} dB)"
-    ok = cos >= thresholds.float_cosine and sqnr >= thresholds.float_sqnr_db
-    return ok, (f"{summary} (elementwise tolerance exceeded; {precision} rule: cosine >= "
-                f"{thresholds.float_cosine}, SQNR >= {thresholds.float_sqnr_db} dB)")
+        rule = f"SQNR >= {thresholds.fp32_sqnr_db} dB"
+    else:
+        ok = cos >= thresholds.float_cosine and sqnr >= thresholds.float_sqnr_db
+        rule = f"cosine >= {thresholds.float_cosine}, SQNR >= {thresholds.float_sqnr_db} dB"
+    if ok:
+        return True, (f"passed on the {precision} rule: {summary} ({rule}); the {elementwise} is not met, "
+                      f"as {precision} rounding allows")
+    return False, f"failed the {precision} rule: {summary} ({rule}); the {elementwise} is not met either"
 
 
 def _concat(batches: Sequence[Mapping[str, np.ndarray]]) -> dict[str, np.ndarray]:
@@ -210,6 +219,16 @@ class _Built:
     source: Path  # model handed to the adapter
 
 
+MODEL_SUFFIXES = (".onnx", ".om", ".mlu", ".mm", ".rknn", ".engine", ".xml", ".so")
+
+
+def check_bundle_path(output: Path) -> None:
+    """A bundle is a folder: `-o net.onnx` would make a folder named like a model file, so it is refused."""
+    if output.suffix.lower() in MODEL_SUFFIXES:
+        raise BadInputError(f"a bundle is a folder, but this names a {output.suffix} file", path=output,
+                            hint=f"give a folder, e.g. -o {output.with_suffix('').name}.bundle/")
+
+
 def _as_model_path(model: str | Path | Artifact) -> tuple[Path, Artifact | None]:
     from edgekit.artifact import Artifact
 
@@ -280,7 +299,6 @@ def _build(
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
         raise UnsupportedError(f"{adapter.name} failed to compile: {type(exc).__name__}: {first}",
                                path=source, hint="try another --backend, or --debug for the traceback") from exc
-    raise_if_interrupted()  # a toolchain that swallowed the Ctrl-C and carried on
     compile_s = time.perf_counter() - t0
     compiled.path = out_dir
     compiled.info.setdefault("precision_used", options.precision)
@@ -477,6 +495,7 @@ def compile(
         precision = normalize_precision(precision, allowed=PRECISIONS)  # a typo fails before any work
     if verify_samples < 1:
         raise BadInputError("must be >= 1", path="verify_samples")
+    check_bundle_path(output)
     check_replaceable(output)  # a folder of the user's files is refused before any work
     threads = check_threads(threads)
     profile = get_profile(target)
@@ -737,10 +756,9 @@ def _load_inputs(inputs: Any, specs: list[TensorSpec]) -> list[dict[str, np.ndar
         return [{k: np.asarray(v) for k, v in inputs.items()}]
     path = Path(inputs)
     if path.suffix == ".npz" and path.is_file():
-        with np.load(path) as data:
-            return [{k: data[k] for k in data.files}]
+        return [load_arrays(path)]
     if path.suffix == ".npy" and path.is_file() and len(specs) == 1:
-        return [{specs[0].name: np.load(path)}]
+        return [{specs[0].name: load_arrays(path)[""]}]
     raise BadInputError("expected a .npz with one array per input (or .npy for one input)", path=path)
 
 

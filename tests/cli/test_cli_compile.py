@@ -125,3 +125,10 @@ def test_compile_precision_auto_prints_the_figures_the_choice_was_made_on(model,
     assert f"{chosen['latency_ms']:.3f} ms" in target["decision"]
     # the JSON names the bundle where it now is (the search's work folder is gone)
     assert data["output"] == data["bundle"] == target["bundle"] == str(tmp_path / "b")
+
+
+@pytest.mark.parametrize("precision", ["fp32", "auto"])
+def test_a_bundle_output_named_like_a_model_file_is_refused(model, tmp_path, precision):
+    result = _run("compile", model, "-p", precision, "-b", "onnxruntime", "-o", tmp_path / "out.onnx")
+    assert result.exit_code == 2 and "a bundle is a folder" in result.stderr and "out.bundle/" in result.stderr
+    assert not (tmp_path / "out.onnx").exists()

@@ -478,3 +478,13 @@ def test_a_target_benched_on_an_unreachable_device_is_not_run(tmp_path: Path) ->
     assert cpu.status == "not-run" and result.exit_code == 4
     assert cpu.latency_figure is not None and cpu.latency_figure.host.startswith("device:")
     assert cpu.latency_figure.provenance == "not-run" and "latency not run" in cpu.latency_figure.note
+
+
+def test_gate_on_a_run_folder_names_the_bundles_to_gate(tmp_path: Path) -> None:
+    from edgekit.pipeline import gate
+
+    recipe = write_recipe(tmp_path)
+    Pipeline.from_recipe(recipe).run(tmp_path / "out", cache_dir=tmp_path / "cache", report=False)
+    with pytest.raises(BadInputError, match="output folder of a run") as info:
+        gate(tmp_path / "out")
+    assert f"edgekit gate {tmp_path / 'out' / 'cpu'}" in info.value.one_line() and info.value.exit_code == 2

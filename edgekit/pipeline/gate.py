@@ -16,6 +16,7 @@ from typing import Any
 from edgekit.artifact import BUNDLE_MANIFEST
 from edgekit.checks.gate import GateResult
 from edgekit.checks.gate import gate as gate_bundle
+from edgekit.errors import BadInputError
 from edgekit.pipeline.run import Pipeline
 
 
@@ -30,8 +31,20 @@ def gate(
     """Gate a bundle folder, or a recipe (.toml) by running it first (bundles in a temp dir unless `output`)."""
     path = Path(path)
     if path.suffix.lower() != ".toml":
+        _not_a_run_folder(path)
         return gate_bundle(path, **bench_kw)
     return gate_recipe(path, output=output, cache_dir=cache_dir, trust_code=trust_code, **bench_kw)
+
+
+def _not_a_run_folder(path: Path) -> None:
+    """`edgekit gate demo-out/` names the folder of a run: say which bundles it holds, gate none silently."""
+    if not path.is_dir() or (path / BUNDLE_MANIFEST).exists():
+        return
+    bundles = sorted(p.parent.name for p in path.glob(f"*/{BUNDLE_MANIFEST}"))
+    if bundles:
+        raise BadInputError(f"is the output folder of a run, not a bundle (it holds {', '.join(bundles)})",
+                            path=path, hint="gate a bundle: " + " ; ".join(f"edgekit gate {path / b}" for b in bundles)
+                            + " — or the recipe itself: edgekit gate RECIPE.toml")
 
 
 def gate_recipe(

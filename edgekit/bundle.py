@@ -7,7 +7,7 @@ matching sha256 and nothing else is there, and `require_trust` that native code 
 from a bundle the user trusts: signed with their local key (bundles they compiled), or
 `--trust-bundle`. Numbers from files are bounded here too (`check_threads`).
 
-Core layer: imports only artifact, specs and errors (never adapters, checks, stages or the pipeline).
+Core layer: imports only artifact, onnxio, specs and errors (never adapters, checks, stages or the pipeline).
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ import platformdirs
 
 from edgekit.artifact import BUNDLE_MANIFEST, Artifact, Manifest, hash_tree, sha256_file
 from edgekit.errors import BadInputError
+from edgekit.onnxio import input_specs, load_onnx
 
 SOURCE_MODEL = "source.onnx"  # file name of the source ONNX inside every bundle
 # Files a bundle may hold without a sha256 entry: logs only (no adapter opens them).
@@ -159,7 +160,26 @@ def verify_bundle(path: str | Path) -> Artifact:
         if not hmac.compare_digest(sha256_file(file), digest):
             raise _refuse(f"bundle file {rel} does not match its sha256 (tampered or truncated)", bundle,
                           hint="recompile the bundle")
+    _check_inputs_match(bundle, manifest, source)
     return Artifact(bundle, manifest)
+
+
+def _check_inputs_match(bundle: Path, manifest: Manifest, source: str) -> None:
+    """The manifest's inputs are the (verified) source model's: same names, dtypes, ranks and fixed dims.
+
+    Why: runners size and type their inputs from the manifest, which is not covered by the sha256 list;
+    an edited shape made `bench` feed the backend a tensor it refused deep inside (a traceback).
+    """
+    declared = {spec.name: spec for spec in input_specs(load_onnx(bundle / source, load_weights=False))}
+    listed = {spec.name: spec for spec in manifest.inputs}
+    if manifest.inputs and set(listed) != set(declared):
+        raise _refuse(f"manifest inputs {sorted(listed)} are not the model's {sorted(declared)}", bundle)
+    for name, spec in listed.items():
+        model = declared[name]
+        fixed_differ = any(isinstance(a, int) and isinstance(b, int) and a >= 0 and b >= 0 and a != b
+                           for a, b in zip(spec.shape, model.shape, strict=False))
+        if spec.dtype != model.dtype or len(spec.shape) != len(model.shape) or fixed_differ:
+            raise _refuse(f"manifest input {spec} does not match the model's {model}", bundle)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -9,7 +9,7 @@ from __future__ import annotations
 import contextlib
 import math
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -17,8 +17,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import onnx
 
-from edgekit.errors import BadInputError
-from edgekit.specs import TensorSpec
+from edgekit.errors import BadInputError, EdgekitError, raise_if_interrupted
+from edgekit.specs import DEFAULT_DTYPE, DTYPES, TensorSpec
 
 if TYPE_CHECKING:
     import onnxruntime
@@ -148,12 +148,16 @@ def random_inputs(
     With `strict` (every latency figure), a dynamic dim `dims` does not size is an error naming
     `argument`; without it (numerics checks only) such a dim is 1.
     """
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise BadInputError(f"seed must be an integer >= 0, got {seed!r}", path="--seed")
     rng = np.random.default_rng(seed)
     feeds: dict[str, np.ndarray] = {}
     if strict:
         require_static([resolve_dims(s, dims) for s in specs], argument=argument)
-    for spec in specs:
-        shape = spec.concrete_shape(dict(dims or {}))
+    shapes = [spec.concrete_shape(dict(dims or {})) for spec in specs]
+    for spec, shape in zip(specs, shapes, strict=True):  # every size checked before anything is allocated
+        check_input_bytes(spec, shape, argument=argument)
+    for spec, shape in zip(specs, shapes, strict=True):
         dtype = spec.numpy_dtype()
         if np.issubdtype(dtype, np.floating):
             feeds[spec.name] = rng.standard_normal(shape).astype(dtype)
@@ -223,6 +227,39 @@ def run_reference(
     return dict(zip(names, results, strict=True))
 
 
+def is_ort_error(exc: BaseException) -> bool:
+    """An exception onnxruntime raised about a model (Fail, InvalidArgument, InvalidGraph, NotImplemented, ...)."""
+    return type(exc).__module__.startswith("onnxruntime.")
+
+
+@contextlib.contextmanager
+def ort_errors(model: str | Path, *, hint: str = "check it with `edgekit inspect`; it must run in onnxruntime"
+               ) -> Iterator[None]:
+    """onnxruntime refusing the user's own model becomes one line of bad input (exit 2) naming the model.
+
+    Why: ORT raises its own types for a model it cannot run (an op of an unknown domain, opset 99, a
+    zero-size dim, no outputs, string inputs); every stage that runs the reference maps them here, the
+    same way. Anything else keeps its traceback (a bug), and Ctrl-C stays an interrupt.
+    """
+    try:
+        yield
+    except EdgekitError:
+        raise
+    except Exception as exc:
+        raise_if_interrupted(exc)
+        if not is_ort_error(exc):
+            raise
+        first = next((line.strip() for line in str(exc).splitlines() if line.strip()), type(exc).__name__)
+        raise BadInputError(f"onnxruntime cannot run the model ({first[:200]})", path=model, hint=hint) from None
+
+
+def check_runs(model: str | Path | bytes, feeds: Mapping[str, np.ndarray], *, path: str | Path,
+               threads: int | None = None) -> None:
+    """Run `model` once on `feeds` in onnxruntime, or BadInputError naming `path` (see `ort_errors`)."""
+    with ort_errors(path):
+        run_reference(model, feeds, threads=threads)
+
+
 # ---------------------------------------------------------------------------------------------
 # Input dims: the one fixer (compile, simplify, inspect, recipes) and the one "no size given" check
 
@@ -270,11 +307,30 @@ def check_input_dims(spec: TensorSpec, current: TensorSpec, *, argument: str) ->
         if isinstance(old, int) and old >= 0 and old != new:
             raise BadInputError(f"input {spec.name!r} dim {axis} is fixed at {old} in the model, cannot set {new}",
                                 path=argument, hint="re-export the model at that shape")
-    sized = [d for d in spec.shape if isinstance(d, int)]
-    itemsize = np.dtype(_NUMPY_ITEMSIZE.get(current.dtype, "float32")).itemsize
-    total = math.prod(sized) * itemsize
+    if spec.dtype != current.dtype and spec.dtype != DEFAULT_DTYPE:
+        raise BadInputError(f"input {spec.name!r} is {current.dtype} in the model, cannot give it as {spec.dtype}",
+                            path=argument, hint=f"leave the dtype out or give {current.dtype}: the model declares "
+                                                f"{current}")
+    check_input_bytes(TensorSpec(spec.name, spec.shape, current.dtype), [d for d in spec.shape if isinstance(d, int)],
+                      argument=argument)
+
+
+def check_input_bytes(spec: TensorSpec, shape: Sequence[int], *, argument: str) -> None:
+    """Refuse an input of `shape` over MAX_INPUT_BYTES (or a dim out of 1..MAX_DIM) before anything is allocated.
+
+    Why: a model (or `-s`) declaring 1x3x100000x100000 would otherwise be allocated by numpy and take the
+    host down; sizes come from files and flags, so they are bounded like any other untrusted number.
+    """
+    for axis, dim in enumerate(shape):
+        if not isinstance(dim, (int, np.integer)) or isinstance(dim, bool) or not 1 <= dim <= MAX_DIM:
+            raise BadInputError(f"input {spec.name!r} dim {axis} is {dim!r}", path=argument,
+                                hint=f"every dim must be an integer between 1 and {MAX_DIM}")
+    itemsize = np.dtype(_NUMPY_ITEMSIZE.get(spec.dtype, spec.dtype if spec.dtype in DTYPES else "float32")).itemsize
+    total = math.prod(int(d) for d in shape) * itemsize
     if total > MAX_INPUT_BYTES:
-        raise BadInputError(f"input {spec.name!r} at {spec} would be {total / 2**30:.1f} GiB", path=argument,
+        shown = TensorSpec(spec.name, tuple(int(d) for d in shape), spec.dtype)
+        raise BadInputError(f"input {spec.name!r} at {shown} would be {total / 2**30:.1f} GiB",
+                            path=argument,
                             hint=f"one input is limited to {MAX_INPUT_BYTES // 2**30} GiB: check the dims for a typo")
 
 

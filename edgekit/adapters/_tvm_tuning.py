@@ -26,6 +26,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from edgekit.errors import raise_if_interrupted, watch_interrupts
+
 
 def default_db_dir(target: Any) -> Path:
     """`<user cache>/edgekit/tvm-db/<hash of the target JSON>/`: one database per exact target."""
@@ -149,10 +151,13 @@ def tune(mod: Any, target: Any, db_dir: Path, *, trials: int, threads: int = 1, 
                     os.environ.pop("TVM_NUM_THREADS", None)
                 else:
                     os.environ["TVM_NUM_THREADS"] = previous
-            ms.tune.tune_tasks(
-                tasks=contexts, task_weights=weights, work_dir=str(work), max_trials_global=sum(top_up),
-                max_trials_per_task=max(top_up), num_trials_per_iter=per_iter, database=database,
-                builder=_in_process_builder(work), runner=runner, cost_model="xgb")
+            # MetaSchedule logs a Ctrl-C in a candidate as a failed build and goes on: the watch raises it
+            # again, before the ledger below records these tasks as tuned
+            with watch_interrupts():
+                ms.tune.tune_tasks(
+                    tasks=contexts, task_weights=weights, work_dir=str(work), max_trials_global=sum(top_up),
+                    max_trials_per_task=max(top_up), num_trials_per_iter=per_iter, database=database,
+                    builder=_in_process_builder(work), runner=runner, cost_model="xgb")
         finally:
             shutil.rmtree(work, ignore_errors=True)
         for task in todo:
@@ -231,6 +236,7 @@ def _in_process_builder(work: Path) -> Any:
                     default_build(item.mod, item.target, None).export_library(path)
                     results.append(BuilderResult(path, None))
                 except Exception as exc:  # a candidate that does not build is a normal search outcome
+                    raise_if_interrupted(exc)  # but Ctrl-C is no failed candidate: stop the search
                     results.append(BuilderResult(None, f"build failed: {type(exc).__name__}: {exc}"))
             return results
 

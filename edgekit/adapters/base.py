@@ -19,7 +19,7 @@ import numpy as np
 
 from edgekit.bundle import SOURCE_MODEL
 from edgekit.errors import BadInputError
-from edgekit.specs import TensorSpec
+from edgekit.specs import TensorSpec, check_normalization
 
 if TYPE_CHECKING:
     from edgekit.artifact import Manifest
@@ -128,6 +128,9 @@ class CompileOptions:
     mean: tuple[float, ...] | None = None  # preprocessing the vendor fuses (AIPP, RKNN, MagicMind)
     std: tuple[float, ...] | None = None
     adapter_options: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        check_normalization(self.mean, self.std)  # before any adapter divides by std
 
 
 @dataclass

@@ -92,7 +92,7 @@ class TvmRunner(Runner):
     def _run_impl(self, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         import tvm
 
-        args = [tvm.runtime.tensor(np.ascontiguousarray(inputs[s.name]), self._device) for s in self.input_specs]
+        args = [tvm.runtime.tensor(np.asarray(inputs[s.name], order="C"), self._device) for s in self.input_specs]
         result = self._vm["main"](*args)
         outputs = [result] if hasattr(result, "numpy") else list(result)
         return {name: out.numpy() for name, out in zip(self.output_names, outputs, strict=True)}

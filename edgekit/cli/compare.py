@@ -27,7 +27,7 @@ def compare_cmd(
                          ] = "fp32",
     inputs: Annotated[Path | None, typer.Option("--inputs", help=".npz with one array per input (default: "
                                                 "seeded random).")] = None,
-    seed: Annotated[int, typer.Option("--seed")] = 0,
+    seed: Annotated[int, typer.Option("--seed", min=0)] = 0,
     samples: Annotated[int, typer.Option("--samples", min=1, help="Random samples to run.")] = 1,
     threads: ThreadsOpt = None,
     json: JsonOpt = None,

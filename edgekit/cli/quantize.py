@@ -7,12 +7,22 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from edgekit.cli._common import JsonOpt, ThreadsOpt, command, emit_json, fmt_num, out, provenance_style
+from edgekit.cli._common import (
+    JsonOpt,
+    ThreadsOpt,
+    command,
+    emit_json,
+    finite,
+    fmt_num,
+    out,
+    provenance_style,
+)
 from edgekit.errors import BadInputError, CheckFailedError
 
 if TYPE_CHECKING:
     from rich.console import Console
 
+    from edgekit.checks.metrics import MetricFigure
     from edgekit.stages.quantize import QuantizeResult
 
 SENSITIVITY_ROWS = 8
@@ -60,9 +70,17 @@ def quantize_cmd(
                                                     ".npz may carry `labels`). Default: held-out calibration "
                                                     "samples.")] = None,
     eval_samples: Annotated[int, typer.Option("--eval-samples", min=1, help="Cap on evaluation samples.")] = 200,
-    max_drop: Annotated[float | None, typer.Option("--max-drop", help="Budget: max task-accuracy drop in points "
-                                                   "(needs labels); keeps sensitive nodes in float.")] = None,
-    min_sqnr: Annotated[float | None, typer.Option("--min-sqnr", help="Budget: min output SQNR in dB.")] = None,
+    max_drop: Annotated[str | None, typer.Option("--max-drop", help="Budget: max metric drop in points: `1` (top-1, "
+                                                 "needs labels) or METRIC:POINTS (`map50:1`, `dice:0.5`: accuracy "
+                                                 "with labels, agreement with FP32 without); keeps sensitive nodes "
+                                                 "in float.")] = None,
+    metric: Annotated[str | None, typer.Option("--metric", help="Task metric: top1, top5, dice, miou, map50, map, "
+                                               "text-f1, or py:module:function (with --trust-code).")] = None,
+    metric_option: Annotated[list[str] | None, typer.Option("--metric-option", help="Decoder option KEY=VALUE "
+                                                            "(repeatable), e.g. layout=yolov8, conf=0.25, "
+                                                            "threshold=0.3.")] = None,
+    min_sqnr: Annotated[float | None, typer.Option(
+        "--min-sqnr", callback=finite(), help="Budget: min output SQNR in dB.")] = None,
     require_speedup: Annotated[bool, typer.Option("--require-speedup",
                                                   help="Fail (exit 1) when INT8 is not faster here.")] = False,
     no_sensitivity: Annotated[bool, typer.Option("--no-sensitivity", help="Skip the sensitivity ranking.")] = False,
@@ -78,10 +96,18 @@ def quantize_cmd(
     json_dest: JsonOpt = None,
 ) -> None:
     """Quantize to INT8 (ONNX Runtime QDQ) and report accuracy vs FP32, sensitivity and speed."""
+    from edgekit.checks.budgets import parse_metric_drop
+    from edgekit.checks.metrics import canonical_metric_name, parse_metric_options
     from edgekit.specs import Preprocess
     from edgekit.stages.quantize import quantize
 
     console = out(json_dest)
+    drop_metric, drop = parse_metric_drop(max_drop) if max_drop is not None else (None, None)
+    chosen = canonical_metric_name(metric) if metric is not None else None
+    if drop_metric and chosen and drop_metric != chosen:
+        raise BadInputError(f"--max-drop names {drop_metric}, --metric {chosen}", path="--max-drop",
+                            hint="name one metric")
+    options = parse_metric_options(list(metric_option or ()))
     pre = Preprocess(size=_size(size), mean=_floats(mean, "--mean") or (0.0, 0.0, 0.0),
                      std=_floats(std, "--std") or (1.0, 1.0, 1.0), layout=layout.lower(), grayscale=grayscale)
     with console.status("quantizing (calibrate, evaluate, rank, time)…"):
@@ -90,7 +116,8 @@ def quantize_cmd(
                 model, output, calib, method=method.lower(), per_channel=per_channel,
                 symmetric_activations=symmetric_activations,
                 exclude=tuple(e.strip() for item in exclude or () for e in item.split(",") if e.strip()),
-                calib_samples=calib_samples, eval=eval_source, max_drop=max_drop, min_sqnr=min_sqnr,
+                calib_samples=calib_samples, eval=eval_source, max_drop=drop, min_sqnr=min_sqnr,
+                metric=drop_metric or chosen, metric_options=options,
                 require_speedup=require_speedup, threads=threads, preprocess=pre, allow_code=trust_code,
                 eval_samples=eval_samples, sensitivity=not no_sensitivity, speed=not no_speed,
             )
@@ -102,6 +129,16 @@ def quantize_cmd(
             raise
     render(result, console)
     emit_json(result.to_json(), json_dest)
+
+
+def metric_line(m: MetricFigure) -> str:
+    """`task accuracy (mAP@0.5 vs labels): FP32 61.20%  INT8 60.40%  drop +0.80 points`."""
+    what = f"task accuracy ({m.title} vs labels)" if m.mode == "accuracy" else \
+        f"agreement ({m.title} vs FP32's own predictions, no labels)"
+    unit = "points" if m.unit == "%" else m.unit
+    drop = "n/a" if m.drop is None else f"{m.drop:+.2f} {unit}".strip()
+    text = f"{what}: FP32 {m.show(m.reference)}  INT8 {m.show(m.value)}  drop {drop}"
+    return text + (f" ({m.note})" if m.note else "")
 
 
 def render(result: QuantizeResult, console: Console) -> None:
@@ -124,25 +161,30 @@ def render(result: QuantizeResult, console: Console) -> None:
     for col in ("output", "cosine", "SQNR dB", "max abs err", "top-1 agree"):
         table.add_column(col, justify="left" if col == "output" else "right")
     for o in rep.outputs:
-        table.add_row(o.name, f"{o.cosine:.6f}", fmt_num(o.sqnr_db, 3), fmt_num(o.max_abs),
+        na = f"n/a ({o.note})" if o.note else "n/a"
+        table.add_row(o.name, na if o.cosine is None else f"{o.cosine:.6f}",
+                      na if o.sqnr_db is None else fmt_num(o.sqnr_db, 3), fmt_num(o.max_abs),
                       "—" if o.top1_agreement is None else f"{100 * o.top1_agreement:.2f}%")
     console.print(table)
-    if rep.fp32_accuracy is not None and rep.int8_accuracy is not None:
-        console.print(f"task accuracy: FP32 {100 * rep.fp32_accuracy:.2f}%  INT8 {100 * rep.int8_accuracy:.2f}%  "
-                      f"drop {rep.accuracy_drop:+.2f} points", highlight=False)
+    if rep.metric is not None:
+        console.print(metric_line(rep.metric), highlight=False)
+    for reason in rep.dead:
+        console.print(f"[bold red]dead[/]: {reason}", highlight=False)
 
     if result.sensitivity:
-        sens = Table(title="sensitivity: each node quantized alone (lowest output SQNR = most harmful)",
-                     title_justify="left")
+        sens = Table(title="sensitivity: each node quantized alone (most harmful first)", title_justify="left")
         layer = any(s.local_loss_db is not None for s in result.sensitivity)
-        for col in ("#", "node", "op", "SQNR dB", "cosine", "top-1 agree", *(("layer loss dB",) if layer else ())):
+        metric_col = rep.metric is not None
+        cols = ("#", "node", "op", "SQNR dB", "cosine", *(("metric drop",) if metric_col else ()),
+                *(("layer loss dB",) if layer else ()))
+        for col in cols:
             sens.add_column(col, justify="left" if col in ("node", "op") else "right",
                             overflow="fold" if col == "node" else "ellipsis")
         for i, s in enumerate(result.sensitivity[:SENSITIVITY_ROWS], 1):
-            alone = s.method == "alone"
-            sens.add_row(str(i), s.node, s.op_type, fmt_num(s.sqnr_db, 3) if alone else "—",
-                         f"{s.cosine:.6f}" if alone else "—",
-                         "—" if s.top1_agreement is None else f"{100 * s.top1_agreement:.1f}%",
+            na = s.note or "n/a"
+            sens.add_row(str(i), s.node, s.op_type, na if s.sqnr_db is None else fmt_num(s.sqnr_db, 3),
+                         "—" if s.cosine is None else f"{s.cosine:.6f}",
+                         *(("n/a" if s.accuracy_drop is None else f"{s.accuracy_drop:+.2f}",) if metric_col else ()),
                          *((fmt_num(s.local_loss_db, 3),) if layer else ()))
         console.print(sens)
         if len(result.sensitivity) > SENSITIVITY_ROWS:
@@ -150,16 +192,18 @@ def render(result: QuantizeResult, console: Console) -> None:
 
     if result.excluded:
         full = result.full_int8_report
-        drop = "" if full.accuracy_drop is None else f", accuracy drop {full.accuracy_drop:+.2f} points"
+        drop = "" if full.metric is None or full.metric.drop is None else \
+            f", {full.metric.name} drop {full.metric.drop:+.2f} points"
+        cos = "n/a" if full.min_cosine is None else f"{full.min_cosine:.6f}"
         console.print(f"full INT8 before the fallback: min SQNR {fmt_num(full.min_sqnr_db, 3)} dB, "
-                      f"min cosine {full.min_cosine:.6f}{drop}", highlight=False)
+                      f"min cosine {cos}{drop}", highlight=False)
     if result.budget:
         unit = " points" if result.options.max_drop is not None else " dB"
         for step in result.steps:
             mark = "[green]meets[/]" if step.met else "[red]misses[/]"
             kept = ", ".join(step.kept_float) or "none"
-            console.print(f"budget {result.budget}: {fmt_num(step.value, 4)}{unit} {mark} (kept float: {kept})",
-                          highlight=False)
+            value = "n/a" if step.value is None else f"{fmt_num(step.value, 4)}{unit}"
+            console.print(f"budget {result.budget}: {value} {mark} (kept float: {kept})", highlight=False)
     if result.user_excluded:
         console.print(f"kept in float (--exclude): {', '.join(result.user_excluded)}", highlight=False)
     if result.excluded:

@@ -44,6 +44,9 @@ def _parser() -> argparse.ArgumentParser:
     bench.add_argument("--max-regression", default=None, metavar="PCT", help="e.g. 10%% (default 10%%)")
     bench.add_argument("--force", action="store_true", help="compare with a baseline from a different environment")
     bench.add_argument("--cv-threshold", type=float, default=0.10)
+    bench.add_argument("--stability-metric", choices=("robust_cv", "cv"), default="robust_cv",
+                       help="spread judged against --cv-threshold")
+    bench.add_argument("--max-extend-rounds", type=int, default=4, help="extra rounds for a noisy run")
     bench.add_argument("--plot", default=None, metavar="FILE.png", help="histogram + timeline (needs matplotlib)")
     return parser
 
@@ -89,7 +92,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             result = bench(args.bundle, batch=args.batch, input_shapes=args.input_shape, budgets=args.budget,
                            baseline=args.baseline,
                            max_regression=args.max_regression, force=args.force,
-                           cv_threshold=args.cv_threshold, **common)
+                           cv_threshold=args.cv_threshold, stability_metric=args.stability_metric,
+                           max_extend_rounds=args.max_extend_rounds, **common)
             print(render_text(result), file=human)
             if args.junit:
                 bench_junit(result, args.junit)
@@ -115,11 +119,17 @@ def main(argv: Sequence[str] | None = None) -> int:
             sys.stdout.write(payload)
         elif args.json_dest:
             write_text_atomic(args.json_dest, payload)
-        print(f"verdict: {result.status}", file=human)
+        if result.verdicts:
+            print(f"verdict: {result.status}", file=human)
+        else:  # nothing was judged: a figure, not a pass
+            print("verdict: none (no budgets given: figures only)", file=human)
         return result.exit_code
     except EdgekitError as exc:
         print(f"error: {exc.one_line()}", file=sys.stderr)
         return exc.exit_code
+    except KeyboardInterrupt:  # one line like every other outcome (outputs are written atomically)
+        print("interrupted: nothing was written", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

@@ -70,15 +70,14 @@ def inspect(path: str | Path, *, input_shapes: Mapping[str, tuple[int, ...]] | l
     """Load an ONNX file (clear error if missing/not ONNX/truncated) and describe it."""
     path = Path(path)
     model = onnxio.load_onnx(path)
-    shapes = _shape_dict(input_shapes)
+    given = _given_specs(input_shapes)
+    shapes = {spec.name: spec.concrete_shape() for spec in given}
     declared = {spec.name: spec for spec in onnxio.input_specs(model)}
-    for name, shape in shapes.items():
-        if name not in declared:
-            raise BadInputError(f"the model has no input {name!r}", path="--input-shape",
+    for spec in given:
+        if spec.name not in declared:
+            raise BadInputError(f"the model has no input {spec.name!r}", path="--input-shape",
                                 hint="inputs: " + " ".join(str(s) for s in declared.values()))
-        if len(shape) != len(declared[name].shape):
-            raise BadInputError(f"input {name!r} has rank {len(declared[name].shape)}, got {len(shape)} dims",
-                                path="--input-shape", hint=f"the model declares {declared[name]}")
+        onnxio.check_input_dims(spec, declared[spec.name], argument="--input-shape")  # rank, sizes, dtype
     costs = node_costs(model, shapes)
     macs_by_op: Counter[str] = Counter()
     flops_by_op: Counter[str] = Counter()
@@ -109,13 +108,13 @@ def inspect(path: str | Path, *, input_shapes: Mapping[str, tuple[int, ...]] | l
     )
 
 
-def _shape_dict(input_shapes: Mapping[str, tuple[int, ...]] | list | None) -> dict[str, tuple[int, ...]]:
+def _given_specs(input_shapes: Mapping[str, tuple[int, ...]] | list | None) -> list[TensorSpec]:
     """Accept {name: shape}, TensorSpecs or "name:1,3,224,224" strings."""
     if not input_shapes:
-        return {}
+        return []
     if isinstance(input_shapes, Mapping):
-        return {k: tuple(int(d) for d in v) for k, v in input_shapes.items()}
+        return [TensorSpec(k, tuple(int(d) for d in v)) for k, v in input_shapes.items()]
     from edgekit.specs import as_specs
 
-    return {s.name: s.concrete_shape() for s in as_specs(list(input_shapes))}
+    return as_specs(list(input_shapes))
 

@@ -80,7 +80,8 @@ def main(argv: list[str] | None = None) -> int:
     found["content fills the page (tables + plots)"] = bool(rows) and rows[-1] > 1500
     lines = [f"# HTML report, rendered by headless Chromium ({stamp})", "",
              f"Recipe `{args.recipe}`, `edgekit run` exit {proc.returncode}; screenshot `{png.name}` "
-             f"({width}×{height}, {dark / (width * height):.1%} non-white, content down to y={rows[-1] if rows else 0}).",
+             f"({width}×{height}, {dark / (width * height):.1%} non-white, "
+             f"content down to y={rows[-1] if rows else 0}).",
              "", "| check | result |", "|---|---|"]
     lines += [f"| {name} | {'ok' if ok else 'MISSING'} |" for name, ok in found.items()]
     (out_dir / f"report-screenshot-{stamp}.md").write_text("\n".join(lines) + "\n")

@@ -16,10 +16,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Protocol
 
-from pydantic import AfterValidator, StrictFloat
+from pydantic import AfterValidator, StrictFloat, field_validator, model_validator
 from pydantic.dataclasses import dataclass as schema_dataclass
 
 from edgekit.artifact import to_jsonable
+from edgekit.checks.metrics import canonical_metric_name
 from edgekit.environment import fingerprint_differences
 from edgekit.errors import BadInputError, ToolchainMissingError
 from edgekit.schema import CONFIG, Table, value_error
@@ -45,7 +46,12 @@ _ACCURACY_UNITS = {"min_sqnr_db": ("db",), "max_drop": ("points", "pts", "pt"), 
 _ACCURACY_RE = re.compile(
     rf"^\s*(?P<key>[A-Za-z_]+)\s*(?P<op>>=|<=|>|<|=)\s*(?P<value>{_NUMBER})\s*(?P<unit>[A-Za-z]*)\s*$", re.I
 )
-_ACCURACY_HINT = "e.g. sqnr>=20dB, cosine>=0.999, drop<=1 in accuracy points (needs labelled eval data)"
+_ACCURACY_HINT = ("e.g. sqnr>=20dB, cosine>=0.999, drop<=1 (top-1 points, needs labels), or a metric's drop: "
+                  "'map50 drop<=1', 'dice drop<=0.5' (agreement with FP32 without labels)")
+_METRIC_PREFIX_RE = re.compile(
+    r"^\s*(?P<metric>py:[^\s]+|[A-Za-z][A-Za-z0-9@.:_-]*)\s+(?P<rest>drop.*|max_drop.*)$", re.I)
+_METRIC_DROP_RE = re.compile(rf"^\s*(?:(?P<metric>py:.+|[A-Za-z][A-Za-z0-9@._-]*)\s*:)?\s*(?P<value>{_NUMBER})\s*"
+                             r"(?P<unit>points|pts|pt)?\s*$", re.I)
 BENCH_SCHEMA_FILE = Path(__file__).with_name("bench_schema.json")
 DEFAULT_MAX_REGRESSION = 0.10
 MAX_REGRESSION = 10.0  # 1000 %: beyond that a regression gate checks nothing
@@ -156,13 +162,28 @@ Decibels = Annotated[StrictFloat, AfterValidator(_threshold("min_sqnr_db"))]  # 
 class AccuracyBudget(Table):
     """Accuracy budget vs the FP32 ONNX model (a recipe's `[budgets.accuracy]`, `--accuracy-budget`)."""
 
-    max_drop: Points | None = None  # task-accuracy drop in percentage points (1.0 = 1 point), needs labels
+    max_drop: Points | None = None  # drop of `metric` in points (1.0 = 1 point); top-1 with labels when no metric
     min_cosine: Cosine | None = None
     min_sqnr_db: Decibels | None = None
+    metric: str | None = None  # top1, dice, map50, text-f1, ...: accuracy with labels, agreement with FP32 without
 
-    def to_json(self) -> dict[str, float]:
+    @model_validator(mode="before")
+    @classmethod
+    def _text(cls, data: Any) -> Any:
+        """`accuracy = "dice drop<=0.5"` (one grammar with --accuracy-budget) is short for the table."""
+        if isinstance(data, (str, list, tuple)):
+            return value_error(parse_accuracy_fields, data, argument="accuracy")
+        return data
+
+    @field_validator("metric")
+    @classmethod
+    def _metric(cls, value: str | None) -> str | None:
+        return None if value is None else value_error(canonical_metric_name, value, argument="metric")
+
+    def to_json(self) -> dict[str, Any]:
         return {k: v for k, v in {
             "max_drop": self.max_drop, "min_cosine": self.min_cosine, "min_sqnr_db": self.min_sqnr_db,
+            "metric": self.metric if self.max_drop is not None else None,
         }.items() if v is not None}
 
     @property
@@ -171,8 +192,49 @@ class AccuracyBudget(Table):
 
 
 def parse_accuracy_budget(texts: str | Sequence[str], *, argument: str = "--accuracy-budget") -> AccuracyBudget:
-    """`sqnr>=20dB`, `cosine>=0.999`, `drop<=1` (points), comma-separated or a list -> AccuracyBudget."""
-    return AccuracyBudget(**parse_accuracy_thresholds(texts, argument=argument))
+    """`sqnr>=20dB`, `cosine>=0.999`, `drop<=1` (points), `map50 drop<=1`, comma-separated or a list."""
+    return AccuracyBudget(**parse_accuracy_fields(texts, argument=argument))
+
+
+def parse_accuracy_fields(texts: str | Sequence[str], *, argument: str = "--accuracy-budget") -> dict[str, Any]:
+    """The grammar with its metric: `map50 drop<=1, sqnr>=20dB` -> {"metric": "map50", "max_drop": 1.0, ...}.
+
+    A drop may name its metric in front (`dice drop<=0.5`); without one it is top-1 (labels needed).
+    """
+    if isinstance(texts, str):
+        texts = [texts]
+    metric: str | None = None
+    plain: list[str] = []
+    for chunk in texts:
+        if not isinstance(chunk, str):
+            raise BadInputError(f"an accuracy budget must be a string, got {type(chunk).__name__}", path=argument,
+                                hint=_ACCURACY_HINT)
+        for text in (t for t in chunk.split(",") if t.strip()):
+            match = _METRIC_PREFIX_RE.match(text)
+            if match:
+                if metric is not None:
+                    raise BadInputError("one metric per accuracy budget", path=argument, hint=_ACCURACY_HINT)
+                metric = canonical_metric_name(match["metric"], argument=argument)
+                text = match["rest"]
+            plain.append(text)
+    values: dict[str, Any] = dict(parse_accuracy_thresholds(plain, argument=argument))
+    if metric is not None:
+        values["metric"] = metric
+    return values
+
+
+def parse_metric_drop(text: str | float, *, argument: str = "--max-drop") -> tuple[str | None, float]:
+    """`--max-drop`: `1` (top-1 points, labels needed) or `METRIC:POINTS` (`map50:1`, `dice:0.5pts`)."""
+    if isinstance(text, bool):
+        raise BadInputError(f"cannot parse {text!r}", path=argument, hint="e.g. 1 or map50:1")
+    if isinstance(text, (int, float)):
+        return None, check_accuracy_threshold("max_drop", float(text), argument=argument)
+    match = _METRIC_DROP_RE.match(str(text))
+    if not match:
+        raise BadInputError(f"cannot parse {text!r}", path=argument,
+                            hint="points of top-1 (e.g. 1) or METRIC:POINTS (e.g. map50:1, dice:0.5)")
+    metric = canonical_metric_name(match["metric"], argument=argument) if match["metric"] else None
+    return metric, check_accuracy_threshold("max_drop", float(match["value"]), argument=argument)
 
 
 def parse_accuracy_thresholds(texts: str | Sequence[str], *, argument: str = "--accuracy-budget") -> dict[str, float]:
@@ -294,6 +356,7 @@ class LatencyResult(Protocol):
     notes: list[str]
     created_at: str
     config: Any  # has .batch
+    samples_ms: list[float]
 
     def value(self, statistic: str) -> float | None: ...
 
@@ -354,6 +417,11 @@ def load_result_json(source: str | Path | Mapping[str, Any], *, argument: str = 
             data = json.loads(Path(source).read_text())
         except FileNotFoundError:
             raise BadInputError("no such file", path=where) from None
+        except IsADirectoryError:
+            raise BadInputError("is a folder, expected a bench JSON file", path=where,
+                                hint="give the file `edgekit bench ... --json FILE.json` wrote") from None
+        except OSError as exc:
+            raise BadInputError(f"cannot read ({exc.strerror or exc})", path=where) from None
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise BadInputError(f"not valid JSON ({exc})", path=where) from None
     schema = data.get("schema") if isinstance(data, dict) else None
@@ -363,7 +431,45 @@ def load_result_json(source: str | Path | Mapping[str, Any], *, argument: str = 
     if schema != "edgekit.bench/1":
         raise BadInputError(f"bench schema {schema!r} is not supported by this edgekit", path=where,
                             hint="upgrade edgekit or re-record the baseline")
+    _check_result_structure(data, where)
     return data
+
+
+_RESULT_OBJECTS = ("environment", "config", "latency_ms", "estimate", "contention", "stability", "memory", "bundle",
+                   "input_shapes", "verdict")
+
+
+def _check_result_structure(data: Mapping[str, Any], where: str) -> None:
+    """The parts of a bench JSON a comparison reads have the types `edgekit bench --json` writes.
+
+    Why: a baseline is a file anyone can edit; the right schema tag over a list where an object
+    belongs (or a string where a number belongs) was a traceback, or a comparison with nothing.
+    """
+
+    def bad(what: str) -> BadInputError:
+        return BadInputError(f"malformed bench result: {what}", path=where,
+                             hint="re-record it with `edgekit bench ... --json FILE.json`")
+
+    def number(value: Any) -> bool:
+        return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+    for key in _RESULT_OBJECTS:
+        if data.get(key) is not None and not isinstance(data[key], Mapping):
+            raise bad(f"{key} is not an object")
+    if data.get("provenance") is not None and not isinstance(data["provenance"], str):
+        raise bad("provenance is not a string")
+    for name, value in (data.get("latency_ms") or {}).items():
+        if value is not None and not number(value):
+            raise bad(f"latency_ms.{name} is {value!r}, not a finite number")
+    samples = data.get("samples_ms")
+    if samples is not None and not (isinstance(samples, list) and all(number(v) for v in samples)):
+        raise bad("samples_ms is not a list of finite numbers")
+    estimate = (data.get("estimate") or {}).get("latency_ms")
+    if estimate is not None and not number(estimate):
+        raise bad(f"estimate.latency_ms is {estimate!r}, not a finite number")
+    batch = (data.get("config") or {}).get("batch", 1)
+    if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
+        raise bad(f"config.batch is {batch!r}, not an integer >= 1")
 
 
 def _baseline_value(data: Mapping[str, Any], statistic: str) -> float | None:
@@ -524,24 +630,32 @@ def junit_xml(
     properties: Mapping[str, Any] | None = None,
     system_out: str = "",
     timestamp: str | None = None,
+    seconds: float | None = None,
 ) -> str:
-    """JUnit XML: one testcase per budget; a failed budget has a <failure>, a not-run one <skipped>."""
+    """JUnit XML: one testcase per budget; a failed budget has a <failure>, a not-run one <skipped>.
+
+    `seconds`: the time the measurement took (suite time, shared out over the cases); properties whose
+    value is unknown are left out rather than written as "None".
+    """
     import xml.etree.ElementTree as ET
 
     failures = sum(v.status == "fail" for v in verdicts)
     skipped = sum(v.status in ("not-run", "inconclusive") for v in verdicts)
     counts = {"tests": str(len(verdicts)), "failures": str(failures), "errors": "0", "skipped": str(skipped)}
-    root = ET.Element("testsuites", {"name": "edgekit", **counts, "time": "0"})
-    attrs = {"name": suite, **counts, "time": "0"}
+    total = f"{seconds:.3f}" if seconds is not None else "0"
+    each = f"{seconds / len(verdicts):.3f}" if seconds is not None and verdicts else "0"
+    root = ET.Element("testsuites", {"name": "edgekit", **counts, "time": total})
+    attrs = {"name": suite, **counts, "time": total}
     if timestamp:
         attrs["timestamp"] = timestamp
     ts = ET.SubElement(root, "testsuite", attrs)
     if properties:
         props = ET.SubElement(ts, "properties")
         for key, value in properties.items():
-            ET.SubElement(props, "property", {"name": str(key), "value": str(value)})
+            if value is not None:
+                ET.SubElement(props, "property", {"name": str(key), "value": str(value)})
     for v in verdicts:
-        case = ET.SubElement(ts, "testcase", {"classname": classname, "name": f"{v.kind} {v.name}", "time": "0"})
+        case = ET.SubElement(ts, "testcase", {"classname": classname, "name": f"{v.kind} {v.name}", "time": each})
         unit = f" {v.unit}" if v.unit else ""
         summary = (f"{v.statistic} = {_fmt(v.measured)}{unit} ({v.provenance}), limit {v.op} {_fmt(v.limit)}{unit}, "
                    f"margin {_fmt(v.margin)}{unit}; source {v.source}")
@@ -572,8 +686,15 @@ def bench_junit(result: LatencyResult, path: str | Path) -> Path:
              "cpu_model": env.get("cpu_model"), "threads": env.get("threads"),
              "bundle_sha256": env.get("bundle_sha256"), "edgekit": env.get("edgekit")}
     classname = f"edgekit.bench.{env.get('target') or 'model'}.{env.get('adapter') or 'bundle'}"
+    device = getattr(result, "device", None)  # a remote device's figure (edgekit.devices), never the host's
+    if device:
+        props.update({"device": device.get("name"), "device_host": device.get("hostname"),
+                      "device_transport": device.get("transport"), "device_url": device.get("url")})
+        classname = f"edgekit.bench.device.{device.get('name')}.{env.get('adapter') or 'bundle'}"
+    seconds = sum(result.samples_ms) / 1000.0 or None  # the timed runs
     return write_junit(path, result.verdicts, suite="edgekit.bench", classname=classname, properties=props,
-                       system_out="\n".join(result.warnings + result.notes), timestamp=result.created_at)
+                       system_out="\n".join(result.warnings + result.notes), timestamp=result.created_at,
+                       seconds=seconds)
 
 
 def _fmt(value: float | None) -> str:

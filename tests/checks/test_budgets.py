@@ -312,3 +312,15 @@ def test_junit_has_one_testcase_per_budget(bundle: Path, tmp_path: Path) -> None
     assert all(c.get("classname") and c.get("time") is not None for c in cases)
     props = {p.get("name"): p.get("value") for p in suites[0].find("properties")}
     assert props["provenance"] == "measured" and props["bundle_sha256"] == result.bundle["sha256"]
+
+
+def test_junit_has_real_times_and_no_none_properties(bundle: Path, tmp_path: Path) -> None:
+    result = _fake_bench(bundle, 2.0, budgets=["p90<=5ms"])
+    result.environment["threads"] = None  # unknown: left out, never written as "None"
+    root = ET.parse(bench_junit(result, tmp_path / "b.xml")).getroot()
+    suite = root.find("testsuite")
+    assert sum(result.samples_ms) > 0
+    assert float(suite.get("time")) == pytest.approx(sum(result.samples_ms) / 1000.0, rel=1e-2, abs=1e-3)
+    assert float(suite.find("testcase").get("time")) > 0
+    assert "None" not in {p.get("value") for p in suite.find("properties")}
+    assert "threads" not in {p.get("name") for p in suite.find("properties")}

@@ -53,6 +53,8 @@ _API: dict[str, str] = {
     "GateResult": "edgekit.checks.gate:GateResult",
     "BudgetVerdict": "edgekit.checks.budgets:BudgetVerdict",
     "AccuracyFigures": "edgekit.checks.verify:AccuracyFigures",
+    "get_metric": "edgekit.checks.metrics:get_metric",
+    "metric_names": "edgekit.checks.metrics:metric_names",
     "Thresholds": "edgekit.stages.compile:Thresholds",
     "zoo": "edgekit.zoo",
     "runtime": "edgekit.runtime",

@@ -96,7 +96,9 @@ THREAD_ENV = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "TVM
               "OMP_PROC_BIND", "GOMP_CPU_AFFINITY")
 
 # Fields that make two latency figures incomparable when they differ (a new bundle sha is the point).
-RELEVANT_FIELDS = ("cpu_model", "cpu_flags", "machine", "threads", "usable_cpus", "target", "adapter", "governor")
+# "device": set on figures from a remote device (edgekit.devices), absent on the host's own: never compared.
+RELEVANT_FIELDS = ("cpu_model", "cpu_flags", "machine", "threads", "usable_cpus", "target", "adapter", "governor",
+                   "device")
 
 
 def fingerprint_differences(a: Mapping[str, Any], b: Mapping[str, Any]) -> dict[str, tuple[Any, Any]]:

@@ -12,11 +12,15 @@ plugins without importing each other. The registry checks that a loaded object i
 
 from __future__ import annotations
 
+import importlib
+import importlib.util
+import sys
 from functools import cache
 from importlib import metadata
+from pathlib import Path
 from typing import Any
 
-from edgekit.errors import ToolchainMissingError
+from edgekit.errors import BadInputError, ToolchainMissingError
 
 ENTRY_POINT_GROUP = "edgekit.targets"
 
@@ -63,3 +67,37 @@ def refresh() -> None:
     """Forget cached entry points and loaded objects (after installing a plugin in this process)."""
     entry_points.cache_clear()
     load.cache_clear()
+
+
+def load_user_callable(ref: str, *, argument: str) -> Any:
+    """`py:module:function` or `py:path/file.py:function` -> the callable (runs user code: callers check trust).
+
+    One loader for user data sources and user metrics; errors are one-line BadInputErrors naming `argument`.
+    """
+    body = ref[len("py:"):] if ref.startswith("py:") else ref
+    module_ref, sep, attr = body.rpartition(":")
+    if not sep or not module_ref or not attr:
+        raise BadInputError(f"cannot parse {ref!r}", path=argument,
+                            hint="use py:module:function or py:file.py:function")
+    try:
+        if module_ref.endswith(".py"):
+            file = Path(module_ref)
+            if not file.is_file():
+                raise BadInputError("no such file", path=file)
+            spec = importlib.util.spec_from_file_location(f"edgekit_user_{file.stem}", file)
+            if spec is None or spec.loader is None:
+                raise BadInputError("cannot import", path=file)
+            module = importlib.util.module_from_spec(spec)
+            spec.loader.exec_module(module)
+        else:
+            if "" not in sys.path and str(Path.cwd()) not in sys.path:
+                sys.path.insert(0, str(Path.cwd()))
+            module = importlib.import_module(module_ref)
+    except BadInputError:
+        raise
+    except Exception as exc:
+        raise BadInputError(f"importing {module_ref!r} failed ({type(exc).__name__}: {exc})", path=ref) from None
+    func = getattr(module, attr, None)
+    if not callable(func):
+        raise BadInputError(f"{module_ref!r} has no callable {attr!r}", path=ref)
+    return func

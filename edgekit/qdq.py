@@ -117,8 +117,10 @@ def prepare_model(model: onnx.ModelProto, workdir: Path, *, per_channel: bool, p
                      "ORT pre-optimization failed; skipped"))
         for kwargs, note in attempts:
             try:
-                with quiet_ort():
-                    quant_pre_process(str(raw), str(out), **kwargs)
+                # ORT's symbolic shape inference saves `sym_shape_infer_temp.onnx` in the current directory when
+                # it gives up: run it inside the work folder so nothing lands in the user's directory
+                with quiet_ort(), contextlib.chdir(workdir):
+                    quant_pre_process(str(raw.resolve()), str(out.resolve()), **kwargs)
                 prepared = onnx.load(str(out))
                 if note:
                     notes.append(f"quant_pre_process: {note}")

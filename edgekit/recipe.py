@@ -44,7 +44,8 @@ from pydantic import (
 )
 from pydantic.dataclasses import dataclass
 
-from edgekit.checks.budgets import AccuracyBudget, Decibels, Points, parse_budget
+from edgekit.checks.budgets import AccuracyBudget, Decibels, Points, parse_budget, parse_regression
+from edgekit.devices import check_name, parse_url
 from edgekit.errors import BadInputError
 from edgekit.schema import CONFIG, Table, first_error, invalid, loading_base, value_error
 from edgekit.specs import PRECISIONS, Preprocess, TensorSpec, parse_input_shape
@@ -79,6 +80,13 @@ def _latency(text: str) -> str:
 
 
 LatencyBudget = Annotated[StrictStr, AfterValidator(_latency)]
+
+
+def _regression(text: str) -> str:
+    """A `max_regression` ("10%") for the A/B gate: a finite percentage above 0 and at most 1000 %."""
+    if value_error(parse_regression, text, argument="") <= 0:
+        raise ValueError(f"{text!r} must be above 0% (an interval has a width: 0% can never pass)")
+    return text
 
 
 def _document_loc(loc: tuple[Any, ...]) -> tuple[Any, ...]:
@@ -261,6 +269,15 @@ class QuantizeSettings(Table):
     min_sqnr: Decibels | None = None
 
 
+def _device(spec: str) -> str:
+    """A device name from devices.toml or an ssh:// URL (edgekit.devices), checked as the CLI checks --device."""
+    try:
+        parse_url(spec, source="device") if spec.startswith("ssh://") else check_name(spec, source="device")
+    except BadInputError as exc:
+        raise ValueError(exc.message) from None
+    return spec
+
+
 def _known_target(name: str, info: ValidationInfo) -> str:
     if loading_base(info) is not None and name not in (known := all_profiles()):
         raise ValueError(f"unknown target {name!r} (one of {', '.join(sorted(known))}; see `edgekit targets`)")
@@ -276,6 +293,10 @@ class TargetSettings(Table):
     latency: LatencyBudgets = ()  # extra latency budgets for this target only
     adapter_options: dict[StrictStr, Any] = dataclasses.field(default_factory=dict, hash=False)
     optional: StrictBool = False  # a target skipped here (no toolchain, no device) does not fail the run
+    device: Annotated[StrictStr, AfterValidator(_device)] | None = None  # bench on this device (edgekit.devices)
+    # A/B regression gate (edgekit.checks.regression): this target's bundle timed side by side with OLD/
+    baseline_bundle: Annotated[StrictStr, Field(min_length=1, max_length=4096)] | None = None
+    max_regression: Annotated[StrictStr, AfterValidator(_regression)] | None = None  # "10%"; default 10 %
 
     @model_validator(mode="before")
     @classmethod

@@ -31,6 +31,7 @@ def _user_dirs_in_tmp(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path
     patch = pytest.MonkeyPatch()
     patch.setenv("HOME", str(root / "home"))
     patch.setenv("EDGEKIT_CACHE_DIR", str(root / "edgekit-cache"))
+    patch.setenv("EDGEKIT_CONFIG_DIR", str(root / "edgekit-config"))  # devices.toml (edgekit.devices)
     patch.setenv("MPLCONFIGDIR", str(root / "matplotlib"))
     patch.setenv("XDG_CACHE_HOME", str(root / "xdg-cache"))
     patch.setenv("XDG_CONFIG_HOME", str(root / "xdg-config"))

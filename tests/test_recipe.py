@@ -120,7 +120,8 @@ def _target(extra: str) -> str:
     (_target("[data]\neval = { source = 'digits', path = '/etc' }"), r"data\.eval: unknown key path"),
     ('path = "/etc/passwd"\n' + BASE, r"path: unknown key at the top level"),
     ('eval = "digits"\n' + BASE, r"eval: unknown key at the top level \(write it under \[data\]"),
-    (_target("device = 'x'"), r"targets\[0\]\.device: unknown key"),
+    (_target("devices = 'x'"), r"targets\[0\]\.devices: unknown key"),
+    (_target("device = 'x;reboot'"), r"targets\[0\]\.device: device name 'x;reboot' is not one safe token"),
     # paths: relative to the recipe, a file key refuses a folder
     (BASE.replace('"tiny.onnx"', '"a-folder.onnx"'), r"model\.onnx: 'a-folder\.onnx' is a folder, not a file"),
     (BASE.replace('"tiny.onnx"', '"."'), r"model\.onnx: '\.' is a folder, not a file"),

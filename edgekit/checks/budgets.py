@@ -20,7 +20,7 @@ from pydantic import AfterValidator, StrictFloat, field_validator, model_validat
 from pydantic.dataclasses import dataclass as schema_dataclass
 
 from edgekit.artifact import to_jsonable
-from edgekit.checks.metrics import canonical_metric_name
+from edgekit.checks.metrics import MetricOptions, canonical_metric_name, parse_metric_options
 from edgekit.environment import fingerprint_differences
 from edgekit.errors import BadInputError, ToolchainMissingError
 from edgekit.schema import CONFIG, Table, value_error
@@ -166,6 +166,7 @@ class AccuracyBudget(Table):
     min_cosine: Cosine | None = None
     min_sqnr_db: Decibels | None = None
     metric: str | None = None  # top1, dice, map50, text-f1, ...: accuracy with labels, agreement with FP32 without
+    metric_options: tuple[str, ...] = ()  # decoder options KEY=VALUE (`layout=yolov8`, `conf=0.25`)
 
     @model_validator(mode="before")
     @classmethod
@@ -180,10 +181,20 @@ class AccuracyBudget(Table):
     def _metric(cls, value: str | None) -> str | None:
         return None if value is None else value_error(canonical_metric_name, value, argument="metric")
 
+    @field_validator("metric_options")
+    @classmethod
+    def _options(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        value_error(parse_metric_options, list(value), argument="metric_options")
+        return tuple(value)
+
+    def metric_settings(self) -> MetricOptions:
+        return parse_metric_options(list(self.metric_options), argument="metric_options")
+
     def to_json(self) -> dict[str, Any]:
         return {k: v for k, v in {
             "max_drop": self.max_drop, "min_cosine": self.min_cosine, "min_sqnr_db": self.min_sqnr_db,
             "metric": self.metric if self.max_drop is not None else None,
+            "metric_options": list(self.metric_options) if self.metric and self.metric_options else None,
         }.items() if v is not None}
 
     @property

@@ -26,7 +26,10 @@ from edgekit.checks.budgets import (
     parse_budgets,
 )
 from edgekit.checks.latency import BenchResult, bench
+from edgekit.checks.metrics import Metric, get_metric, parse_metric_options
+from edgekit.checks.regression import ABConfig
 from edgekit.checks.verify import read_reference, rerun_stored
+from edgekit.devices import Device
 from edgekit.errors import BadInputError, ToolchainMissingError
 
 
@@ -52,7 +55,9 @@ class GateResult:
             return "fail"
         if 3 in codes:
             return "unsupported"
-        return "not-run" if codes or verdicts == "not-run" else "pass"
+        if verdicts == "inconclusive":
+            return "inconclusive"
+        return "not-run" if codes or verdicts != "pass" else "pass"
 
     @property
     def passed(self) -> bool:
@@ -60,7 +65,7 @@ class GateResult:
 
     @property
     def exit_code(self) -> int:
-        return {"pass": 0, "fail": 1, "unsupported": 3, "not-run": 4}[self.status]
+        return {"pass": 0, "fail": 1, "unsupported": 3, "inconclusive": 4, "not-run": 4}[self.status]
 
     def to_json(self) -> dict[str, Any]:
         return to_jsonable({
@@ -85,6 +90,14 @@ def gate(
     trust: bool = False,
     timer: Callable[[], int] | None = None,
     loader: Callable[..., Runner] | None = None,
+    baseline_bundle: str | Path | None = None,
+    max_regression: str | float | None = None,
+    ab: ABConfig | None = None,
+    device: str | Device | None = None,
+    cluster: str | None = None,
+    device_kind: str | None = None,
+    lease_timeout: float | None = None,
+    run_timeout: float | None = None,
 ) -> GateResult:
     """Re-check the accuracy and latency budgets stored with a bundle, measured here and now.
 
@@ -93,38 +106,61 @@ def gate(
     reference the bundle carries (`reference/`: the eval inputs the budget was set on and the FP32
     model's outputs on them, see `edgekit.checks.verify`); a bundle without them, or one whose
     runner cannot run here, gets `not-run` (exit 4), never a pass. Recipes: `edgekit.pipeline.gate`.
+    `baseline_bundle`: also gate regressions against OLD timed side by side (`bench(baseline_bundle=...)`:
+    pass, fail or inconclusive, exit 4); the bundle then needs no stored budgets.
+    `device`/`cluster`: latency is measured on that device (`bench(device=...)`); accuracy is re-run here.
     """
     path = Path(path)
     loader = loader or (lambda bundle, **kw: load_bundle(bundle, trust=trust, **kw))
     artifact = verify_bundle(path)  # integrity first: nothing is measured on a tampered bundle
     info = artifact.manifest.info
     stored = info.get("budgets")
-    if not isinstance(stored, Mapping) or not (stored.get("latency") or stored.get("accuracy")):
+    if baseline_bundle is None and (not isinstance(stored, Mapping)
+                                    or not (stored.get("latency") or stored.get("accuracy"))):
         raise BadInputError("bundle stores no budgets (info.budgets)", path=path,
                             hint="build it from a recipe with budgets, or use `edgekit bench BUNDLE --budget ...`")
+    stored = stored if isinstance(stored, Mapping) else {}
     manifest_file = f"{path / 'manifest.json'}: info.budgets"
+    for key, kind, what in (("latency", list, "a list of budgets"), ("accuracy", Mapping, "a table of thresholds")):
+        if stored.get(key) is not None and not isinstance(stored[key], kind):  # a manifest is untrusted data
+            raise BadInputError(f"must be {what}, got {type(stored[key]).__name__}", path=f"{manifest_file}.{key}",
+                                hint="rebuild the bundle from its recipe")
     latency = parse_budgets(list(stored.get("latency") or []), argument=f"{manifest_file}.latency")
     accuracy = {k: check_accuracy_threshold(k, v, argument=f"{manifest_file}.accuracy.{k}")
-                for k, v in dict(stored.get("accuracy") or {}).items() if v is not None}
+                for k, v in dict(stored.get("accuracy") or {}).items()
+                if v is not None and k not in ("metric", "metric_options")}
+    metric_name = dict(stored.get("accuracy") or {}).get("metric")
+    options = dict(stored.get("accuracy") or {}).get("metric_options") or []
+    metric = get_metric(str(metric_name), parse_metric_options(
+        [str(o) for o in options] if isinstance(options, list) else [str(options)],
+        argument=f"{manifest_file}.accuracy.metric_options"), allow_code=trust,
+        argument=f"{manifest_file}.accuracy.metric") if metric_name is not None else None
     result = GateResult(str(path), dict(stored))
     if threads is None and info.get("threads") is not None:  # bounded: a manifest's number is untrusted
         threads = check_threads(info["threads"], source=f"{path / 'manifest.json'}: info.threads")
         result.notes.append(f"threads {threads} (from the bundle manifest)")
     timer = timer or time.perf_counter_ns
-    if latency:
+    if latency or baseline_bundle is not None:
         result.bench = bench(path, warmup=warmup, iters=iters, duration=duration, threads=threads,
-                             budgets=latency, allow_emulated=allow_emulated, timer=timer, loader=loader)
+                             budgets=latency, allow_emulated=allow_emulated, timer=timer, loader=loader,
+                             baseline_bundle=baseline_bundle, max_regression=max_regression, ab=ab,
+                             device=device, cluster=cluster, device_kind=device_kind, lease_timeout=lease_timeout,
+                             run_timeout=run_timeout)
         for v in result.bench.verdicts:
-            v.source = "manifest"
+            if v.kind == "latency":
+                v.source = "manifest"
         result.verdicts += result.bench.verdicts
+    if accuracy and (device is not None or cluster is not None):
+        result.notes.append("latency measured on the device; accuracy re-run on this host")
     if accuracy:
-        result.verdicts += _accuracy_verdicts(artifact.path, info, accuracy, result, loader=loader, threads=threads)
+        result.verdicts += _accuracy_verdicts(artifact.path, info, accuracy, result, loader=loader, threads=threads,
+                                              metric=metric)
     return result
 
 
 def _accuracy_verdicts(
     bundle: Path, info: Mapping[str, Any], thresholds: Mapping[str, float], result: GateResult, *,
-    loader: Callable[..., Runner], threads: int | None,
+    loader: Callable[..., Runner], threads: int | None, metric: Metric | None = None,
 ) -> list[BudgetVerdict]:
     """Accuracy budgets re-run on the bundle's stored eval data against its stored FP32 outputs."""
     values: dict[str, float | None] = {}
@@ -139,12 +175,17 @@ def _accuracy_verdicts(
             where = f"accuracy not re-run: {exc.message}"
         else:
             with runner:
-                figures = rerun_stored(runner, stored)
+                figures = rerun_stored(runner, stored, metric)
             provenance = figures.provenance
-            values = {"min_cosine": figures.cosine, "min_sqnr_db": figures.sqnr_db, "max_drop": figures.drop_points}
+            drop = figures.metric.drop if metric is not None and figures.metric is not None else figures.drop_points
+            values = {"min_cosine": figures.cosine, "min_sqnr_db": figures.sqnr_db, "max_drop": drop}
+            if figures.dead:  # a model that no longer works fails whatever the thresholds say
+                values = dict.fromkeys(values, None)
+                result.verdicts.append(BudgetVerdict("model works", "accuracy", "dead", "==", None, None, "", "fail",
+                                                     provenance, "manifest", "; ".join(figures.dead)))
             data = str(stored.info.get("eval") or "stored eval data")
             where = f"re-run vs FP32 outputs on {figures.samples} stored eval sample(s) ({data})"
-            if "max_drop" in thresholds and figures.drop_points is None:
+            if "max_drop" in thresholds and drop is None:
                 result.notes.append("max_drop not checkable: the stored eval data has no labels")
     result.accuracy_source = where
     verdicts = []

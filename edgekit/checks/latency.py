@@ -21,7 +21,7 @@ import contextlib
 import datetime as _dt
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -30,6 +30,9 @@ import numpy as np
 
 from edgekit.adapters.loading import load_bundle
 from edgekit.bundle import check_threads
+from edgekit.checks.budgets import parse_regression
+from edgekit.checks.regression import ABComparison, ABConfig, Contention, ContentionProbe, compare_runners, same_inputs
+from edgekit.devices import Device, RemoteBenchOptions, run_remote
 from edgekit.environment import (
     INT8_FLAGS,
     RELEVANT_FIELDS,
@@ -87,9 +90,40 @@ class BenchResult:
     estimate: dict[str, Any] | None = None  # LatencyEstimate JSON when provenance is estimated
     input_shapes: dict[str, list[int]] = field(default_factory=dict)  # the exact shapes fed (part of the figure)
     verdicts: list[BudgetVerdict] = field(default_factory=list)
+    contention: Contention | None = None  # how busy the host was while timing (load, others' CPU, steal, ...)
+    comparison: ABComparison | None = None  # NEW vs a baseline bundle, timed side by side (`baseline_bundle`)
     warnings: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     created_at: str = field(default_factory=lambda: _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"))
+    device: dict[str, Any] | None = None  # the remote device measured on (edgekit.devices); None: this host
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> BenchResult:
+        """A result from its `edgekit.bench/1` JSON (a device's reply: untrusted, so checked; stats recomputed)."""
+        try:
+            samples = [float(x) for x in data.get("samples_ms") or []]
+            if len(samples) > 10_000_000 or not all(np.isfinite(x) and x >= 0 for x in samples):
+                raise ValueError("samples_ms out of range")
+            config = BenchConfig(**{k: v for k, v in dict(data["config"]).items()
+                                    if k in BenchConfig.__dataclass_fields__})
+            stab = data.get("stability")
+            stability = Stability(**{k: v for k, v in dict(stab).items() if k in Stability.__dataclass_fields__}) \
+                if stab else None
+            memory = dict(data.get("memory") or {})
+            return cls(
+                provenance=str(data["provenance"]), bundle=dict(data["bundle"]), config=config,
+                environment=dict(data["environment"]),
+                stats=LatencyStats.from_samples(samples, batch=config.batch) if samples else None,
+                samples_ms=samples, stability=stability, cold_ms=data.get("cold_ms"), load_ms=data.get("load_ms"),
+                compile_ms=data.get("compile_ms"), peak_rss_mb=memory.get("peak_rss_mb"),
+                memory_method=str(memory.get("method") or ""), estimate=data.get("estimate"),
+                input_shapes={str(k): [int(d) for d in v] for k, v in dict(data.get("input_shapes") or {}).items()},
+                warnings=[str(w) for w in data.get("warnings") or []], notes=[str(n) for n in data.get("notes") or []],
+                created_at=str(data.get("created_at") or ""), device=data.get("device"),
+            )
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise ToolchainMissingError(f"malformed bench result ({type(exc).__name__}: {exc})", path="bench JSON",
+                                        hint="compare edgekit versions here and on the device") from None
 
     def value(self, statistic: str) -> float | None:
         """A statistic in ms; for an estimate, the single estimated figure stands for every statistic."""
@@ -113,8 +147,9 @@ class BenchResult:
 
     @property
     def exit_code(self) -> int:
-        """0 every budget holds, 1 one failed, 4 a budget could not be checked here (no device)."""
-        return {"pass": 0, "fail": 1, "not-run": 4}[self.status]
+        """0 every budget holds, 1 one failed, 4 a budget could not be checked here (no device) or a
+        regression check could not decide (inconclusive)."""
+        return {"pass": 0, "fail": 1, "inconclusive": 4, "not-run": 4}[self.status]
 
     def to_json(self) -> dict[str, Any]:
         from edgekit.artifact import to_jsonable
@@ -136,9 +171,12 @@ class BenchResult:
             "estimate": self.estimate,
             "environment": self.environment,
             "budgets": [v.to_json() for v in self.verdicts],
+            "contention": self.contention.to_json() if self.contention else None,
+            "comparison": self.comparison.to_json() if self.comparison else None,
             "verdict": {"status": self.status, "passed": self.passed, "exit_code": self.exit_code},
             "warnings": self.warnings,
             "notes": self.notes,
+            "device": self.device,
         })
 
 
@@ -287,6 +325,8 @@ def bench(
     baseline: str | Path | Mapping[str, Any] | None = None,
     max_regression: str | float | None = None,
     force: bool = False,
+    baseline_bundle: str | Path | Artifact | None = None,
+    ab: ABConfig | None = None,
     cv_threshold: float = 0.10,
     stability_metric: str = "robust_cv",
     max_extend_rounds: int = 4,
@@ -294,6 +334,11 @@ def bench(
     timer: Timer = time.perf_counter_ns,
     loader: Callable[..., Runner] | None = None,
     trust: bool = False,
+    device: str | Device | None = None,
+    cluster: str | None = None,
+    device_kind: str | None = None,
+    lease_timeout: float | None = None,
+    run_timeout: float | None = None,
 ) -> BenchResult:
     """Benchmark a bundle and check latency budgets: `edgekit.bench("out/bundle", budgets=["p90<=25ms"])`.
 
@@ -301,6 +346,17 @@ def bench(
     never import stages). Budgets like "p90<=25ms" and a baseline JSON with `max_regression="10%"`
     become verdicts on the result (`.exit_code`). `input_shapes` ("x:1,3,320,320") size the bundle's
     dynamic dims; a dynamic dim (other than the batch, `batch`) with no size is BadInputError (exit 2).
+
+    `baseline_bundle` (the recommended regression gate): the bundle and OLD are loaded together and timed
+    side by side in shuffled interleaved rounds until the ratio's interval decides against `max_regression`
+    (`edgekit.checks.regression`; `ab` sets the confidence, caps and seed). The verdict is pass, fail
+    (regression) or inconclusive (exit 4), and `result.comparison` carries the interval, rounds, rule and
+    contention. The figures of the result are then NEW's samples from those rounds.
+
+    `device` (a name from devices.toml, or `ssh://user@host[:port]`) benches on that board over SSH;
+    `cluster` (a Ray address) on a free device of `device_kind` (default: the bundle's target) in the
+    farm (edgekit.devices). The figure is the device's (`result.device` says which); budgets and the
+    baseline are judged here as for a local bench. A device that cannot bench is exit 4, never a figure.
     """
     from edgekit.checks.budgets import check_against_baseline, evaluate_budgets, load_result_json, parse_budgets
 
@@ -311,24 +367,111 @@ def bench(
                          allow_emulated=allow_emulated)
     parsed = parse_budgets(budgets)  # bad budgets fail before any work
     shapes = as_specs(list(input_shapes))
-    if max_regression is not None and baseline is None:
-        raise BadInputError("--max-regression needs --baseline", path="--max-regression")
+    if baseline is not None and baseline_bundle is not None:
+        raise BadInputError("give either --baseline (a JSON) or --baseline-bundle, not both", path="--baseline-bundle",
+                            hint="--baseline-bundle OLD/ times both side by side: the reliable one on a shared host")
+    if max_regression is not None and baseline is None and baseline_bundle is None:
+        raise BadInputError("--max-regression needs --baseline-bundle or --baseline", path="--max-regression")
+    if baseline_bundle is not None:
+        ab = _ab_config(ab, max_regression)  # bad settings fail before any work
+        old_path = _bundle_dir(baseline_bundle, argument="--baseline-bundle")
     baseline_data = load_result_json(baseline) if baseline is not None else None  # a bad file fails before work
+    bundle_path = _bundle_dir(bundle, argument="BUNDLE")
+    loader = loader or partial(load_bundle, trust=trust)  # trust: the bundle may load native code
+    if baseline_bundle is not None and (device is not None or cluster is not None):
+        raise BadInputError("--baseline-bundle is not supported with --device/--cluster yet", path="--device",
+                            hint="use --baseline OLD.json recorded on the same device")
+    if baseline_bundle is not None and ab is not None:
+        result = _bench_ab(bundle_path, old_path, config, ab, timer=timer, loader=loader, shapes=shapes)
+        result.verdicts = evaluate_budgets(result, parsed)
+        if result.comparison is not None:
+            result.verdicts.append(result.comparison.verdict())
+        return result
+    if device is not None or cluster is not None:
+        result = _bench_remote(bundle_path, config, shapes, trust=trust, device=device, cluster=cluster,
+                               device_kind=device_kind, lease_timeout=lease_timeout, run_timeout=run_timeout)
+    else:
+        result = _bench_bundle(bundle_path, config, timer=timer, loader=loader, shapes=shapes)
+    result.verdicts = evaluate_budgets(result, parsed)
+    if baseline_data is not None:
+        label = "baseline" if isinstance(baseline, Mapping) else f"baseline {baseline}"
+        result.verdicts += check_against_baseline(
+            result, baseline_data, max_regression=max_regression, statistics=[b.statistic for b in parsed] or None,
+            force=force, label=label, contention=result.contention.to_json() if result.contention else None)
+    return result
+
+
+def _bundle_dir(bundle: str | Path | Artifact, *, argument: str) -> Path:
+    """A bundle folder (an Artifact gives its path); anything else is BadInputError naming `argument`."""
     if hasattr(bundle, "path") and not isinstance(bundle, (str, Path)):
         bundle = bundle.path  # an Artifact (e.g. `compile(...).bundle`)
+    if not isinstance(bundle, (str, Path)):
+        raise BadInputError(f"a bundle must be a path, got {type(bundle).__name__}", path=argument)
     bundle_path = Path(bundle)
     if not bundle_path.is_dir():
         raise BadInputError("not a bundle directory" if bundle_path.exists() else "no such bundle", path=bundle_path,
                             hint="compile a model first (edgekit.compile / edgekit compile), or run "
                                  "`edgekit bench MODEL.onnx`, which compiles it into a temporary bundle")
-    loader = loader or partial(load_bundle, trust=trust)  # trust: the bundle may load native code
-    result = _bench_bundle(bundle_path, config, timer=timer, loader=loader, shapes=shapes)
-    result.verdicts = evaluate_budgets(result, parsed)
-    if baseline_data is not None:
-        label = "baseline" if isinstance(baseline, Mapping) else f"baseline {baseline}"
-        result.verdicts += check_against_baseline(result, baseline_data, max_regression=max_regression,
-                                                  statistics=[b.statistic for b in parsed] or None, force=force,
-                                                  label=label)
+    return bundle_path
+
+
+def _ab_config(ab: ABConfig | None, max_regression: str | float | None) -> ABConfig:
+    """The A/B settings with `max_regression` ("10%" or a fraction) folded in; a conflicting pair is refused."""
+    if ab is not None and not isinstance(ab, ABConfig):
+        raise BadInputError(f"ab must be an ABConfig, got {type(ab).__name__}", path="ab")
+    if max_regression is None:
+        return ab or ABConfig()
+    fraction = parse_regression(max_regression)
+    return replace(ab, max_regression=fraction) if ab is not None else ABConfig(max_regression=fraction)
+
+
+def _bench_ab(
+    new_path: Path, old_path: Path, config: BenchConfig, ab: ABConfig, *, timer: Timer,
+    loader: Callable[..., Runner], shapes: Sequence[TensorSpec] = (),
+) -> BenchResult:
+    """NEW and OLD loaded together, same feed, timed side by side until the ratio's interval decides."""
+    from edgekit.artifact import tool_versions
+    from edgekit.bundle import verify_bundle
+
+    new_art = verify_bundle(new_path)
+    verify_bundle(old_path)  # integrity of both before anything is timed
+    summary = _bundle_summary(new_art)
+    env = environment_fingerprint(threads=config.threads, bundle=summary, versions=tool_versions())
+    result = BenchResult(provenance="measured", bundle=summary, config=config, environment=env)
+    start = timer()
+    with loader(new_path, threads=config.threads) as new:
+        result.load_ms = (timer() - start) / 1e6
+        with loader(old_path, threads=config.threads) as old:
+            for label, runner in (("NEW", new), ("OLD", old)):
+                provenance = str(getattr(runner, "provenance", "measured"))
+                if provenance != "measured":
+                    raise ToolchainMissingError(
+                        f"{label} runs as {provenance} here, not on the device: an A/B latency check needs the device",
+                        path=str(new_path if label == "NEW" else old_path),
+                        hint="run the A/B gate on the device (or a host of the bundle's target)")
+            new_specs = sized_specs(new.input_specs, config.batch, shapes=shapes)
+            old_specs = sized_specs(old.input_specs, config.batch, shapes=shapes, argument="--baseline-bundle")
+            same_inputs(new_specs, old_specs, new_label=f"NEW {new_path}", old_label=f"OLD {old_path}")
+            inputs = random_inputs(new_specs, seed=0, strict=True)
+            result.input_shapes = feed_shapes(inputs)
+            comparison, timed_new, _ = compare_runners(new, old, inputs, ab, new_label=str(new_path),
+                                                       old_label=str(old_path), clock=timer)
+    result.comparison, result.contention = comparison, comparison.contention
+    result.cold_ms = timed_new.cold_ms
+    result.samples_ms = timed_new.samples
+    result.stats = LatencyStats.from_samples(result.samples_ms, batch=config.batch)
+    cv = getattr(result.stats, config.stability_metric)
+    rounds = len(timed_new.rounds)
+    result.stability = Stability(cv, config.cv_threshold, cv <= config.cv_threshold, rounds, ab.max_rounds,
+                                 len(result.samples_ms), "" if cv <= config.cv_threshold else
+                                 f"noisy run: {config.stability_metric} {cv:.1%} > {config.cv_threshold:.0%} "
+                                 "within the rounds (the paired ratios absorb what hits both bundles)",
+                                 config.stability_metric)
+    result.notes.append(f"timed side by side with OLD {old_path} ({comparison.interval.rounds} shuffled interleaved "
+                        f"rounds, seed {comparison.seed}); figures are NEW's samples from those rounds")
+    if result.stability.warning:
+        result.warnings.append(result.stability.warning)
+    result.peak_rss_mb, result.memory_method = peak_rss_mb()
     return result
 
 
@@ -382,12 +525,35 @@ def _bench_bundle(
         result.load_ms = load_ms
         inputs = prepare_inputs(runner, config.batch, shapes=shapes)
         result.input_shapes = feed_shapes(inputs)
+        probe = ContentionProbe().start()
         result.cold_ms, samples, result.stability = measure_runner(runner, config, timer=timer, inputs=inputs)
+        result.contention = probe.stop()
     result.samples_ms = samples
     result.stats = LatencyStats.from_samples(samples, batch=config.batch)
     if result.stability.warning:
         result.warnings.append(result.stability.warning)
     result.peak_rss_mb, result.memory_method = peak_rss_mb()
+    return result
+
+
+def _bench_remote(
+    bundle_path: Path, config: BenchConfig, shapes: Sequence[TensorSpec], *, trust: bool, device: str | Device | None,
+    cluster: str | None, device_kind: str | None, lease_timeout: float | None, run_timeout: float | None,
+) -> BenchResult:
+    """The device's own figures (edgekit.devices), labelled with the device; budgets are judged by the caller."""
+    sizes = tuple(f"{spec.name}:{','.join(map(str, spec.shape))}" for spec in shapes)  # the runtime's --input-shape
+    options = RemoteBenchOptions(warmup=config.warmup, iters=config.iters, duration=config.duration,
+                                 threads=config.threads, batch=config.batch, input_shapes=sizes,
+                                 cv_threshold=config.cv_threshold, stability_metric=config.stability_metric,
+                                 max_extend_rounds=config.max_extend_rounds, allow_emulated=config.allow_emulated,
+                                 trust=trust)
+    run = run_remote(bundle_path, options, device=device, cluster=cluster, kind=device_kind,
+                     lease_timeout=lease_timeout, run_timeout=run_timeout)
+    result = BenchResult.from_json(run.payload)
+    result.device = {**run.device, "contention": run.payload.get("contention")}  # how busy the device was
+    result.bundle["device_path"], result.bundle["path"] = result.bundle.get("path"), str(bundle_path)
+    # a device figure is never compared with a host figure (environment.RELEVANT_FIELDS has "device")
+    result.environment["device"] = f"{run.device.get('transport')}:{run.device.get('target')}"
     return result
 
 

@@ -6,12 +6,15 @@ Export verification, quantization reports, compile verification and `compare` al
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
 
 _EPS = 1e-12
+NO_SIGNAL_SPREAD = 1e-4  # FP32 peak-to-peak below this x max(1, max|y|) over the eval set: the output does not respond
+DEAD_COSINE = 0.05  # cosine with FP32 below this on an output that responds: the candidate computes something else
 
 
 def max_abs_error(ref: np.ndarray, got: np.ndarray) -> float:
@@ -63,6 +66,120 @@ def task_accuracy(logits: np.ndarray, labels: np.ndarray) -> float:
     return float(np.mean(np.argmax(logits, axis=-1) == labels.reshape(-1)))
 
 
+def _spread_is_flat(low: float, high: float) -> bool:
+    return high - low <= NO_SIGNAL_SPREAD * max(1.0, abs(low), abs(high))
+
+
+@dataclass
+class OutputStats:
+    """Streaming figures of one output against its FP32 reference: energies, ranges, non-finite values.
+
+    Sums, not stacked arrays, so a 1x25200x85 YOLO output over 200 samples costs a few floats. The same
+    object decides what cannot be judged (`why_not_judged`: the FP32 output does not respond to the data)
+    and what is dead (`dead_reason`: NaN/inf, constant or zero where FP32 varies, ~no correlation), so
+    quantize, compile, the pipeline and gate draw that line in one place.
+    """
+
+    ref2: float = 0.0
+    got2: float = 0.0
+    dot: float = 0.0
+    err2: float = 0.0
+    values: int = 0
+    nonfinite: int = 0
+    missing: int = 0
+    ref_min: float = math.inf
+    ref_max: float = -math.inf
+    got_min: float = math.inf
+    got_max: float = -math.inf
+    max_abs: float = 0.0
+    top1_same: int = 0  # classifier-shaped outputs ([N, C>1]): rows whose argmax agrees with FP32
+    top1_rows: int = 0
+
+    @property
+    def top1_agreement(self) -> float | None:
+        return self.top1_same / self.top1_rows if self.top1_rows else None
+
+    def add(self, ref: np.ndarray, got: np.ndarray | None) -> None:
+        if got is None:
+            self.missing += 1
+            return
+        ref_a, got_a = np.asarray(ref), np.asarray(got)
+        if is_classifier_shaped(ref_a) and got_a.shape == ref_a.shape:
+            self.top1_rows += ref_a.shape[0]
+            self.top1_same += int(np.sum(np.argmax(ref_a, axis=-1) == np.argmax(got_a, axis=-1)))
+        r = np.asarray(ref, dtype=np.float64).ravel()
+        g = np.asarray(got, dtype=np.float64).ravel()
+        if r.shape != g.shape:
+            raise ValueError(f"{g.size} values against {r.size} in the reference")
+        finite = np.isfinite(g)
+        if not finite.all():
+            self.nonfinite += int((~finite).sum())
+            g = np.where(finite, g, 0.0)
+        if r.size:
+            self.ref_min, self.ref_max = min(self.ref_min, float(r.min())), max(self.ref_max, float(r.max()))
+            self.got_min, self.got_max = min(self.got_min, float(g.min())), max(self.got_max, float(g.max()))
+        self.values += int(r.size)
+        self.ref2 += float(r @ r)
+        self.got2 += float(g @ g)
+        self.dot += float(r @ g)
+        diff = r - g
+        self.err2 += float(diff @ diff)
+        if diff.size:
+            self.max_abs = max(self.max_abs, float(np.max(np.abs(diff))))
+
+    @property
+    def no_signal(self) -> bool:
+        """The FP32 output is ~constant over every value of every eval sample: cosine/SQNR cannot judge it."""
+        return self.values > 0 and _spread_is_flat(self.ref_min, self.ref_max)
+
+    def why_not_judged(self) -> str:
+        """Why cosine/SQNR of this output are n/a ("" when they can be computed)."""
+        if self.missing:
+            return "missing from the candidate's outputs"
+        if self.nonfinite:
+            return f"{self.nonfinite} NaN/inf value(s)"
+        if self.values == 0:
+            return "empty output"
+        if self.no_signal:
+            return (f"FP32 output is ~constant on the eval set (range {self.ref_min:.3g}..{self.ref_max:.3g}): "
+                    "no signal to compare")
+        return ""
+
+    def cosine(self) -> float | None:
+        if self.why_not_judged():
+            return None
+        na, nb = math.sqrt(self.ref2), math.sqrt(self.got2)
+        if na < _EPS and nb < _EPS:
+            return 1.0
+        if na < _EPS or nb < _EPS:
+            return 0.0
+        return self.dot / (na * nb)
+
+    def sqnr_db(self) -> float | None:
+        if self.why_not_judged():
+            return None
+        if self.err2 <= _EPS * max(self.ref2, 1.0):
+            return math.inf
+        return 10.0 * math.log10(max(self.ref2, _EPS) / self.err2)
+
+    def dead_reason(self, name: str) -> str | None:
+        """Why this output shows a model that no longer works (None when it does not)."""
+        if self.missing:
+            return f"output {name!r} is missing"
+        if self.nonfinite:
+            return f"output {name!r} has {self.nonfinite} NaN/inf value(s)"
+        if self.values == 0 or self.no_signal:
+            return None  # nothing to judge against
+        if _spread_is_flat(self.got_min, self.got_max):
+            what = "all zeros" if self.got_min == 0.0 == self.got_max else f"constant ({self.got_min:.4g})"
+            return (f"output {name!r} is {what} on every eval sample where FP32 varies "
+                    f"({self.ref_min:.4g}..{self.ref_max:.4g})")
+        cos = self.cosine()
+        if cos is not None and cos < DEAD_COSINE:
+            return f"output {name!r} has cosine {cos:.3f} with FP32: ~no agreement left"
+        return None
+
+
 @dataclass(frozen=True)
 class OutputComparison:
     """How one output of a candidate differs from the reference."""
@@ -87,6 +204,7 @@ class Comparison:
     passed: bool
     worst: str | None = None
     notes: list[str] = field(default_factory=list)
+    dead: list[str] = field(default_factory=list)  # why the candidate no longer works (`OutputStats.dead_reason`)
 
     def by_name(self) -> dict[str, OutputComparison]:
         return {o.name: o for o in self.outputs}
@@ -120,6 +238,7 @@ def compare_outputs(
     An output passes when every element satisfies |ref - got| <= atol + rtol * |ref|.
     """
     notes: list[str] = []
+    dead: list[str] = []
     results: list[OutputComparison] = []
     worst_name, worst_excess = None, -np.inf
     for name, ref in reference.items():
@@ -143,6 +262,10 @@ def compare_outputs(
             if not equal and np.inf > worst_excess:
                 worst_name, worst_excess = name, err
             continue
+        stats = OutputStats()
+        stats.add(ref, got)
+        if (reason := stats.dead_reason(name)) is not None:
+            dead.append(reason)
         ref64, got64 = ref.astype(np.float64), got.astype(np.float64)
         finite = np.isfinite(got64).all()
         excess_arr = np.abs(ref64 - got64) - (atol + rtol * np.abs(ref64))
@@ -164,7 +287,7 @@ def compare_outputs(
         if not ok and excess > worst_excess:
             worst_name, worst_excess = name, excess
     passed = all(o.within_tolerance for o in results)
-    return Comparison(results, atol, rtol, passed, None if passed else worst_name, notes)
+    return Comparison(results, atol, rtol, passed, None if passed else worst_name, notes, dead)
 
 
 def tolerance_for(dtype: str) -> tuple[float, float]:

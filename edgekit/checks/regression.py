@@ -4,8 +4,8 @@ Why: a latency recorded at another time on another load says more about the neig
 the model (an unchanged bundle gated against a JSON baseline failed 8 of 8 times with one busy core
 next to it). Timing both bundles in the same process, in interleaved rounds whose order is shuffled,
 lets a busy spell hit both alike; the verdict is on the per-round ratios NEW/OLD (median of each
-round), summarised by the Hodges–Lehmann estimate of their log with its distribution-free 95 %
-interval (Wilcoxon signed-rank): robust to a few rounds hit by a preemption, no random resampling.
+round), summarised by their median with its distribution-free 95 % interval (order statistics of
+the sign test): robust to rounds that straddle a change of load, no random resampling.
 
 Decision rule, with `t` the allowed slowdown (`--max-regression`):
   pass        the interval's upper end is <= 1 + t (NEW is at most t slower, with 95 % confidence)
@@ -25,7 +25,6 @@ from __future__ import annotations
 import math
 import os
 import random
-import statistics
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -38,40 +37,29 @@ from edgekit.checks.budgets import BudgetVerdict, parse_regression
 from edgekit.errors import BadInputError
 from edgekit.timing import Feed, InterleavedTiming, Runnable, Timer, hot_call, interleaved, paired_ratios
 
-METHOD = "hodges-lehmann on log(per-round median NEW / OLD), Wilcoxon signed-rank interval"
+METHOD = "median of the per-round ratios (median NEW / median OLD of each round), sign-test interval"
 MAX_AB_SECONDS = 3600.0  # an hour: a longer cap is a typo, and a CI job that never ends
 MAX_AB_ROUNDS = 5000
-EXACT_UP_TO = 60  # exact signed-rank distribution up to this many rounds, normal approximation above
+MIN_JIFFIES = 100  # /proc/stat ticks (1 s of one CPU at 100 Hz) needed before CPU shares mean anything
 
 
 # ---------------------------------------------------------------------------------------------
 # Statistics
 
 
-def _signed_rank_cdf(n: int) -> np.ndarray:
-    """P(T+ <= k) for k = 0..n(n+1)/2, T+ the Wilcoxon signed-rank statistic of n untied values."""
-    total = n * (n + 1) // 2
-    p = np.zeros(total + 1)
-    p[0] = 1.0
-    for i in range(1, n + 1):
-        shifted = np.zeros_like(p)
-        shifted[i:] = p[:-i]
-        p = 0.5 * (p + shifted)
-    return np.cumsum(p)
-
-
 def _rank_of_lower_bound(n: int, confidence: float) -> int:
-    """k such that [W_(k), W_(M-k+1)] of the sorted Walsh averages covers the centre with >= `confidence`.
+    """k such that [x_(k), x_(n-k+1)] of n sorted values covers their median with >= `confidence` (sign test).
 
-    0 when n is too small for any interval at that confidence (then nothing can be decided).
+    Exact binomial: the largest k with P(Bin(n, 1/2) <= k-1) <= (1-confidence)/2; 0 when n is too small.
     """
-    alpha = 1.0 - confidence
-    if n <= EXACT_UP_TO:
-        return int(np.searchsorted(_signed_rank_cdf(n), alpha / 2, side="right"))
-    total = n * (n + 1) / 2
-    sd = math.sqrt(n * (n + 1) * (2 * n + 1) / 24)
-    z = statistics.NormalDist().inv_cdf(1 - alpha / 2)
-    return max(0, int(math.floor(total / 2 - z * sd + 0.5)))
+    tail = (1.0 - confidence) / 2
+    total, cumulative, k = 2**n, 0, 0
+    while k <= n // 2:
+        cumulative += math.comb(n, k)
+        if cumulative / total > tail:
+            break
+        k += 1
+    return k
 
 
 @dataclass(frozen=True)
@@ -90,21 +78,22 @@ class RatioInterval:
 
 
 def ratio_interval(ratios: Sequence[float], confidence: float = 0.95) -> RatioInterval:
-    """Hodges–Lehmann estimate of the ratio (median of the Walsh averages of the log ratios) and its interval.
+    """The median per-round ratio and its distribution-free interval (order statistics, sign test).
 
-    With too few rounds for an interval at `confidence` (5 or fewer at 95 %) the bounds are 0 and inf.
+    Why not a mean or Hodges–Lehmann: on a shared host a round that straddles a change of load gives a
+    ratio of 0.7 or 1.5 while the others sit at 1.00 ± 2 %, and those rounds are not symmetric; the
+    median ignores up to half of them, and its interval assumes only independent rounds. With too few
+    rounds for an interval at `confidence` (5 or fewer at 95 %) the bounds are 0 and inf.
     """
-    logs = np.log(np.asarray([r for r in ratios if r > 0 and math.isfinite(r)], dtype=np.float64))
-    n = int(logs.size)
+    values = np.sort(np.asarray([r for r in ratios if r > 0 and math.isfinite(r)], dtype=np.float64))
+    n = int(values.size)
     if n == 0:
         return RatioInterval(math.nan, 0.0, math.inf, 0, confidence)
-    i, j = np.triu_indices(n)
-    walsh = np.sort((logs[i] + logs[j]) / 2)
-    estimate = float(np.exp(np.median(walsh)))
+    estimate = float(np.median(values))
     k = _rank_of_lower_bound(n, confidence)
     if k < 1:
         return RatioInterval(estimate, 0.0, math.inf, n, confidence)
-    return RatioInterval(estimate, float(np.exp(walsh[k - 1])), float(np.exp(walsh[walsh.size - k])), n, confidence)
+    return RatioInterval(estimate, float(values[k - 1]), float(values[n - k]), n, confidence)
 
 
 def decide(interval: RatioInterval, max_regression: float) -> tuple[str | None, str]:
@@ -145,7 +134,7 @@ def _proc_stat(text: str | None = None) -> tuple[float, float, float] | None:
                 v = [float(x) for x in parts[1:9]] + [0.0] * max(0, 9 - len(parts))
             except ValueError:
                 return None
-            user, nice, system, idle, iowait, irq, softirq, steal = v[:8]
+            user, nice, system, _idle, _iowait, irq, softirq, steal = v[:8]
             return user + nice + system + irq + softirq, steal, sum(v[:8])
     return None
 
@@ -241,7 +230,7 @@ class ContentionProbe:
         end = _proc_stat()
         if self._start is not None and end is not None:
             d_busy, d_steal, d_total = (b - a for a, b in zip(self._start, end, strict=True))
-            if d_total > 0:
+            if d_total >= MIN_JIFFIES:  # a shorter window is below the clock tick's resolution
                 hz = float(os.sysconf("SC_CLK_TCK")) if hasattr(os, "sysconf") else 100.0
                 t = os.times()
                 own = (t.user + t.system - self._own) * hz
@@ -260,9 +249,10 @@ class ABConfig:
 
     max_regression: float = 0.10  # a fraction (0.10 = 10 %); parse "10%" with budgets.parse_regression
     confidence: float = 0.95
-    min_rounds: int = 10  # first look at the interval after this many rounds
-    look_every: int = 5  # then every this many rounds
+    min_rounds: int = 20  # first look at the interval after this many rounds
+    look_every: int = 10  # then every this many rounds
     max_rounds: int = 400
+    min_seconds: float = 5.0  # no verdict before this much time: rounds must span several spells of load
     max_seconds: float = 60.0  # wall-clock cap of the timed rounds (`--ab-max-seconds`)
     round_seconds: float = 0.05  # per candidate per round: short, so both see the same spell of load
     min_runs: int = 3
@@ -270,12 +260,16 @@ class ABConfig:
     seed: int | None = None  # the round order's shuffle; None: drawn, and recorded in the result
 
     def __post_init__(self) -> None:
+        if isinstance(self.max_regression, bool) or not isinstance(self.max_regression, (int, float)):
+            raise BadInputError(f"must be a fraction (0.10 = 10 %), got {self.max_regression!r}",
+                                path="--max-regression", hint="bench(..., max_regression='10%') parses a percentage")
         parse_regression(self.max_regression, argument="--max-regression")
         if not self.max_regression > 0:
             raise BadInputError("must be > 0% for an A/B check (an interval has a width: 0% can never pass)",
                                 path="--max-regression", hint="e.g. 10%")
         _number(self.confidence, "confidence", low=0.5, high=0.999, open_low=True)
         _number(self.max_seconds, "--ab-max-seconds", low=0.0, high=MAX_AB_SECONDS, open_low=True)
+        _number(self.min_seconds, "min_seconds", low=0.0, high=MAX_AB_SECONDS)
         _number(self.round_seconds, "round_seconds", low=0.0, high=60.0, open_low=True)
         for name in ("min_rounds", "look_every", "max_rounds", "min_runs", "max_runs"):
             value = getattr(self, name)
@@ -293,9 +287,9 @@ class ABConfig:
     def rule(self) -> str:
         t = self.max_regression
         return (f"pass if the {self.confidence:.0%} CI's upper end <= {1 + t:.3f}; regression if the CI lies above "
-                f"{1 + t / 2:.3f} and reaches past {1 + t:.3f}; else more rounds (first look after {self.min_rounds}, "
-                f"then every {self.look_every}) up to {self.max_seconds:g} s or {self.max_rounds} rounds, "
-                "then inconclusive")
+                f"{1 + t / 2:.3f} and reaches past {1 + t:.3f}; decided no sooner than {self.min_rounds} rounds and "
+                f"{min(self.min_seconds, self.max_seconds):g} s (looks every {self.look_every} rounds); undecided at "
+                f"{self.max_seconds:g} s or {self.max_rounds} rounds: inconclusive")
 
 
 def _number(value: Any, name: str, *, low: float, high: float, open_low: bool = False) -> float:
@@ -409,12 +403,13 @@ def compare_runners(
         looks += 1
         status, reason = decide(interval, config.max_regression)
         elapsed = (clock() - start) / 1e9
-        if status is not None:
+        if status is not None and elapsed >= min(config.min_seconds, config.max_seconds):
             break
         if len(timed["new"].rounds) >= config.max_rounds or elapsed >= config.max_seconds:
-            cap = (f"{config.max_rounds} rounds" if len(timed["new"].rounds) >= config.max_rounds
-                   else f"{config.max_seconds:g} s")
-            status, reason = "inconclusive", f"undecided at the cap ({cap}): {reason}"
+            if status is None:
+                cap = (f"{config.max_rounds} rounds" if len(timed["new"].rounds) >= config.max_rounds
+                       else f"{config.max_seconds:g} s")
+                status, reason = "inconclusive", f"undecided at the cap ({cap}): {reason}"
             break
     contention = probe.stop()
     ratios = paired_ratios(timed["new"], timed["old"])

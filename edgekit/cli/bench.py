@@ -22,14 +22,24 @@ from edgekit.cli._common import (
     out,
     provenance_style,
 )
+from edgekit.cli._device_opts import (
+    ClusterOpt,
+    DeviceKindOpt,
+    DeviceOpt,
+    LeaseTimeoutOpt,
+    RunTimeoutOpt,
+    remote_kwargs,
+)
 
 if TYPE_CHECKING:
     from rich.console import Console
 
     from edgekit.checks.budgets import BudgetVerdict
     from edgekit.checks.latency import BenchResult
+    from edgekit.checks.regression import ABComparison, ABConfig
 
-_STATUS = {"pass": "[bold green]pass[/]", "fail": "[bold red]FAIL[/]", "not-run": "[dim]not-run[/]"}
+_STATUS = {"pass": "[bold green]pass[/]", "fail": "[bold red]FAIL[/]", "not-run": "[dim]not-run[/]",
+           "inconclusive": "[bold yellow]inconclusive[/]"}
 
 BudgetOpt = Annotated[list[str] | None, typer.Option(
     "--budget", metavar="EXPR", help="Latency budget, e.g. 'p90<=25ms' (p50/p90/p95/p99/mean/max/min; ms/us/s; "
@@ -40,6 +50,15 @@ PlotOpt = Annotated[Path | None, typer.Option("--plot", metavar="FILE.png", help
 WarmupOpt = Annotated[int, typer.Option("--warmup", min=0, help="Untimed runs before timing.")]
 ItersOpt = Annotated[int | None, typer.Option("--iters", min=1, help="Timed runs (default 100, or ~10 s).")]
 DurationOpt = Annotated[float | None, typer.Option("--duration", help="Seconds of timed runs instead of --iters.")]
+BaselineBundleOpt = Annotated[Path | None, typer.Option(
+    "--baseline-bundle", metavar="OLD/", help="Regression gate: time this bundle side by side with OLD (same "
+    "inputs) in shuffled interleaved rounds; pass, fail (regression) or inconclusive (exit 4) on the paired "
+    "ratios' 95% CI against --max-regression. The reliable regression gate on a shared host.")]
+MaxRegressionOpt = Annotated[str | None, typer.Option(
+    "--max-regression", metavar="PCT", help="Allowed slowdown vs --baseline-bundle or --baseline (default 10%).")]
+AbMaxSecondsOpt = Annotated[float | None, typer.Option(
+    "--ab-max-seconds", metavar="S", help="With --baseline-bundle: time cap of the rounds (default 60); "
+    "undecided by then is inconclusive (exit 4).")]
 EmulatedOpt = Annotated[bool, typer.Option(
     "--emulated", help="Without the device and without an estimate in the bundle, time host emulation "
     "(host emulation time, not device latency: budgets are reported not-run, exit 4).")]
@@ -67,8 +86,21 @@ def budget_table(verdicts: list[BudgetVerdict], title: str = "budgets") -> Table
 
 def print_verdict_notes(verdicts: list[BudgetVerdict], console: Console) -> None:
     for v in verdicts:
-        if v.note:
+        if v.note and not (v.kind == "regression" and v.unit == "×"):  # an A/B verdict: render_comparison says it
             console.print(f"[dim]  {escape(f'{v.name} ({v.source}): {v.note}')}[/]", highlight=False)
+
+
+def render_comparison(comparison: ABComparison, console: Console) -> None:
+    """The A/B verdict line, what NEW and OLD are, the rule, the rounds and the contention."""
+    colour = {"pass": "green", "regression": "red"}.get(comparison.status, "yellow")
+    console.print(f"[bold {colour}]{escape(comparison.headline)}[/]", highlight=False)
+    console.print(f"  NEW = {escape(comparison.new)} · OLD = {escape(comparison.old)}", highlight=False)
+    console.print(f"  {escape(comparison.reason)}; {comparison.interval.rounds} paired rounds in "
+                  f"{comparison.seconds:.1f} s (seed {comparison.seed}); medians NEW "
+                  f"{fmt_num(comparison.new_median_ms)} ms, OLD {fmt_num(comparison.old_median_ms)} ms",
+                  highlight=False)
+    console.print(f"  [dim]rule: {escape(comparison.config.rule)}[/]", highlight=False)
+    console.print(f"  contention: {escape(comparison.contention.summary())}", highlight=False)
 
 
 def render_bench(result: BenchResult, console: Console) -> None:
@@ -80,6 +112,11 @@ def render_bench(result: BenchResult, console: Console) -> None:
     console.print(f"[bold]{b.get('target')}[/] · {b.get('adapter')} · {b.get('precision_used') or b.get('precision')}"
                   f" · batch {result.config.batch} · threads {result.config.threads or 'backend default'} · {prov}",
                   highlight=False)
+    if result.device:  # a device's figure, never the host's: say which device
+        d = result.device
+        console.print(f"[bold]measured on device {escape(str(d.get('name')))}[/] ({escape(str(d.get('transport')))} "
+                      f"{escape(str(d.get('url')))}, host {escape(str(d.get('hostname')))}, "
+                      f"{escape(str(d.get('cpu_model')))})", highlight=False)
     if result.input_shapes:  # the shapes are part of the figure
         shapes = " ".join(f"{name}:{','.join(str(d) for d in dims)}" for name, dims in result.input_shapes.items())
         console.print(f"inputs: {escape(shapes)}", highlight=False)
@@ -116,6 +153,10 @@ def render_bench(result: BenchResult, console: Console) -> None:
                   f"{env.get('usable_cpus')} cpus, governor {env.get('governor') or 'n/a'}, "
                   f"load avg {(env.get('load_average') or ['n/a'])[0]}, "
                   f"bundle {str(env.get('bundle_sha256'))[:12]}[/]", highlight=False)
+    if result.contention is not None and result.comparison is None:
+        console.print(f"[dim]contention: {escape(result.contention.summary())}[/]", highlight=False)
+    if result.comparison is not None:
+        render_comparison(result.comparison, console)
     if result.verdicts:
         console.print(budget_table(result.verdicts))
         print_verdict_notes(result.verdicts, console)
@@ -130,11 +171,28 @@ def finish(result: Any, console: Console, json: str | None) -> None:
     status = result.status
     if result.verdicts:
         word = {"pass": "[bold green]all budgets hold[/]", "fail": "[bold red]budget failed[/]",
-                "not-run": "[yellow]budget(s) could not be checked here[/]"}[status]
+                "not-run": "[yellow]budget(s) could not be checked here[/]",
+                "inconclusive": "[yellow]inconclusive: could not decide (exit 4, neither a pass nor a fail)[/]",
+                "unsupported": "[bold red]unsupported[/]"}.get(status, status)
         console.print(word)
     emit_json(result.to_json(), json)
     if result.exit_code:
         raise typer.Exit(result.exit_code)
+
+
+def ab_settings(baseline_bundle: Path | None, max_regression: str | None, max_seconds: float | None) -> ABConfig | None:
+    """`--ab-max-seconds` (and `--max-regression`) as ABConfig, checked before any compile or load."""
+    from edgekit.checks.budgets import parse_regression
+    from edgekit.checks.regression import ABConfig
+    from edgekit.errors import BadInputError
+
+    if baseline_bundle is None:
+        if max_seconds is not None:
+            raise BadInputError("--ab-max-seconds needs --baseline-bundle", path="--ab-max-seconds")
+        return None
+    fraction = parse_regression(max_regression)
+    return ABConfig(max_regression=fraction) if max_seconds is None else \
+        ABConfig(max_regression=fraction, max_seconds=max_seconds)
 
 
 def _bundle_for(
@@ -197,11 +255,14 @@ def bench_cmd(
     batch: Annotated[int, typer.Option("--batch", min=1, help="Batch size for a dynamic batch dim.")] = 1,
     input_shape: InputShapeOpt = None,
     budget: BudgetOpt = None,
-    baseline: Annotated[Path | None, typer.Option("--baseline", metavar="OLD.json",
-                                                  help="A previous `bench --json` result to compare with.")] = None,
-    max_regression: Annotated[str | None, typer.Option("--max-regression", metavar="PCT",
-                                                       help="Allowed slowdown vs --baseline (default 10%).")] = None,
-    force: Annotated[bool, typer.Option("--force", help="Compare with a baseline from another environment.")
+    baseline_bundle: BaselineBundleOpt = None,
+    baseline: Annotated[Path | None, typer.Option(
+        "--baseline", metavar="OLD.json", help="A previous `bench --json` result to compare with (a figure from "
+        "another time and load: prefer --baseline-bundle).")] = None,
+    max_regression: MaxRegressionOpt = None,
+    ab_max_seconds: AbMaxSecondsOpt = None,
+    force: Annotated[bool, typer.Option(
+        "--force", help="Compare with a --baseline JSON from another environment or under other contention.")
                      ] = False,
     cv_threshold: Annotated[float, typer.Option("--cv-threshold", help="Spread above which a run is extended.")
                             ] = 0.10,
@@ -210,6 +271,11 @@ def bench_cmd(
     junit: JunitOpt = None,
     plot: PlotOpt = None,
     trust_bundle: TrustBundleOpt = False,
+    device: DeviceOpt = None,
+    cluster: ClusterOpt = None,
+    device_kind: DeviceKindOpt = None,
+    lease_timeout: LeaseTimeoutOpt = None,
+    run_timeout: RunTimeoutOpt = None,
 ) -> None:
     """Time a bundle: percentiles with provenance, cold/load times, environment; gate on budgets."""
     import edgekit
@@ -217,6 +283,7 @@ def bench_cmd(
 
     console = out(json)
     shapes = tuple(input_shape or ())
+    ab = ab_settings(baseline_bundle, max_regression, ab_max_seconds)
     with tempfile.TemporaryDirectory(prefix="edgekit-bench-") as tmp:
         bundle, compiled = _bundle_for(target_or_bundle, model, target=target, backend=backend, precision=precision,
                                        threads=threads, batch=batch, shapes=shapes, budgets=tuple(budget or ()),
@@ -224,7 +291,8 @@ def bench_cmd(
         result = edgekit.bench(
             bundle, warmup=warmup, iters=iters, duration=duration, threads=threads, batch=batch, input_shapes=shapes,
             budgets=tuple(budget or ()), baseline=baseline, max_regression=max_regression, force=force,
-            cv_threshold=cv_threshold, allow_emulated=emulated, trust=trust_bundle,
+            baseline_bundle=baseline_bundle, ab=ab, cv_threshold=cv_threshold, allow_emulated=emulated,
+            trust=trust_bundle, **remote_kwargs(device, cluster, device_kind, lease_timeout, run_timeout),
         )
     if compiled is not None:
         result.compile_ms = compiled[1]

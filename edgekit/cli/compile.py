@@ -128,8 +128,10 @@ def compile_cmd(
                              ] = 100,
     threads: ThreadsOpt = None,
     input_shape: InputShapeOpt = None,
-    mean: Annotated[str | None, typer.Option("--mean", help="Per-channel mean fused by NPU toolchains.")] = None,
-    std: Annotated[str | None, typer.Option("--std", help="Per-channel std fused by NPU toolchains.")] = None,
+    mean: Annotated[str | None, typer.Option("--mean", help="Per-channel mean in pixel units: normalizes image-folder "
+                                             "calibration (as in quantize); fused by NPU toolchains.")] = None,
+    std: Annotated[str | None, typer.Option("--std", help="Per-channel std in pixel units: normalizes image-folder "
+                                            "calibration (as in quantize); fused by NPU toolchains.")] = None,
     option: Annotated[list[str] | None, typer.Option("--option", "-O", metavar="KEY=VALUE",
                                                      help="Adapter option, e.g. -O tune=false (repeatable).")] = None,
     seed: Annotated[int, typer.Option("--seed", min=0, help="Seed of the verification inputs.")] = 0,

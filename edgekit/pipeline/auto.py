@@ -7,6 +7,7 @@ the compile stage, `auto` here, so the CLI holds no logic the Python API lacks.
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 import tempfile
 from collections.abc import Sequence
@@ -84,17 +85,22 @@ def compile_auto(
     cache_dir: str | Path | None = None,
     use_cache: bool = True,
     report: str | Path | None = None,
+    metric_options: Sequence[str] = (),
 ) -> AutoCompileResult:
     """Search (adapter × precision) for `target`; write the fastest build meeting `accuracy_budget` to `output`.
 
     `calib`/`eval` are data sources as in recipes (`digits`, `synthetic`, a folder or .npz path); without
     them seeded synthetic data is used (flagged: SQNR/cosine on random inputs, not task accuracy).
+    `accuracy_budget` may name a task metric (`"map50 drop<=1"`): accuracy with labels, agreement with the
+    FP32 model's own predictions without; `metric_options` configure its decoder.
     """
     model = Path(model)
     if not model.is_file():
         raise BadInputError("no such file", path=model)
     budget = accuracy_budget if isinstance(accuracy_budget, AccuracyBudget) else \
         parse_accuracy_budget(accuracy_budget, argument="--accuracy-budget")
+    if metric_options:  # decoder options of the budget's metric (`layout=yolov8`, `conf=0.25`)
+        budget = dataclasses.replace(budget, metric_options=tuple(metric_options))
     recipe = Recipe(
         name="auto", path=model.resolve(), model=ModelSource(onnx=model.resolve(), inputs=tuple(as_specs(
             list(input_shapes)))),
@@ -130,7 +136,7 @@ def compile(model: Any, *, output: str | Path, precision: str | None = None, **k
     """
     if precision == "auto":
         allowed = {"target", "backend", "accuracy_budget", "calib", "eval", "threads", "input_shapes",
-                   "latency_budgets", "cache_dir", "use_cache", "report"}
+                   "latency_budgets", "cache_dir", "use_cache", "report", "metric_options"}
         unknown = sorted(k for k, v in kwargs.items() if k not in allowed and v is not None)
         if unknown:
             raise BadInputError(f"precision auto does not take {', '.join(unknown)}", path="--precision",

@@ -10,6 +10,7 @@ import numpy as np
 from edgekit.artifact import sha256_file
 from edgekit.errors import BadInputError
 from edgekit.recipe import DataSource, Recipe
+from edgekit.stages.calibration import load_arrays
 
 
 @dataclass
@@ -17,7 +18,7 @@ class EvalSet:
     """Evaluation (or calibration) samples loaded in memory: list of input dicts and optional labels."""
 
     samples: list[dict[str, np.ndarray]]
-    labels: np.ndarray | None
+    labels: list[np.ndarray] | None  # one per sample: class ids, a mask, box rows (a metric reads them)
     description: str
     synthetic: bool = False
 
@@ -26,19 +27,19 @@ def write_samples(folder: Path, data: EvalSet) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     width = max(4, len(str(len(data.samples))))
     for i, sample in enumerate(data.samples):
-        extra = {} if data.labels is None else {"labels": np.asarray([data.labels[i]], dtype=np.int64)}
+        extra = {} if data.labels is None else {"labels": np.asarray(data.labels[i])}
         np.savez(folder / f"{i:0{width}d}.npz", **sample, **extra)
 
 
-def read_samples(folder: Path) -> tuple[list[dict[str, np.ndarray]], np.ndarray | None]:
+def read_samples(folder: Path) -> tuple[list[dict[str, np.ndarray]], list[np.ndarray] | None]:
     samples, labels = [], []
     for file in sorted(folder.glob("*.npz")):
-        with np.load(file) as z:
-            sample = {k: z[k] for k in z.files if k != "labels"}
-            if "labels" in z.files:
-                labels.append(int(np.asarray(z["labels"]).reshape(-1)[0]))
+        z = load_arrays(file)  # never unpickles: an object array is bad input naming the file
+        sample = {k: v for k, v in z.items() if k != "labels"}
+        if "labels" in z:
+            labels.append(np.asarray(z["labels"]))
         samples.append(sample)
-    return samples, (np.asarray(labels, dtype=np.int64) if len(labels) == len(samples) and labels else None)
+    return samples, (labels if len(labels) == len(samples) and labels else None)
 
 
 def load_data(source: DataSource, specs: list, *, default_samples: int, allow_code: bool, recipe: Recipe) -> EvalSet:
@@ -58,37 +59,32 @@ def load_data(source: DataSource, specs: list, *, default_samples: int, allow_co
             raise BadInputError(f"digits samples are {tuple(images.shape[1:])} but input {spec.name!r} wants {want}",
                                 path=recipe.path, hint="use a model with a 1x32x32 input (lenet5-digits)")
         samples = [{spec.name: images[i:i + 1].astype(np.float32)} for i in range(len(images))]
-        return EvalSet(samples, labels, f"scikit-learn digits ({source.split} split, {len(samples)} samples)")
+        return EvalSet(samples, [labels[i:i + 1] for i in range(len(samples))],
+                       f"scikit-learn digits ({source.split} split, {len(samples)} samples)")
     if source.source == "synthetic":
         from edgekit.onnxio import random_inputs
 
         samples = [random_inputs(specs, seed=1000 + i) for i in range(limit)]
         return EvalSet(samples, None, f"synthetic random inputs ({limit}; not valid for task accuracy)", True)
     path = source.path
-    if path is not None and path.is_file() and path.suffix == ".npz":
-        with np.load(path) as z:
-            labels = np.asarray(z["labels"]).reshape(-1) if "labels" in z.files else None
-            names = [s.name for s in specs]
-            missing = [n for n in names if n not in z.files]
-            if missing:
-                raise BadInputError(f"{path.name} lacks arrays for inputs {missing}", path=path,
-                                    hint="store one array per model input (N first) and optional `labels`")
-            count = min(limit, len(z[names[0]]))
-            samples = [{n: np.asarray(z[n][i:i + 1]) for n in names} for i in range(count)]
-        return EvalSet(samples, None if labels is None else labels[:count], f"{path.name} ({count} samples)")
     if path is not None and path.is_dir() and any(path.glob("*.npz")):
         samples, labels = read_samples(path)
         samples, labels = samples[:limit], None if labels is None else labels[:limit]
         if samples and labels is not None:
             return EvalSet(samples, labels, f"{path} ({len(samples)} samples with labels)")
-    # Everything else goes through the calibration readers (image folders, .npy dirs, py:module:fn).
-    from edgekit.stages.calibration import open_source
+    # Everything else goes through the data set readers (COCO JSON, masks, labels.csv, ImageFolder, image
+    # folders, .npy dirs, py:module:fn): labels come along when the format has them.
+    from edgekit.stages.datasets import open_data
 
-    reader = open_source(str(path or source.source), specs, preprocess=recipe.preprocess, allow_code=allow_code,
-                         limit=limit)
-    samples = [dict(s) for s in reader]
-    return EvalSet(samples, None, str(getattr(reader, "description", source.source)),
-                   bool(getattr(reader, "synthetic", False)))
+    reader = open_data(str(path or source.source), specs, preprocess=recipe.preprocess, allow_code=allow_code,
+                       limit=limit)
+    samples, labels = [], []
+    for sample, label in reader.iter_labeled():
+        samples.append(dict(sample))
+        labels.append(label)
+    labelled = bool(labels) and all(label is not None for label in labels)
+    return EvalSet(samples, [np.asarray(x) for x in labels] if labelled else None,
+                   str(getattr(reader, "description", source.source)), bool(getattr(reader, "synthetic", False)))
 
 
 def module_digest(module: str) -> str | None:

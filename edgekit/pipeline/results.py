@@ -76,7 +76,16 @@ class Candidate:
     latency_provenance: str = "not-run"
     decision: str = ""  # on the chosen candidate: the rule that decided, with the figures it used
     size_mb: float | None = None
+    metric: dict[str, Any] | None = None  # MetricFigure JSON: name, unit, fp32, value, drop, mode (accuracy|agreement)
+    dead: str = ""  # why the build no longer works (never a pass)
     bundle_dir: Path | None = field(default=None, repr=False)  # the cached bundle (not part of the JSON)
+
+    @property
+    def metric_drop(self) -> float | None:
+        """The budget's drop: the chosen metric's (accuracy or agreement), else top-1 accuracy points."""
+        if self.metric is not None and self.metric.get("drop") is not None:
+            return float(self.metric["drop"])
+        return self.accuracy_drop
 
     def to_json(self) -> dict[str, Any]:
         return to_jsonable({k: v for k, v in vars(self).items() if k != "bundle_dir"})

@@ -16,7 +16,7 @@ from __future__ import annotations
 import datetime as _dt
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -34,9 +34,10 @@ from edgekit.artifact import (
 )
 from edgekit.cache import CacheEntry, StageCache
 from edgekit.checks.budgets import BudgetVerdict, parse_budgets
-from edgekit.checks.metrics import Metric, get_metric
+from edgekit.checks.metrics import Metric, get_metric, parse_metric_options
 from edgekit.environment import environment_fingerprint
 from edgekit.errors import BadInputError, CheckFailedError, EdgekitError, ToolchainMissingError, UnsupportedError
+from edgekit.onnxio import ort_errors
 from edgekit.pipeline.data import EvalSet, load_data, module_digest, read_samples, write_samples
 from edgekit.pipeline.report import write_report
 from edgekit.pipeline.results import (
@@ -226,8 +227,9 @@ class _Run:
     def _data(self, role: str, source: DataSource, default_samples: int) -> CacheEntry:
         inputs: dict[str, Any] = {"source": source.source, "split": source.split, "samples": source.samples,
                                   "default": default_samples, "specs": [s.to_json() for s in self.specs]}
-        if source.path is not None:
-            inputs["content"] = hash_dir(source.path)
+        if source.path is not None:  # a COCO JSON names images beside it: hash its folder
+            inputs["content"] = hash_dir(source.path.parent if source.path.suffix.lower() == ".json"
+                                         else source.path)
         if self.recipe.preprocess is not None:
             inputs["preprocess"] = to_jsonable(self.recipe.preprocess)
 
@@ -279,14 +281,14 @@ class _Run:
 
         return self.stage("reference", None, inputs={"model": self.model_entry.digest,
                                                     "eval": self.eval_entry.digest},
-                          options={"layout": "per-sample"}, build=build)
+                          options={"layout": "per-sample"},
+                          build=ort_errors(self.recipe.path)(build))  # a model ORT cannot run: one line, exit 2
 
-    def reference_outputs(self) -> list[dict[str, np.ndarray]]:
-        outs = []
+    def reference_outputs(self) -> Iterator[dict[str, np.ndarray]]:
+        """FP32 outputs per eval sample, read lazily (a 640x640 detector's outputs do not all fit in memory)."""
         for file in sorted(self.reference_entry.file("outputs").glob("*.npz")):
             with np.load(file, allow_pickle=False) as z:
-                outs.append({k: z[k] for k in z.files})
-        return outs
+                yield {k: z[k] for k in z.files}
 
     # ------------------------------------------------------------------ per target
     def target(self, settings: TargetSettings) -> TargetResult:
@@ -357,8 +359,9 @@ class _Run:
     def _metric(self) -> Metric | None:
         """The recipe's task metric (`accuracy = "dice drop<=0.5"`), or None (top-1 with labels, cosine/SQNR)."""
         name = self.recipe.budgets.accuracy.metric
-        return get_metric(name, allow_code=self.allow_code, argument=f"{self.recipe.path.name}: budgets.accuracy") \
-            if name else None
+        budget = self.recipe.budgets.accuracy
+        return get_metric(name, budget.metric_settings(), allow_code=self.allow_code,
+                          argument=f"{self.recipe.path.name}: budgets.accuracy") if name else None
 
     def _quantize(self, mixed: bool) -> CacheEntry:
         """Plain INT8 (all nodes) or accuracy-aware mixed INT8 (sensitive nodes left in float)."""
@@ -382,7 +385,8 @@ class _Run:
                                                                   is not None else 20.0)
         options = {"method": q.method, "per_channel": q.per_channel, "symmetric_activations": q.symmetric_activations,
                    "exclude": list(q.exclude), "calib_samples": q.calib_samples, "max_drop": max_drop,
-                   "min_sqnr": min_sqnr, "metric": metric if max_drop is not None and metric else None}
+                   "min_sqnr": min_sqnr, "metric": metric if max_drop is not None and metric else None,
+                   "metric_options": list(budget.metric_options)}
         allow_code = self.allow_code
 
         def build(tmp: Path) -> dict[str, Any]:
@@ -517,8 +521,13 @@ class _Run:
             winner.decision = f"fastest estimate ({winner.latency_ms:.3f} ms, estimated by a cost model)" \
                 if winner.latency_ms is not None else "first passing: no latency figure for any candidate"
             return winner
-        winner = max(cands, key=lambda c: (c.sqnr_db if c.sqnr_db is not None else -1e9))
-        winner.decision = "most accurate: no candidate meets the accuracy budget"
+        metric = self.recipe.budgets.accuracy.metric
+        if metric:  # the budget's metric decides what "most accurate" means (dead builds last)
+            winner = min(cands, key=lambda c: (bool(c.dead), c.metric_drop if c.metric_drop is not None else 1e9))
+        else:
+            winner = max(cands, key=lambda c: (not c.dead, c.sqnr_db if c.sqnr_db is not None else -1e9))
+        winner.decision = "most accurate" + (f" by {metric}" if metric else "") + \
+            ": no candidate meets the accuracy budget"
         return winner
 
     def _side_by_side(self, settings: TargetSettings, cands: list[Candidate]) -> Candidate:
@@ -798,6 +807,7 @@ def _quantize_model(src: Path, dest: Path, calib: Path | None, eval_dir: Path | 
         kwargs["eval"] = str(eval_dir)
         kwargs["max_drop"], kwargs["min_sqnr"] = options["max_drop"], options["min_sqnr"]
         kwargs["metric"] = options.get("metric")
+        kwargs["metric_options"] = parse_metric_options(list(options.get("metric_options") or ()))
     result = quantize_stage.quantize(src, dest, str(calib), threads=threads, allow_code=allow_code, **kwargs)
     _drop_sidecar(dest)
     excluded = list(result.excluded or [])

@@ -6,49 +6,117 @@ Plain dataclasses that serialize to JSON (Polygraphy's RunResults habit); no liv
 from __future__ import annotations
 
 import statistics
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import onnx
 
-from edgekit.checks.numerics import compare_outputs, is_classifier_shaped, task_accuracy
+from edgekit.checks.metrics import Metric, MetricFigure
+from edgekit.checks.verify import AccuracyAccumulator, AccuracyFigures
 
 Sample = dict[str, np.ndarray]
+SPILL_BYTES = 256 << 20  # eval inputs/FP32 outputs kept in memory up to this much each; the rest go to disk
+
+
+class SpillList(Sequence[Sample]):
+    """Per-sample dicts of arrays: in memory up to `budget` bytes, then written to `folder` and read back lazily.
+
+    Why: a 640x640 YOLO holds 4.9 MB of input and 8.6 MB of output per sample; 200 of each in memory (plus
+    float64 copies per candidate) is what grew quantize to 24 GB. Spilled items cost one .npy read each.
+    """
+
+    def __init__(self, folder: Path | None = None, budget: int = SPILL_BYTES, items: Sequence[Sample] = ()):
+        self._folder = folder
+        self._budget = budget
+        self._held = 0
+        self._items: list[Sample | Path] = []
+        for item in items:
+            self.append(item)
+
+    def append(self, item: Sample) -> None:
+        size = sum(np.asarray(v).nbytes for v in item.values())
+        if self._folder is None or self._held + size <= self._budget:
+            self._items.append({k: np.asarray(v) for k, v in item.items()})
+            self._held += size
+            return
+        self._folder.mkdir(parents=True, exist_ok=True)
+        file = self._folder / f"{len(self._items):06d}.npz"
+        np.savez(file, **{f"a{i}": np.asarray(v) for i, v in enumerate(item.values())}, __keys__=np.asarray(
+            list(item.keys())))
+        self._items.append(file)
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __getitem__(self, index: Any) -> Any:
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(len(self)))]
+        item = self._items[index]
+        if isinstance(item, dict):
+            return item
+        with np.load(item, allow_pickle=False) as z:
+            keys = [str(k) for k in z["__keys__"]]
+            return {k: z[f"a{i}"] for i, k in enumerate(keys)}
+
+    def __iter__(self) -> Iterator[Sample]:
+        for i in range(len(self._items)):
+            yield self[i]
 
 
 @dataclass
 class EvalSet:
-    """Evaluation inputs held in memory (capped), their labels and the FP32 reference outputs."""
+    """Evaluation inputs, their labels (one per sample, or None) and FP32 reference outputs, sample by sample.
 
-    samples: list[Sample]
-    labels: np.ndarray | None
+    Inputs and outputs live in `SpillList`s (bounded memory); every judgement streams over them with the
+    one accumulator of `edgekit.checks.verify`, so nothing ever stacks all outputs of a candidate.
+    """
+
+    samples: Sequence[Sample]
+    labels: list[Any] | None
     description: str
     synthetic: bool
-    reference: dict[str, np.ndarray] = field(default_factory=dict)
+    reference: Sequence[Sample] = field(default_factory=list)
+
+    def head(self, k: int) -> EvalSet:
+        """The first k samples (for sensitivity), without copying the rest."""
+        if k >= len(self.samples):
+            return self
+        return EvalSet([self.samples[i] for i in range(k)], None if self.labels is None else self.labels[:k],
+                       self.description, self.synthetic, [self.reference[i] for i in range(k)])
 
 
-def run_all(session: Any, samples: Sequence[Sample]) -> dict[str, np.ndarray]:
-    """Run every sample; outputs concatenated along the batch axis (0-d outputs stacked)."""
+def run_one(session: Any, sample: Sample) -> Sample:
     names = [o.name for o in session.get_outputs()]
-    collected: dict[str, list[np.ndarray]] = {n: [] for n in names}
-    for sample in samples:
-        for name, value in zip(names, session.run(names, sample), strict=True):
-            collected[name].append(np.asarray(value))
-    out: dict[str, np.ndarray] = {}
-    for name, values in collected.items():
-        out[name] = np.stack(values) if values and values[0].ndim == 0 else np.concatenate(values, axis=0)
-    return out
+    return dict(zip(names, session.run(names, sample), strict=True))
+
+
+def load_evalset(items: Any, reference_session: Any, *, description: str, synthetic: bool,
+                 folder: Path | None) -> EvalSet:
+    """Read `(sample, label)` pairs once, running FP32 on each; inputs and outputs spill to `folder` past the cap."""
+    samples, reference = SpillList(folder / "inputs" if folder else None), SpillList(folder / "fp32" if folder
+                                                                                      else None)
+    labels: list[Any] = []
+    for sample, label in items:
+        samples.append(sample)
+        reference.append(run_one(reference_session, sample))
+        labels.append(label)
+    have = [lab is not None for lab in labels]
+    return EvalSet(samples, labels if labels and all(have) else None, description, synthetic, reference)
 
 
 @dataclass(frozen=True)
 class OutputAccuracy:
+    """Cosine/SQNR of one output; None (with `note`) when they cannot be computed, never -inf."""
+
     name: str
-    cosine: float
-    sqnr_db: float
-    max_abs: float
-    top1_agreement: float | None
+    cosine: float | None
+    sqnr_db: float | None
+    max_abs: float | None
+    top1_agreement: float | None = None
+    note: str = ""
 
 
 @dataclass(frozen=True)
@@ -59,53 +127,66 @@ class AccuracyReport:
     source: str
     valid_for_accuracy: bool
     outputs: list[OutputAccuracy]
-    fp32_accuracy: float | None = None  # task accuracy (0..1) when labels are present
-    int8_accuracy: float | None = None
+    metric: MetricFigure | None = None
+    dead: tuple[str, ...] = ()
+    no_signal: tuple[str, ...] = ()
     provenance: str = "measured"
 
-    @property
-    def min_sqnr_db(self) -> float:
-        return min((o.sqnr_db for o in self.outputs), default=float("inf"))
+    @classmethod
+    def from_figures(cls, figures: AccuracyFigures, evalset: EvalSet) -> AccuracyReport:
+        outputs = [OutputAccuracy(name, o.get("cosine"), o.get("sqnr_db"), o.get("max_abs"), o.get("top1_agreement"),
+                                  str(o.get("note", ""))) for name, o in figures.per_output.items()]
+        metric = figures.metric if figures.metric is not None and figures.metric.name != "none" else None
+        return cls(figures.samples, evalset.description, not evalset.synthetic, outputs, metric,
+                   tuple(figures.dead), tuple(figures.no_signal), figures.provenance)
 
     @property
-    def min_cosine(self) -> float:
-        return min((o.cosine for o in self.outputs), default=1.0)
+    def min_sqnr_db(self) -> float | None:
+        return min((o.sqnr_db for o in self.outputs if o.sqnr_db is not None), default=None)
+
+    @property
+    def min_cosine(self) -> float | None:
+        return min((o.cosine for o in self.outputs if o.cosine is not None), default=None)
+
+    @property
+    def labelled(self) -> bool:
+        return self.metric is not None and self.metric.mode == "accuracy"
+
+    @property
+    def fp32_accuracy(self) -> float | None:
+        return self.metric.reference if self.labelled and self.metric else None
+
+    @property
+    def int8_accuracy(self) -> float | None:
+        return self.metric.value if self.labelled and self.metric else None
 
     @property
     def accuracy_drop(self) -> float | None:
-        """FP32 minus INT8 task accuracy in percentage points."""
-        if self.fp32_accuracy is None or self.int8_accuracy is None:
-            return None
-        return 100.0 * (self.fp32_accuracy - self.int8_accuracy)
+        """FP32 minus INT8 task metric in points (labels only; agreement drops are in `metric.drop`)."""
+        return self.metric.drop if self.labelled and self.metric else None
+
+    @property
+    def all_no_signal(self) -> bool:
+        return bool(self.outputs) and len(self.no_signal) == len(self.outputs)
 
     def to_json(self) -> dict[str, Any]:
         return {
             "samples": self.samples, "source": self.source, "valid_for_accuracy": self.valid_for_accuracy,
             "outputs": [o.__dict__ for o in self.outputs], "fp32_accuracy": self.fp32_accuracy,
             "int8_accuracy": self.int8_accuracy, "accuracy_drop_points": self.accuracy_drop,
+            "metric": self.metric.to_json() if self.metric else None, "dead": list(self.dead),
+            "no_signal": list(self.no_signal),
             "min_sqnr_db": self.min_sqnr_db, "min_cosine": self.min_cosine, "provenance": self.provenance,
         }
 
 
-def _label_output(reference: dict[str, np.ndarray], labels: np.ndarray | None) -> str | None:
-    if labels is None:
-        return None
-    for name, value in reference.items():
-        if is_classifier_shaped(value) and value.shape[0] == labels.reshape(-1).shape[0]:
-            return name
-    return None
-
-
-def accuracy_report(evalset: EvalSet, candidate: dict[str, np.ndarray]) -> AccuracyReport:
-    # nothing is judged by tolerance here; rtol=0 keeps inf * |0| from turning into NaN warnings
-    comparison = compare_outputs(evalset.reference, candidate, atol=float("inf"), rtol=0.0)
-    outputs = [OutputAccuracy(o.name, o.cosine, o.sqnr_db, o.max_abs, o.top1_agreement) for o in comparison.outputs]
-    fp32_acc = int8_acc = None
-    name = _label_output(evalset.reference, evalset.labels)
-    if name is not None and evalset.labels is not None:
-        fp32_acc = task_accuracy(evalset.reference[name], evalset.labels)
-        int8_acc = task_accuracy(candidate[name], evalset.labels)
-    return AccuracyReport(len(evalset.samples), evalset.description, not evalset.synthetic, outputs, fp32_acc, int8_acc)
+def evaluate(evalset: EvalSet, session: Any, metric: Metric | None = None) -> AccuracyReport:
+    """Run `session` on every eval sample and accumulate against the FP32 outputs, one sample at a time."""
+    acc = AccuracyAccumulator(metric=metric)
+    labels = evalset.labels
+    for i, (sample, ref) in enumerate(zip(evalset.samples, evalset.reference, strict=True)):
+        acc.add(ref, run_one(session, sample), None if labels is None else labels[i])
+    return AccuracyReport.from_figures(acc.result("measured"), evalset)
 
 
 # ------------------------------------------------------------------------------------ sensitivity
@@ -113,20 +194,31 @@ def accuracy_report(evalset: EvalSet, candidate: dict[str, np.ndarray]) -> Accur
 
 @dataclass(frozen=True)
 class NodeSensitivity:
-    """Harm of quantizing one node alone: output SQNR/cosine vs FP32 (lower SQNR = more sensitive)."""
+    """Harm of quantizing one node alone: output SQNR/cosine vs FP32 (lower SQNR = more sensitive).
+
+    A figure that cannot be computed is None with the reason in `note` ("n/a (why)"), never -inf.
+    """
 
     node: str
     op_type: str
-    sqnr_db: float
-    cosine: float
-    top1_agreement: float | None
-    accuracy_drop: float | None = None  # points, when labels are present
+    sqnr_db: float | None
+    cosine: float | None
+    metric_value: float | None = None  # the task metric (accuracy or agreement) with this node alone in INT8
+    accuracy_drop: float | None = None  # metric drop in points vs FP32
     method: str = "alone"  # alone: quantized alone and run; local: only the per-layer SQNR loss was measured
     local_loss_db: float | None = None  # SQNR lost across the node inside the full INT8 model
+    note: str = ""
 
 
-def _worst_if_nan(value: float) -> float:
-    return float("-inf") if np.isnan(value) else value
+def _harm_key(s: NodeSensitivity) -> tuple[int, float, float]:
+    """Dead first, then by the metric drop or SQNR (lowest first); unmeasurable last (not 'most harmful')."""
+    if s.note.startswith("dead"):
+        return (0, 0.0, 0.0)
+    if s.accuracy_drop is not None:
+        return (1, -s.accuracy_drop, s.sqnr_db if s.sqnr_db is not None else 0.0)
+    if s.sqnr_db is not None:
+        return (1, s.sqnr_db, s.cosine if s.cosine is not None else 1.0)
+    return (2, 0.0, 0.0)
 
 
 def rank_nodes(
@@ -134,17 +226,21 @@ def rank_nodes(
     quantize_only: Callable[[str], bytes],
     make_session: Callable[[bytes], Any],
     evalset: EvalSet,
+    metric: Metric | None = None,
 ) -> list[NodeSensitivity]:
-    """Quantize each candidate alone, run the eval subset, rank by output SQNR (worst first)."""
+    """Quantize each candidate alone, run the eval subset (streamed), rank by harm (worst first)."""
     ranked: list[NodeSensitivity] = []
     for name, op_type in candidates:
-        outputs = run_all(make_session(quantize_only(name)), evalset.samples)
-        rep = accuracy_report(evalset, outputs)
-        top1 = [o.top1_agreement for o in rep.outputs if o.top1_agreement is not None]
-        ranked.append(NodeSensitivity(name, op_type, rep.min_sqnr_db, rep.min_cosine, min(top1) if top1 else None,
-                                      rep.accuracy_drop))
-    # NaN (non-finite outputs) sorts as most harmful: a NaN key would leave the sort order undefined
-    ranked.sort(key=lambda s: (_worst_if_nan(s.sqnr_db), _worst_if_nan(s.cosine)))
+        rep = evaluate(evalset, make_session(quantize_only(name)), metric)
+        note = ""
+        if rep.dead:
+            note = "dead: " + "; ".join(rep.dead)
+        elif rep.min_sqnr_db is None and rep.metric is None:
+            note = "n/a (" + "; ".join(o.note for o in rep.outputs if o.note) + ")"
+        ranked.append(NodeSensitivity(name, op_type, rep.min_sqnr_db, rep.min_cosine,
+                                      rep.metric.value if rep.metric else None,
+                                      rep.metric.drop if rep.metric else None, note=note))
+    ranked.sort(key=_harm_key)
     return ranked
 
 

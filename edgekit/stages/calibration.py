@@ -18,9 +18,6 @@ memory stays bounded. Samples are produced lazily again on every iteration.
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
-import sys
 import warnings
 from collections.abc import Callable, Iterable, Iterator
 from itertools import islice
@@ -31,6 +28,7 @@ import numpy as np
 
 from edgekit.errors import BadInputError
 from edgekit.onnxio import check_input_bytes
+from edgekit.plugins import load_user_callable
 from edgekit.specs import Preprocess, TensorSpec
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
@@ -342,33 +340,8 @@ class SyntheticReader(CalibrationReader):
 
 
 def _load_callable(ref: str) -> Callable[[], Any]:
-    body = ref[len("py:"):]
-    module_ref, sep, attr = body.rpartition(":")
-    if not sep or not module_ref or not attr:
-        raise BadInputError(f"cannot parse {ref!r}", path="--calib",
-                            hint="use py:module:function or py:file.py:function")
-    try:
-        if module_ref.endswith(".py"):
-            file = Path(module_ref)
-            if not file.is_file():
-                raise BadInputError("no such file", path=file)
-            spec = importlib.util.spec_from_file_location(f"edgekit_user_{file.stem}", file)
-            if spec is None or spec.loader is None:
-                raise BadInputError("cannot import", path=file)
-            module = importlib.util.module_from_spec(spec)
-            spec.loader.exec_module(module)
-        else:
-            if "" not in sys.path and str(Path.cwd()) not in sys.path:
-                sys.path.insert(0, str(Path.cwd()))
-            module = importlib.import_module(module_ref)
-    except BadInputError:
-        raise
-    except Exception as exc:
-        raise BadInputError(f"importing {module_ref!r} failed ({type(exc).__name__}: {exc})", path=ref) from None
-    func = getattr(module, attr, None)
-    if not callable(func):
-        raise BadInputError(f"{module_ref!r} has no callable {attr!r}", path=ref)
-    return func
+    """The user callable behind `py:...` (one loader for data sources and metrics: `edgekit.plugins`)."""
+    return load_user_callable(ref, argument="--calib")
 
 
 def open_source(

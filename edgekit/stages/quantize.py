@@ -18,12 +18,13 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import onnx
 
 from edgekit.artifact import Artifact, Manifest, StageRecord, save_model_artifact, sha256_file, to_jsonable
+from edgekit.checks.metrics import Metric, MetricOptions, canonical_metric_name, get_metric
+from edgekit.checks.verify import no_signal_message
 from edgekit.errors import BadInputError, CheckFailedError, UnsupportedError
-from edgekit.onnxio import input_specs, load_onnx, output_specs
+from edgekit.onnxio import check_runs, input_specs, load_onnx, output_specs, sample_feeds
 from edgekit.qdq import (
     DATA_MOVEMENT_OPS,
     METHODS,
@@ -44,13 +45,14 @@ from edgekit.stages._quant_eval import (
     EvalSet,
     NodeSensitivity,
     SpeedReport,
-    accuracy_report,
+    evaluate,
+    load_evalset,
     local_sqnr_loss,
     measure_speed,
     rank_nodes,
-    run_all,
 )
 from edgekit.stages.calibration import CalibrationReader, open_source
+from edgekit.stages.datasets import open_data
 
 LOCAL_SAMPLES = 8  # samples for the per-layer SQNR pre-ranking
 MIN_HOLDOUT = 5  # below this many calibration samples, evaluation reuses them (flagged)
@@ -69,7 +71,9 @@ class QuantizeOptions:
     calib_samples: int = 100
     eval_samples: int = 200  # cap on evaluation samples held in memory
     holdout: float = 0.2  # share of calibration samples held out for evaluation when no eval source
-    max_drop: float | None = None  # task accuracy budget in points (needs labels)
+    max_drop: float | None = None  # metric drop budget in points (top-1 with labels, or `metric`, labels or not)
+    metric: str | None = None  # task metric (top1, dice, map50, text-f1, py:mod:fn...): accuracy or agreement
+    metric_options: MetricOptions = field(default_factory=MetricOptions)
     min_sqnr: float | None = None  # output SQNR budget in dB
     require_speedup: bool = False
     threads: int | None = None
@@ -91,8 +95,12 @@ class QuantizeOptions:
             raise BadInputError(f"unknown method {self.method!r}", path="--method", hint=f"one of {', '.join(METHODS)}")
         if self.max_drop is not None and self.min_sqnr is not None:
             raise BadInputError("give one budget, not both", path="--max-drop/--min-sqnr")
-        if self.max_drop is not None and self.max_drop < 0:
-            raise BadInputError(f"--max-drop must be >= 0 points, got {self.max_drop}", path="--max-drop")
+        if self.max_drop is not None and not 0 <= self.max_drop <= 100:
+            raise BadInputError(f"--max-drop must be 0..100 points, got {self.max_drop}", path="--max-drop")
+        if self.min_sqnr is not None and not abs(self.min_sqnr) < float("inf"):  # NaN and inf fail this too
+            raise BadInputError(f"--min-sqnr must be a finite number of dB, got {self.min_sqnr}", path="--min-sqnr")
+        if self.metric is not None:
+            canonical_metric_name(self.metric)
         for name in ("calib_samples", "eval_samples", "sensitivity_nodes", "sensitivity_samples", "calib_chunk"):
             if getattr(self, name) < 1:
                 raise BadInputError(f"{name} must be >= 1", path=f"--{name.replace('_', '-')}")
@@ -103,7 +111,7 @@ class BudgetStep:
     """One try of the accuracy-aware search: which nodes were kept in float and what it gave."""
 
     kept_float: tuple[str, ...]
-    value: float
+    value: float | None  # None: the budget's figure could not be computed (dead or unmeasurable candidate)
     met: bool
 
 
@@ -170,9 +178,9 @@ def _split_sources(calib: str | Path | CalibrationReader, eval_source: str | Pat
                    warnings: list[str]) -> tuple[CalibrationReader, CalibrationReader]:
     kw = {"preprocess": preprocess, "allow_code": allow_code}
     if eval_source is not None:
-        cal = open_source(calib, inputs, limit=opts.calib_samples, **kw)
-        return cal, open_source(eval_source, inputs, limit=opts.eval_samples, **kw)
-    reader = open_source(calib, inputs, limit=opts.calib_samples + opts.eval_samples, **kw)
+        cal = open_data(calib, inputs, limit=opts.calib_samples, **kw)
+        return cal, open_data(eval_source, inputs, limit=opts.eval_samples, **kw)
+    reader = open_data(calib, inputs, limit=opts.calib_samples + opts.eval_samples, **kw)
     n = len(reader)
     if n > opts.calib_samples:
         return reader.subset(0, opts.calib_samples), reader.subset(opts.calib_samples, None)
@@ -186,35 +194,22 @@ def _split_sources(calib: str | Path | CalibrationReader, eval_source: str | Pat
     return reader, reader
 
 
-def _load_evalset(reader: CalibrationReader, reference_session: Any) -> EvalSet:
-    samples, labels = [], []
-    for sample, label in reader.iter_labeled():
-        samples.append(sample)
-        labels.append(label)
-    have = [lab is not None for lab in labels]
-    stacked = np.concatenate([np.asarray(lab).reshape(-1) for lab in labels]) if labels and all(have) else None
-    evalset = EvalSet(samples, stacked, f"{len(samples)} sample(s) from {reader.description}", reader.synthetic)
-    evalset.reference = run_all(reference_session, samples)
-    return evalset
-
-
-def _subset(evalset: EvalSet, k: int) -> EvalSet:
-    if k >= len(evalset.samples):
-        return evalset
-    counts = [next(iter(s.values())).shape[0] if s else 1 for s in evalset.samples[:k]]
-    rows = int(sum(counts))
-    labels = evalset.labels[:rows] if evalset.labels is not None else None
-    sub = EvalSet(evalset.samples[:k], labels, evalset.description, evalset.synthetic)
-    sub.reference = {n: v[:rows] if v.ndim else v for n, v in evalset.reference.items()}
-    return sub
-
-
-def _budget(opts: QuantizeOptions) -> tuple[str | None, Any]:
+def _budget(opts: QuantizeOptions, metric: Metric | None) -> tuple[str | None, Any]:
+    """(text, judge): judge(report) -> (value, met). A dead candidate never meets a budget."""
     if opts.max_drop is not None:
-        return (f"accuracy drop <= {opts.max_drop:g} points",
-                lambda r: (r.accuracy_drop, r.accuracy_drop <= opts.max_drop))
+        name = metric.name if metric is not None else "top1"
+
+        def drop(r: AccuracyReport) -> tuple[float | None, bool]:
+            value = r.metric.drop if r.metric is not None else None
+            return value, value is not None and not r.dead and value <= (opts.max_drop or 0.0)
+
+        return f"{name} drop <= {opts.max_drop:g} points", drop
     if opts.min_sqnr is not None:
-        return f"output SQNR >= {opts.min_sqnr:g} dB", lambda r: (r.min_sqnr_db, r.min_sqnr_db >= opts.min_sqnr)
+        def sqnr(r: AccuracyReport) -> tuple[float | None, bool]:
+            value = r.min_sqnr_db
+            return value, value is not None and not r.dead and value >= (opts.min_sqnr or 0.0)
+
+        return f"output SQNR >= {opts.min_sqnr:g} dB", sqnr
     return None, None
 
 
@@ -259,9 +254,13 @@ def quantize(
                         "this INT8 model is NOT validated for accuracy")
     if eval_reader.synthetic:
         warnings.append("evaluation data is synthetic: the accuracy table is NOT valid for real inputs")
-    budget_text, judge = _budget(opts)
+    metric = get_metric(opts.metric, opts.metric_options, allow_code=allow_code) if opts.metric else None
+    budget_text, judge = _budget(opts, metric)
     threads_used = opts.threads or max(1, min(os.cpu_count() or 1, 4))
     fp32_bytes = source.path.read_bytes()
+    # a model onnxruntime cannot run is bad input: say so in one line before ORT's quantizer trips on it
+    check_runs(fp32_bytes, sample_feeds(inputs, cal_reader, count=1, seed=0)[0][0], path=source.path,
+               threads=threads_used)
 
     with tempfile.TemporaryDirectory(prefix="edgekit-quant-") as tmp:
         work = Path(tmp)
@@ -276,11 +275,15 @@ def quantize(
         user_excluded = resolve_excludes(prepared.model, opts.exclude)
         settings = opts.qdq()
 
-        evalset = _load_evalset(eval_reader, check_loads(fp32_bytes, threads=threads_used, what="FP32 model"))
-        if opts.max_drop is not None and evalset.labels is None:
-            raise BadInputError("--max-drop needs task labels, and the evaluation samples carry none",
+        evalset = load_evalset(eval_reader.iter_labeled(),
+                               check_loads(fp32_bytes, threads=threads_used, what="FP32 model"),
+                               description=f"{len(eval_reader)} sample(s) from {eval_reader.description}",
+                               synthetic=eval_reader.synthetic, folder=work / "eval")
+        if opts.max_drop is not None and evalset.labels is None and metric is None:
+            raise BadInputError("--max-drop without a metric needs task labels, and the evaluation samples carry none",
                                 path=eval_reader.description,
-                                hint="give --eval a folder of .npz files with a `labels` array, or use --min-sqnr")
+                                hint="name a metric (--max-drop map50:1 judges agreement with FP32 without labels), "
+                                     "give labelled --eval data, or use --min-sqnr")
 
         def build(excluded: Iterable[str] = (), only: Iterable[str] | None = None) -> tuple[bytes, Any]:
             data = quantize_qdq(prepared, ranges, settings, exclude=[*user_excluded, *excluded], only=only,
@@ -292,17 +295,26 @@ def quantize(
         if not has_int8_compute(candidates):
             raise UnsupportedError("nothing in this model was quantized (no op onnxruntime quantizes, or all excluded)",
                                    path=source.path, hint="check --exclude; the FP32 model is not an INT8 result")
-        full_report = accuracy_report(evalset, run_all(full_session, evalset.samples))
+        full_report = evaluate(evalset, full_session, metric)
+        judgeable = not full_report.all_no_signal or (full_report.metric is not None and opts.min_sqnr is None)
+        if not judgeable:
+            message = no_signal_message(list(full_report.no_signal))
+            if judge is not None:
+                raise BadInputError(f"{message}; the budget ({budget_text}) cannot be searched on",
+                                    path=eval_reader.description, hint="nothing was written")
+            warnings.append(message)
 
         sensitivity: list[NodeSensitivity] = []
         notes = list(prepared.notes)
         met = True
         if judge is not None:
             _, met = judge(full_report)
-        if opts.sensitivity or not met:
-            sensitivity = _sensitivity(prepared, full_bytes, candidates, _subset(evalset, opts.sensitivity_samples),
+        if (opts.sensitivity or not met) and not judgeable:
+            notes.append("sensitivity: n/a (the FP32 outputs do not respond to the eval data)")
+        elif opts.sensitivity or not met:
+            sensitivity = _sensitivity(prepared, full_bytes, candidates, evalset.head(opts.sensitivity_samples),
                                        opts, notes, threads_used,
-                                       lambda name: build(only=[name])[0])
+                                       lambda name: build(only=[name])[0], metric)
 
         chosen_bytes, chosen_report, excluded = full_bytes, full_report, []
         steps: list[BudgetStep] = []
@@ -320,7 +332,7 @@ def quantize(
                 data, session = build(kept)
                 if not has_int8_compute(quantized_nodes(data)):
                     return None  # only data movement left in INT8: that is FP32 under another name
-                report = accuracy_report(evalset, run_all(session, evalset.samples))
+                report = evaluate(evalset, session, metric)
                 value, ok = judge(report)
                 steps.append(BudgetStep(tuple(kept), value, ok))
                 tried[k] = (data, report) if ok else None
@@ -336,11 +348,21 @@ def quantize(
         result = QuantizeResult(None, chosen_report, full_report, sensitivity, excluded, user_excluded, None, opts,
                                 calibration, quantized, steps, budget_text, notes, warnings)
         if not met:
-            best = max(steps, key=lambda s: s.value if opts.min_sqnr is not None else -s.value)
-            raise _failed(result, f"no INT8 setting meets the budget ({budget_text}): best was {best.value:.3g} with "
-                          f"{len(best.kept_float)} node(s) kept in float", source.path,
+            valued = [s for s in steps if s.value is not None]
+            if valued:
+                best = max(valued, key=lambda s: (s.value or 0.0) if opts.min_sqnr is not None else -(s.value or 0.0))
+                what = f"best was {best.value:.3g} with {len(best.kept_float)} node(s) kept in float"
+            else:
+                what = "no candidate's figure could be computed"
+            if full_report.dead:
+                what += f"; full INT8 is dead ({'; '.join(full_report.dead)})"
+            raise _failed(result, f"no INT8 setting meets the budget ({budget_text}): {what}", source.path,
                           "relax the budget, give more representative calibration data, or try --method entropy/"
                           "percentile; nothing was written")
+        if chosen_report.dead:
+            raise _failed(result, f"the INT8 model no longer works: {'; '.join(chosen_report.dead)}", source.path,
+                          "nothing was written; try --method entropy/percentile, --per-tensor, real calibration data, "
+                          "or --exclude the op types named by the sensitivity ranking")
 
         if opts.speed:
             models = {"fp32": fp32_bytes, "int8": chosen_bytes}
@@ -392,21 +414,29 @@ def fewest_kept_float(n: int, trial: Callable[[int], bool | None], *, linear: in
 
 def _sensitivity(prepared: Prepared, full_bytes: bytes, candidates: list[tuple[str, str]], sens_set: EvalSet,
                  opts: QuantizeOptions, notes: list[str], threads: int,
-                 quantize_only: Any) -> list[NodeSensitivity]:
-    """Rank arithmetic nodes: quantize each alone (capped); above the cap, pre-rank by per-layer SQNR loss."""
-    compute = [c for c in candidates if c[1] not in DATA_MOVEMENT_OPS]
+                 quantize_only: Any, metric: Metric | None) -> list[NodeSensitivity]:
+    """Rank arithmetic nodes: quantize each alone (capped); above the cap, pre-rank by per-layer SQNR loss.
+
+    A data-movement node that writes a graph output is ranked too: its one scale sets the output's resolution
+    (a YOLO Concat of pixel coordinates and 0..1 scores quantizes the scores to ~0.25 steps).
+    """
+    graph_outputs = {o.name for o in prepared.model.graph.output}
+    writes_output = {n.name for n in prepared.model.graph.node if set(n.output) & graph_outputs}
+    compute = [c for c in candidates if c[1] not in DATA_MOVEMENT_OPS or c[0] in writes_output]
     loss: dict[str, float] = {}
     alone, rest = compute, []
     if len(compute) > opts.sensitivity_nodes:
-        loss = local_sqnr_loss(prepared.model, full_bytes, compute, sens_set.samples[:LOCAL_SAMPLES], threads)
+        local = [sens_set.samples[i] for i in range(min(LOCAL_SAMPLES, len(sens_set.samples)))]
+        loss = local_sqnr_loss(prepared.model, full_bytes, compute, local, threads)
         ordered = sorted(compute, key=lambda c: -loss.get(c[0], float("-inf")))
         alone, rest = ordered[:opts.sensitivity_nodes], ordered[opts.sensitivity_nodes:]
         notes.append(f"sensitivity: {len(compute)} quantized arithmetic nodes; the {len(alone)} losing the most "
                      f"SQNR inside the full INT8 model were quantized alone, the rest ranked by that loss only")
-    ranked = rank_nodes(alone, quantize_only, lambda data: check_loads(data, threads=threads), sens_set)
+    ranked = rank_nodes(alone, quantize_only, lambda data: check_loads(data, threads=threads), sens_set, metric)
     ranked = [replace(r, local_loss_db=loss.get(r.node)) for r in ranked]
-    nan = float("nan")
-    return ranked + [NodeSensitivity(n, op, nan, nan, None, None, "local", loss.get(n)) for n, op in rest]
+    return ranked + [NodeSensitivity(n, op, None, None, method="local", local_loss_db=loss.get(n),
+                                     note="n/a (not quantized alone: ranked by its per-layer SQNR loss)")
+                     for n, op in rest]
 
 
 def _failed(result: QuantizeResult, message: str, path: Path, hint: str) -> CheckFailedError:
@@ -464,6 +494,8 @@ def quantize_onnx(
         model = load_onnx(path)
     refuse_quantized(model, path)
     reader = open_source(calib, input_specs(model), preprocess=preprocess, allow_code=allow_code, limit=calib_samples)
+    check_runs(model.SerializeToString(), sample_feeds(input_specs(model), reader, count=1, seed=0)[0][0],
+               path=path or "MODEL")  # before ORT's quantizer trips on a model it cannot run
     settings = QdqSettings(method, per_channel, symmetric_activations, activation_type, weight_type)
     with tempfile.TemporaryDirectory(prefix="edgekit-quant-") as tmp:
         work = Path(tmp)

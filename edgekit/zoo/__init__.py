@@ -76,7 +76,7 @@ VARIANTS: dict[str, ZooEntry] = {
 # Entries added by other modules (name -> (entry, factory)); see `register`.
 _REGISTERED: dict[str, tuple[ZooEntry, Callable[[], Any]]] = {}
 # Modules that register entries when imported, loaded on first listing.
-PLUGIN_MODULES = ("edgekit.zoo.digits",)
+PLUGIN_MODULES = ("edgekit.zoo.digits", "edgekit.zoo.shapes")
 _plugins_loaded = False
 
 

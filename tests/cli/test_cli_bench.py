@@ -63,6 +63,7 @@ def test_baseline_regression_and_environment_refusal(bundle: Path, tmp_path: Pat
     data = json.loads(base.read_text())
     data["latency_ms"]["p50"] = data["latency_ms"]["p50"] / 1000  # a baseline 1000x faster: a regression
     data["samples_ms"] = []
+    data["contention"], data["environment"]["load_average"] = None, None  # unknown: this test is not about load
     faster = tmp_path / "faster.json"
     faster.write_text(json.dumps(data))
     res = _run("bench", bundle, *FAST, "--baseline", faster, "--max-regression", "10%")
@@ -148,3 +149,85 @@ def test_npu_estimate_is_gated_and_labelled_estimated(tmp_path: Path) -> None:
     assert data["budgets"][0]["provenance"] == "estimated" and data["budgets"][0]["status"] == "fail"
     assert (tmp_path / "e.png").stat().st_size > 0
     assert _run("bench", npu, "--budget", "p90<=5ms").exit_code == 0
+
+
+# ---------------------------------------------------------------------------------------------
+# A/B regression gate: --baseline-bundle (statistics and exit codes are tested with fake clocks in
+# tests/checks/test_regression.py; here: the flags, the output, and hostile values)
+
+
+@pytest.fixture(scope="module")
+def old_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return compile_bundle(tmp_path_factory.mktemp("clibench-old"), name="old")
+
+
+def test_baseline_bundle_prints_the_verdict_line_json_and_junit(bundle: Path, old_bundle: Path,
+                                                                tmp_path: Path) -> None:
+    res = _run("bench", bundle, "--baseline-bundle", old_bundle, "--max-regression", "10%", "--ab-max-seconds", "3",
+               "--json", tmp_path / "ab.json", "--junit", tmp_path / "ab.xml")
+    assert res.exit_code in (0, 1, 4), res.output  # the verdict is this host's; its shape is what is tested
+    assert "NEW is " in res.output and "× OLD (95 % CI " in res.output
+    assert "rule: pass if" in res.output and "contention: load" in res.output
+    data = json.loads((tmp_path / "ab.json").read_text())
+    comparison = data["comparison"]
+    assert comparison["status"] in ("pass", "regression", "inconclusive")
+    assert comparison["rounds"] >= 1 and comparison["headline"].startswith("NEW is ")
+    assert data["verdict"]["exit_code"] == res.exit_code
+    case = ET.parse(tmp_path / "ab.xml").getroot().find("testsuite/testcase")
+    assert case is not None and "NEW is " in ET.tostring(case, encoding="unicode")
+
+
+def test_gate_takes_a_baseline_bundle(old_bundle: Path) -> None:
+    res = _run("gate", old_bundle, "--baseline-bundle", old_bundle, "--ab-max-seconds", "2")
+    assert res.exit_code in (0, 1, 4), res.output  # a bundle without stored budgets: the A/B check alone
+    assert "NEW is " in res.output and "stored budgets of" in res.output
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--ab-max-seconds", "nan"], "--ab-max-seconds"),
+    (["--ab-max-seconds", "inf"], "--ab-max-seconds"),
+    (["--ab-max-seconds", "-1"], "--ab-max-seconds"),
+    (["--ab-max-seconds", "0"], "--ab-max-seconds"),
+    (["--ab-max-seconds", "1e12"], "--ab-max-seconds"),
+    (["--ab-max-seconds", "ten"], "--ab-max-seconds"),
+    (["--max-regression", "nan%"], "--max-regression"),
+    (["--max-regression", "inf%"], "--max-regression"),
+    (["--max-regression", "-5%"], "--max-regression"),
+    (["--max-regression", "1e9%"], "--max-regression"),
+    (["--max-regression", "0%"], "--max-regression"),
+    (["--max-regression", "ten"], "--max-regression"),
+])
+@pytest.mark.parametrize("verb", ["bench", "gate"])
+def test_hostile_ab_flags_are_one_line_usage_errors(bundle: Path, old_bundle: Path, verb: str, args: list[str],
+                                                   message: str) -> None:
+    res = _run(verb, bundle, "--baseline-bundle", old_bundle, *args)
+    assert res.exit_code == 2, res.output
+    assert message in res.output
+    assert len([line for line in res.output.splitlines() if line.strip()]) == 1, res.output
+
+
+@pytest.mark.parametrize("verb", ["bench", "gate"])
+def test_baseline_bundle_flag_refuses_what_is_not_a_bundle(bundle: Path, tmp_path: Path, verb: str) -> None:
+    missing = _run(verb, bundle, "--baseline-bundle", tmp_path / "nope")
+    assert missing.exit_code == 2 and "no such bundle" in missing.output
+    (tmp_path / "f.txt").write_text("x")
+    a_file = _run(verb, bundle, "--baseline-bundle", tmp_path / "f.txt")
+    assert a_file.exit_code == 2 and "not a bundle directory" in a_file.output
+    lonely = _run(verb, bundle, "--ab-max-seconds", "5")
+    assert lonely.exit_code == 2 and "--ab-max-seconds needs --baseline-bundle" in lonely.output
+
+
+def test_baseline_bundle_and_a_json_baseline_together_are_refused(bundle: Path, tmp_path: Path) -> None:
+    base = tmp_path / "base.json"
+    assert _run("bench", bundle, *FAST, "--json", base).exit_code == 0
+    res = _run("bench", bundle, "--baseline", base, "--baseline-bundle", bundle)
+    assert res.exit_code == 2 and "either --baseline" in res.output
+
+
+def test_bundles_with_other_inputs_are_refused(bundle: Path, tmp_path: Path) -> None:
+    from edgekit.stages.compile import compile as compile_model
+
+    other = compile_model(tiny_model(tmp_path / "wide.onnx", features=32), output=tmp_path / "wide", target="cpu",
+                          backend="onnxruntime").bundle.path
+    res = _run("bench", bundle, "--baseline-bundle", other, "--ab-max-seconds", "2")
+    assert res.exit_code == 2 and "different inputs" in res.output

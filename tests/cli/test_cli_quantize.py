@@ -82,10 +82,20 @@ def test_shape_mismatch_exits_2_naming_the_file(outlier, tmp_path):
     assert "0002.npz" in result.stderr and "(1, 4, 8, 8)" in result.stderr and "(1, 4, 7, 8)" in result.stderr
 
 
+def test_all_zero_int8_exits_1_whatever_the_speed(outlier, tmp_path):
+    """Naive INT8 of the outlier model outputs exactly 0.0: that is never a result with exit 0."""
+    out = tmp_path / "q.onnx"
+    result = _run("quantize", outlier["model"], "-o", out, "--calib", outlier["calib"], "--eval", outlier["eval"],
+                  "--no-sensitivity")
+    assert result.exit_code == 1, result.output
+    assert "no longer works" in result.stderr and "all zeros" in result.stderr and "where FP32 varies" in result.stderr
+    assert "pays off" not in result.output and not out.exists()
+
+
 def test_refusals_exit_2(outlier, tmp_path):
     out = tmp_path / "q.onnx"
     assert _run("quantize", outlier["model"], "-o", out, "--calib", outlier["calib"], "--no-speed",
-                "--no-sensitivity").exit_code == 0
+                "--no-sensitivity", "--exclude", ",".join(OUTLIER_NODES)).exit_code == 0
     again = _run("quantize", out, "-o", tmp_path / "q2.onnx", "--calib", outlier["calib"])
     assert again.exit_code == 2 and "already quantized" in again.stderr
     code = _run("quantize", outlier["model"], "-o", out, "--calib", "py:os:listdir")
@@ -124,6 +134,20 @@ def test_python_callable_source_with_trust_code(outlier, tmp_path):
         "    return [{'x': rng.standard_normal((1, 4, 8, 8)).astype(np.float32)} for _ in range(10)]\n"
     )
     result = _run("quantize", outlier["model"], "-o", tmp_path / "q.onnx", "--calib", f"py:{code}:samples",
-                  "--trust-code", "--no-speed", "--no-sensitivity", "--json")
+                  "--trust-code", "--no-speed", "--no-sensitivity", "--json", "--exclude", ",".join(OUTLIER_NODES))
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["calibration"]["samples"] == 8  # 2 of 10 held out
+
+
+@pytest.mark.parametrize("flags, words", [
+    (["--max-drop", "bleu:1"], "unknown metric 'bleu'"),
+    (["--max-drop", "map50:1", "--metric", "dice"], "name one metric"),
+    (["--metric-option", "conf=5"], "0 to 1"),
+    (["--metric", "py:os:getcwd"], "--trust-code"),
+    (["--max-drop", "map50:nan"], "finite"),
+])
+def test_metric_flags_are_checked_before_any_work(outlier, tmp_path, flags, words):
+    out = tmp_path / "q.onnx"
+    result = _run("quantize", outlier["model"], "-o", out, "--calib", outlier["calib"], *flags)
+    assert result.exit_code == 2 and words in result.stderr and "Traceback" not in result.output
+    assert not out.exists()

@@ -85,3 +85,25 @@ def test_a_dead_int8_candidate_fails_the_target(tmp_path: Path) -> None:
     [cpu] = result.targets
     assert cpu.status == "failed" and result.exit_code == 1
     assert "no longer works" in cpu.reason and "all zeros" in cpu.reason
+
+
+def test_compile_auto_normalizes_image_folders_with_mean_std(tmp_path: Path) -> None:
+    """`compile -p auto --mean/--std` means what it means in quantize: the images are normalized with it."""
+    from PIL import Image
+
+    from edgekit.pipeline.auto import compile_auto
+    from tests._quant_helpers import small_conv_model
+
+    model = small_conv_model(tmp_path / "m.onnx", opset=13, shape=(1, 3, 8, 8))
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(8):
+        Image.fromarray(rng.integers(0, 256, (8, 8, 3), dtype=np.uint8)).save(folder / f"{i}.png")
+
+    def int8_sqnr(**kw) -> float:
+        result = compile_auto(model, output=tmp_path / f"b{len(kw)}", target="cpu", backend="onnxruntime",
+                              accuracy_budget="sqnr>=0dB", calib=folder, eval=folder, cache_dir=tmp_path / "c", **kw)
+        return next(c.sqnr_db for c in result.candidates if c.precision == "int8")
+
+    assert int8_sqnr() != int8_sqnr(mean=(127.5, 127.5, 127.5), std=(64.0, 64.0, 64.0))

@@ -471,6 +471,11 @@ def _bench_ab(
                         f"rounds, seed {comparison.seed}); figures are NEW's samples from those rounds")
     if result.stability.warning:
         result.warnings.append(result.stability.warning)
+    if config.threads != 1:
+        result.warnings.append(
+            f"A/B with threads {config.threads or 'backend default'}: two multi-thread sessions in one process "
+            "interfere (their pools spin after each run); on a shared host pass --threads 1 (measured: one false "
+            "alarm in 10 with a CPU hog at the default 2 threads, none in 50 at 1 thread)")
     result.peak_rss_mb, result.memory_method = peak_rss_mb()
     return result
 

@@ -183,6 +183,10 @@ class Metric:
         """FP32's own decoded prediction used as ground truth (agreement)."""
         return prediction
 
+    def agreement_target(self, reference: Mapping[str, np.ndarray]) -> Any:
+        """Ground truth without labels: the FP32 outputs, decoded like the candidate's."""
+        return self.target_from(self.decode(reference))
+
     def accumulator(self) -> MetricAccumulator:
         raise NotImplementedError
 
@@ -440,9 +444,9 @@ class Detection(Metric):
         kept = prediction[prediction[:, 4] >= self.options.agreement_conf] if len(prediction) else prediction
         return np.column_stack([kept[:, :4], np.ones(len(kept)), kept[:, 5]]) if len(kept) else np.zeros((0, 6))
 
-    def decode_reference(self, outputs: Mapping[str, np.ndarray]) -> np.ndarray:
-        """FP32 boxes for agreement: only those above `agreement_conf` are kept before they become targets."""
-        return self._boxes(outputs, min(self.options.conf, self.options.agreement_conf))
+    def agreement_target(self, reference: Mapping[str, np.ndarray]) -> np.ndarray:
+        """FP32 boxes above `agreement_conf` become the ground truth (low-score boxes are no objects)."""
+        return self.target_from(self._boxes(reference, min(self.options.conf, self.options.agreement_conf)))
 
     def accumulator(self) -> MetricAccumulator:
         return _CocoMap(self.iou_range)
@@ -617,8 +621,12 @@ class UserMetric(Metric):
     def decode(self, outputs: Mapping[str, np.ndarray]) -> Mapping[str, np.ndarray]:
         return outputs
 
+    def agreement_target(self, reference: Mapping[str, np.ndarray]) -> Mapping[str, np.ndarray]:
+        return reference  # the user's function compares outputs with FP32's outputs itself
+
     def accumulator(self) -> MetricAccumulator:
-        assert self.func is not None
+        if self.func is None:
+            raise BadInputError(f"user metric {self.name} has no function", path="--metric")
         return _UserMean(self.func, self.name)
 
 
@@ -751,11 +759,10 @@ class MetricTracker:
         if self.labelled:
             target = metric.target(label, reference)
             self._cand.add(got_pred, target)
-            assert self._ref is not None
-            self._ref.add(metric.decode(reference), target)
+            if self._ref is not None:
+                self._ref.add(metric.decode(reference), target)
         else:
-            ref_pred = metric.decode_reference(reference) if isinstance(metric, Detection) else metric.decode(reference)
-            self._cand.add(got_pred, metric.target_from(ref_pred) if not isinstance(metric, UserMetric) else reference)
+            self._cand.add(got_pred, metric.agreement_target(reference))
 
     def figure(self, reference_value: float | None = None) -> MetricFigure:
         metric = self.metric

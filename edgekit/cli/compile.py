@@ -150,7 +150,8 @@ def compile_cmd(
 
         auto = edgekit.compile(model, output=output, target=target, backend=backend, precision="auto", calib=calib,
                                eval=eval_source, accuracy_budget=accuracy_budget or ["sqnr>=20dB"], threads=threads,
-                               input_shapes=tuple(input_shape or ()) or None)
+                               input_shapes=tuple(input_shape or ()) or None,
+                               mean=_floats(mean, "--mean"), std=_floats(std, "--std"))
         chosen = auto.target
         console.print(render_candidates(chosen))
         figure = chosen.latency_figure

@@ -20,8 +20,17 @@ from edgekit.checks.budgets import parse_accuracy_budget
 from edgekit.errors import BadInputError, ToolchainMissingError, UnsupportedError
 from edgekit.pipeline.results import Candidate, PipelineResult, TargetResult
 from edgekit.pipeline.run import Pipeline
-from edgekit.recipe import AccuracyBudget, BenchSettings, Budgets, DataSource, ModelSource, Recipe, TargetSettings
-from edgekit.specs import TensorSpec, as_specs
+from edgekit.recipe import (
+    AccuracyBudget,
+    BenchSettings,
+    Budgets,
+    DataSource,
+    ModelSource,
+    PreprocessSettings,
+    Recipe,
+    TargetSettings,
+)
+from edgekit.specs import Preprocess, TensorSpec, as_specs
 from edgekit.stages.compile import check_bundle_path
 
 
@@ -86,13 +95,16 @@ def compile_auto(
     use_cache: bool = True,
     report: str | Path | None = None,
     metric_options: Sequence[str] = (),
+    mean: Sequence[float] | None = None,
+    std: Sequence[float] | None = None,
 ) -> AutoCompileResult:
     """Search (adapter × precision) for `target`; write the fastest build meeting `accuracy_budget` to `output`.
 
     `calib`/`eval` are data sources as in recipes (`digits`, `synthetic`, a folder or .npz path); without
     them seeded synthetic data is used (flagged: SQNR/cosine on random inputs, not task accuracy).
     `accuracy_budget` may name a task metric (`"map50 drop<=1"`): accuracy with labels, agreement with the
-    FP32 model's own predictions without; `metric_options` configure its decoder.
+    FP32 model's own predictions without; `metric_options` configure its decoder. `mean`/`std` (pixel units)
+    normalize image-folder data exactly as `quantize --mean/--std` and a recipe's `[preprocess]` do.
     """
     model = Path(model)
     if not model.is_file():
@@ -108,6 +120,9 @@ def compile_auto(
                                 latency=tuple(latency_budgets)),),
         simplify=False, calibration=_source(calib, 32), eval=_source(eval, 8),
         budgets=Budgets(latency=(), accuracy=budget), bench=BenchSettings(warmup=5, iterations=30, threads=threads),
+        preprocess=PreprocessSettings(mean=tuple(mean) if mean is not None else Preprocess.mean,
+                                      std=tuple(std) if std is not None else Preprocess.std)
+        if mean is not None or std is not None else None,
     )
     output = Path(output)
     check_bundle_path(output)  # before minutes of search, not after
@@ -136,7 +151,7 @@ def compile(model: Any, *, output: str | Path, precision: str | None = None, **k
     """
     if precision == "auto":
         allowed = {"target", "backend", "accuracy_budget", "calib", "eval", "threads", "input_shapes",
-                   "latency_budgets", "cache_dir", "use_cache", "report", "metric_options"}
+                   "latency_budgets", "cache_dir", "use_cache", "report", "metric_options", "mean", "std"}
         unknown = sorted(k for k, v in kwargs.items() if k not in allowed and v is not None)
         if unknown:
             raise BadInputError(f"precision auto does not take {', '.join(unknown)}", path="--precision",

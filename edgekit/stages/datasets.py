@@ -30,7 +30,6 @@ from edgekit.specs import Preprocess, TensorSpec
 from edgekit.stages.calibration import (
     IMAGE_SUFFIXES,
     CalibrationReader,
-    _FileListReader,
     _image_size,
     load_image,
     open_source,
@@ -127,7 +126,7 @@ class NpzBatchReader(CalibrationReader):
 # ------------------------------------------------------------------------------ images + labels
 
 
-class LabelledImageReader(_FileListReader):
+class LabelledImageReader(CalibrationReader):
     """Images with one label array each (class id, box rows or a mask), decoded and preprocessed lazily."""
 
     def __init__(self, description: str, files: list[Path], labels: list[Any], inputs: list[TensorSpec],
@@ -142,6 +141,9 @@ class LabelledImageReader(_FileListReader):
 
     def _label(self, index: int) -> np.ndarray:
         return np.asarray(self.label_of[index])
+
+    def _known_size(self) -> int:
+        return len(self.files)
 
     def _window(self) -> Iterator[tuple[str, Sample, np.ndarray | None]]:
         return self._pairs(range(len(self.files))[self._start:self._stop])

@@ -143,3 +143,25 @@ def test_accumulator_labels_the_metric_accuracy_or_agreement_and_flags_dead():
     assert labelled.result("measured").accuracy == 1.0
     with pytest.raises(BadInputError, match="some evaluation samples carry labels"):
         labelled.add(ref, {"y": ref["y"]}, None)
+
+
+def test_user_metric_sees_labels_or_fp32_outputs(tmp_path):
+    code = tmp_path / "close.py"
+    code.write_text("import numpy as np\n"
+                    "def score(outputs, target):\n"
+                    "    ref = target['y'] if isinstance(target, dict) else target\n"
+                    "    return float(np.abs(outputs['y'] - ref).max() < 0.5)\n")
+    metric = get_metric(f"py:{code}:score", allow_code=True)
+    agree = MetricTracker(metric, labelled=False)
+    agree.add({"y": np.zeros(3)}, {"y": np.full(3, 0.1)}, None)
+    agree.add({"y": np.zeros(3)}, {"y": np.full(3, 0.9)}, None)
+    assert agree.figure().value == 0.5 and agree.figure().mode == "agreement"
+    labelled = MetricTracker(metric, labelled=True)
+    labelled.add({"y": np.zeros(3)}, {"y": np.ones(3)}, np.ones(3))
+    fig = labelled.figure()
+    assert fig.reference == 0.0 and fig.value == 1.0 and fig.drop == -1.0 and fig.unit == ""
+    bad = tmp_path / "bad.py"
+    bad.write_text("def score(outputs, target):\n    return 'x'\n")
+    with pytest.raises(BadInputError, match="one finite number per sample"):
+        MetricTracker(get_metric(f"py:{bad}:score", allow_code=True), labelled=False).add(
+            {"y": np.zeros(1)}, {"y": np.zeros(1)}, None)

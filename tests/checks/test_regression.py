@@ -17,7 +17,13 @@ from typing import Any
 import numpy as np
 import pytest
 
-from edgekit.checks.budgets import check_against_baseline, contention_differences, junit_xml, overall_status
+from edgekit.checks.budgets import (
+    check_against_baseline,
+    contention_differences,
+    junit_xml,
+    overall_status,
+    validate_bench_json,
+)
 from edgekit.checks.latency import bench
 from edgekit.checks.regression import (
     ABConfig,
@@ -214,6 +220,8 @@ def test_bench_with_a_baseline_bundle(bundles: tuple[Path, Path], tmp_path: Path
     assert data["contention"] is not None and data["verdict"]["exit_code"] == code
     xml = junit_xml(result.verdicts)
     assert result.comparison.headline in xml and "rule: pass if" in xml
+    pytest.importorskip("jsonschema")
+    validate_bench_json(json.loads(json.dumps(data)))  # the shipped schema knows the new keys and statuses
 
 
 def test_bench_inconclusive_is_exit_4_and_skipped_in_junit(bundles: tuple[Path, Path]) -> None:
@@ -336,3 +344,12 @@ def test_baseline_bundle_with_a_remote_device_is_refused_not_run_here(bundles: t
     with pytest.raises(BadInputError, match="not supported with --device") as err:
         bench(new_path, baseline_bundle=old_path, device="ssh://ci@board", ab=FAST, timer=clock, loader=loader)
     assert err.value.exit_code == 2 and clock.now == 0  # nothing timed on this host instead
+
+
+@pytest.mark.parametrize(("threads", "warned"), [(None, True), (2, True), (1, False)])
+def test_ab_warns_about_multi_thread_sessions(bundles: tuple[Path, Path], threads: int | None, warned: bool) -> None:
+    new_path, old_path = bundles
+    clock = FakeClock()
+    loader = by_path({new_path: FakeRunner(clock, [1.0]), old_path: FakeRunner(clock, [1.0])})
+    result = bench(new_path, baseline_bundle=old_path, ab=FAST, timer=clock, loader=loader, threads=threads)
+    assert any("pass --threads 1" in w for w in result.warnings) is warned

@@ -69,6 +69,9 @@ def test_coco_boxes_scaled_to_the_input_and_categories_made_contiguous(tmp_path)
     labels = [label for _, label in reader.iter_labeled()]
     assert labels[0].tolist() == [[0, 0, 0, 8, 4]]  # 32 -> 16 pixels, category 3 -> class 0
     assert labels[1].tolist() == [[1, 4, 4, 8, 8]]
+    second = [label for _, label in reader.subset(1, None).iter_labeled()]  # windows keep labels aligned
+    assert len(second) == 1 and second[0].tolist() == [[1, 4, 4, 8, 8]]
+    assert len(open_data(_coco(tmp_path), SPEC, limit=1)) == 1
 
 
 @pytest.mark.parametrize("change, words", [

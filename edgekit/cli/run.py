@@ -88,7 +88,9 @@ def run(
             shapes = " ".join(f"{k}:{'x'.join(map(str, v))}" for k, v in t.latency_figure.input_shapes.items())
             latency += f" [dim](this run{', ' + shapes if shapes else ''})[/]"
         acc = t.accuracy.get("accuracy")
-        if acc is None and t.accuracy.get("sqnr_db") is not None:
+        if t.accuracy.get("metric"):
+            acc_text = metric_text(t.accuracy["metric"])
+        elif acc is None and t.accuracy.get("sqnr_db") is not None:
             acc_text = f"SQNR {t.accuracy['sqnr_db']:.1f} dB"
         else:
             acc_text = f"{acc:.4f}" if acc is not None else "—"
@@ -126,6 +128,22 @@ def run(
         raise typer.Exit(result.exit_code)
 
 
+def metric_text(metric: dict[str, Any]) -> str:
+    """`map50 90.28 % (FP32 93.92 %, drop 3.64 points; accuracy)`: a task metric, never called accuracy
+    when it is agreement with FP32's own predictions."""
+    from rich.markup import escape
+
+    def show(value: Any) -> str:
+        if value is None:
+            return "n/a"
+        return f"{100 * float(value):.2f} %" if metric.get("unit") == "%" else f"{float(value):.4g}"
+
+    drop = metric.get("drop")
+    tail = f", drop {drop:.2f} {metric.get('drop_unit', 'points')}" if drop is not None else ""
+    return escape(f"{metric.get('name')} {show(metric.get('value'))} (FP32 {show(metric.get('fp32'))}{tail}; "
+                  f"{metric.get('mode')})")
+
+
 def render_candidates(target: Any, width: int | None = None) -> Any:
     """A precision-auto search: every (adapter × precision), its status, the figures the choice was made
     on (side-by-side medians), and ★ with the rule that decided.
@@ -144,7 +162,10 @@ def render_candidates(target: Any, width: int | None = None) -> Any:
         used = f" → {c.precision_used}" if c.precision_used and c.precision_used != c.precision else ""
         latency = f"{c.latency_ms:.3f} ms {provenance_style(c.latency_provenance)}" if c.latency_ms is not None \
             else "—"
-        acc = f"{c.accuracy:.4f} {provenance_style(c.accuracy_provenance)}" if c.accuracy is not None else "—"
+        acc = metric_text(c.metric) if c.metric else \
+            (f"{c.accuracy:.4f} {provenance_style(c.accuracy_provenance)}" if c.accuracy is not None else "—")
+        if c.dead:
+            acc = f"[red]dead: {escape(c.dead)}[/]"
         return (("★ " if c.chosen else "") + escape(c.adapter), c.precision + used, marks.get(c.status, c.status),
                 f"{c.size_mb:.1f}" if c.size_mb is not None else "—", latency, acc,
                 f"{c.cosine:.5f}" if c.cosine is not None else "—",

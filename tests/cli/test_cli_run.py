@@ -91,3 +91,11 @@ def test_compile_precision_auto_bad_budget_exits_2(tmp_path):
     model = tiny_classifier(tmp_path / "tiny.onnx")
     result = _run("compile", model, "-o", tmp_path / "bundle", "--precision", "auto", "--accuracy-budget", "fast")
     assert result.exit_code == 2 and "--accuracy-budget" in result.stderr
+
+
+def test_a_task_metric_is_shown_with_its_fp32_value_drop_and_mode():
+    from edgekit.cli.run import metric_text
+
+    text = metric_text({"name": "map50", "unit": "%", "mode": "agreement", "fp32": 1.0, "value": 0.9951,
+                        "drop": 0.49, "drop_unit": "points"})
+    assert text == "map50 99.51 % (FP32 100.00 %, drop 0.49 points; agreement)"

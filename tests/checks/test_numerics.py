@@ -58,3 +58,13 @@ def test_metric_helpers() -> None:
     assert max_rel_error(np.array([0.0]), np.array([1e-7])) < 1.0  # floored denominator
     assert top1_agreement(np.eye(3), np.eye(3)[::-1]) == 1 / 3
     assert tolerance_for("fp32") == (1e-4, 1e-3) and tolerance_for("fp16")[0] > tolerance_for("fp32")[0]
+
+
+def test_sqnr_is_infinite_only_when_bit_identical() -> None:
+    ref = np.linspace(-1, 1, 1000).astype(np.float32)
+    close = ref + np.float32(1e-7)
+    from edgekit.checks.numerics import compare_outputs
+
+    comparison = compare_outputs({"y": ref}, {"y": close})
+    assert comparison.max_abs > 0 and np.isfinite(comparison.min_sqnr_db) and comparison.min_sqnr_db > 100
+    assert sqnr_db(ref, ref.copy()) == float("inf")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import datetime as dt
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -69,3 +70,23 @@ def reporting(sink: Sink | None) -> Iterator[None]:
         yield
     finally:
         _SINK.reset(token)
+
+
+class LineSink:
+    """Plain, timestamped lines (logs, CI, the device runtime): a step's start always, its end when it
+    took a second or more, and at most one counter line per phase every `every` seconds."""
+
+    def __init__(self, write: Callable[[str], None], every: float = 2.0):
+        self.write, self.every = write, every
+        self.last: dict[str, float] = {}
+
+    def __call__(self, event: Event) -> None:
+        now = time.monotonic()
+        if event.finished and (event.seconds or 0.0) < 1.0:
+            return  # its start was logged; a quick step needs no second line
+        counter = event.done is not None and not event.finished
+        if counter and now - self.last.get(event.phase, -1e9) < self.every and event.done != event.total:
+            return
+        self.last[event.phase] = now
+        stamp = dt.datetime.now(dt.UTC).strftime("%H:%M:%S")
+        self.write(f"[{stamp}] {'done ' if event.finished else ''}{event.text()}")

@@ -21,6 +21,7 @@ import onnx
 
 from edgekit.errors import BadInputError, UnsupportedError
 from edgekit.onnxio import QUANT_OPS_QDQ, opset_version, quantization_info
+from edgekit.progress import emit
 
 METHODS = ("minmax", "entropy", "percentile")
 PER_CHANNEL_MIN_OPSET = 13  # DequantizeLinear `axis` (per-channel) exists from opset 13
@@ -185,6 +186,7 @@ def calibrate(prepared: Prepared, samples: Iterable[dict[str, np.ndarray]], work
             with quiet_ort():
                 calibrator.collect_data(_ListReader(buffer))
             buffer = []
+            emit("calibration", seen, None, f"{method} ranges over {seen} sample(s)")
     if buffer:
         with quiet_ort():
             calibrator.collect_data(_ListReader(buffer))

@@ -9,15 +9,13 @@ with a UTC timestamp, so a long step is never silent and a log stays short.
 from __future__ import annotations
 
 import contextlib
-import datetime as dt
-import time
 from collections.abc import Iterator
 from typing import Any
 
 from rich.console import Console
 from rich.markup import escape
 
-from edgekit.progress import Event, Sink, reporting
+from edgekit.progress import Event, LineSink, Sink, reporting
 
 
 class TerminalSink:
@@ -44,24 +42,11 @@ class TerminalSink:
             self.status.stop()
 
 
-class LogSink:
-    """Plain, timestamped lines: step boundaries always, counters at most every `every` s per phase."""
+class LogSink(LineSink):
+    """`edgekit.progress.LineSink` printed on a Rich console (stderr), markup off."""
 
     def __init__(self, console: Console, every: float = 2.0):
-        self.console, self.every = console, every
-        self.last: dict[str, float] = {}
-
-    def __call__(self, event: Event) -> None:
-        now = time.monotonic()
-        if event.finished and (event.seconds or 0.0) < 1.0:
-            return  # its start was logged; a quick step needs no second line
-        counter = event.done is not None and not event.finished
-        if counter and now - self.last.get(event.phase, -1e9) < self.every and event.done != event.total:
-            return
-        self.last[event.phase] = now
-        stamp = dt.datetime.now(dt.UTC).strftime("%H:%M:%S")
-        mark = "done " if event.finished else ""
-        self.console.print(f"[{stamp}] {mark}{escape(event.text())}", highlight=False, markup=False)
+        super().__init__(lambda line: console.print(line, highlight=False, markup=False), every)
 
     def close(self) -> None:
         pass

@@ -68,7 +68,7 @@ def run(
             bar.update(tasks[label], description=f"{escape(label)} {tag}{detail}", completed=1)
 
         def inner(event: Event) -> None:  # calibration n/N, candidate timing rounds, ... inside the stage
-            if current and current[0] in tasks and not event.finished:
+            if current and current[0] in tasks and not event.finished and event.phase != current[0]:
                 bar.update(tasks[current[0]], description=f"{escape(current[0])} … [dim]{escape(event.text())}[/]")
 
         with reporting(None if json_dest == "-" else inner):

@@ -49,6 +49,7 @@ from edgekit.pipeline.results import (
     TargetResult,
 )
 from edgekit.pipeline.search import Choice, choose_side_by_side
+from edgekit.progress import step
 from edgekit.recipe import DataSource, Recipe, TargetSettings, load_recipe
 from edgekit.specs import QUANT_PRECISIONS
 
@@ -159,7 +160,8 @@ class _Run:
         if self.progress:
             self.progress("start", None, label)
         t0 = time.perf_counter()
-        entry = self.cache.get_or_build(name, key, build)
+        with step(label):  # `compile -p auto` and the API show each stage; `edgekit run` draws its own lines
+            entry = self.cache.get_or_build(name, key, build)
         record = StageRun(name, target, entry.hit, time.perf_counter() - t0, key, str(entry.meta.get("detail", "")))
         self._record(record)
         return entry

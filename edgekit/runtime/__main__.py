@@ -33,6 +33,7 @@ def _parser() -> argparse.ArgumentParser:
                             "with your local key: only for bundles from someone you trust")
         p.add_argument("--emulated", action="store_true",
                        help="time host emulation when the device is absent (host emulation time, not device latency)")
+        p.add_argument("--quiet", action="store_true", help="No progress lines on stderr.")
         p.add_argument("--json", dest="json_dest", nargs="?", const="-", default=None, metavar="FILE",
                        help="write the result as JSON (stdout with a bare --json)")
         p.add_argument("--junit", default=None, metavar="FILE", help="write JUnit XML, one testcase per budget")
@@ -79,8 +80,16 @@ def render_text(result: Any) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from edgekit.progress import LineSink, reporting
+
     args = _parser().parse_args(argv)
     human = sys.stderr if args.json_dest == "-" else sys.stdout
+    quiet = args.quiet or args.json_dest == "-"  # stdout carries JSON: nothing else there, no chatter on stderr
+    with reporting(None if quiet else LineSink(lambda line: print(line, file=sys.stderr, flush=True))):
+        return _main(args, human)
+
+
+def _main(args: argparse.Namespace, human: Any) -> int:
     try:
         from edgekit.artifact import to_jsonable, write_text_atomic
         from edgekit.checks.budgets import bench_junit, write_junit

@@ -16,6 +16,7 @@ import onnx
 
 from edgekit.checks.metrics import Metric, MetricFigure
 from edgekit.checks.verify import AccuracyAccumulator, AccuracyFigures
+from edgekit.progress import emit
 
 Sample = dict[str, np.ndarray]
 SPILL_BYTES = 256 << 20  # eval inputs/FP32 outputs kept in memory up to this much each; the rest go to disk
@@ -230,7 +231,8 @@ def rank_nodes(
 ) -> list[NodeSensitivity]:
     """Quantize each candidate alone, run the eval subset (streamed), rank by harm (worst first)."""
     ranked: list[NodeSensitivity] = []
-    for name, op_type in candidates:
+    for number, (name, op_type) in enumerate(candidates, 1):
+        emit("sensitivity", number, len(candidates), f"{op_type} {name} quantized alone")
         rep = evaluate(evalset, make_session(quantize_only(name)), metric)
         note = ""
         if rep.dead:

@@ -25,6 +25,7 @@ from edgekit.checks.metrics import Metric, MetricOptions, canonical_metric_name,
 from edgekit.checks.verify import no_signal_message
 from edgekit.errors import BadInputError, CheckFailedError, UnsupportedError
 from edgekit.onnxio import check_runs, input_specs, load_onnx, output_specs, sample_feeds
+from edgekit.progress import emit
 from edgekit.qdq import (
     DATA_MOVEMENT_OPS,
     METHODS,
@@ -329,6 +330,7 @@ def quantize(
                 kept = order[:k]
                 if len(kept) >= len(candidates):
                     return None  # everything float is FP32, not an INT8 result
+                emit("fallback search", len(steps), None, f"trying {k} node(s) kept in float")
                 data, session = build(kept)
                 if not has_int8_compute(quantized_nodes(data)):
                     return None  # only data movement left in INT8: that is FP32 under another name

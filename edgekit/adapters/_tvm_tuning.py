@@ -29,11 +29,16 @@ from typing import Any
 from edgekit.errors import raise_if_interrupted, watch_interrupts
 
 
-def default_db_dir(target: Any) -> Path:
-    """`<user cache>/edgekit/tvm-db/<hash of the target JSON>/`: one database per exact target."""
+def databases_root() -> Path:
+    """`<user cache>/edgekit/tvm-db/`: where every target's tuning database lives (cheap: no TVM import)."""
     from platformdirs import user_cache_dir
 
-    return Path(user_cache_dir("edgekit")) / "tvm-db" / target_hash(target)
+    return Path(user_cache_dir("edgekit")) / "tvm-db"
+
+
+def default_db_dir(target: Any) -> Path:
+    """`<user cache>/edgekit/tvm-db/<hash of the target JSON>/`: one database per exact target."""
+    return databases_root() / target_hash(target)
 
 
 def target_hash(target: Any) -> str:

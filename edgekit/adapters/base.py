@@ -269,6 +269,10 @@ class TargetAdapter(ABC):
         """A labelled latency estimate, for targets we cannot measure here. None = no model."""
         return None
 
+    def skip_in_auto(self, adapter_options: Mapping[str, Any]) -> str:
+        """Why `--backend auto` should not try this adapter unasked ("" = try it). Naming it always works."""
+        return ""
+
 
 def check_adapter_options(
     adapter: str, options: Mapping[str, Any], allowed: Mapping[str, type | tuple[type, ...]]

@@ -211,6 +211,20 @@ class TvmAdapter(TargetAdapter):
         (out_dir / TARGET_FILE).write_text(json.dumps({"target": info["tvm_target"], "kind": target.kind}) + "\n")
         return CompiledModel(out_dir, self.name, target.name, "fp32", files=[LIBRARY, TARGET_FILE], info=info)
 
+    def skip_in_auto(self, adapter_options: Mapping[str, Any]) -> str:
+        """Untuned TVM is 20-300x slower than ORT here: building and timing it costs every auto user half a
+        minute for a candidate that cannot win. Tried when asked for options (-O tune=true) or when a tuning
+        database from an earlier `tune` exists on this machine."""
+        if adapter_options:
+            return ""
+        from edgekit.adapters._tvm_tuning import databases_root
+
+        root = databases_root()
+        if root.is_dir() and any(p.is_dir() and any(p.iterdir()) for p in root.iterdir()):
+            return ""
+        return ("skipped in auto: untuned TVM is 20-300x slower than ONNX Runtime here and no tuning database "
+                "exists on this machine; name it (--backend tvm) or tune it (-O tune=true)")
+
     def load(self, compiled: CompiledModel, *, threads: int | None = None) -> Runner:
         import os
 

@@ -20,7 +20,7 @@ from edgekit.cli._common import (
     provenance_style,
 )
 
-_STATUS_STYLE = {"chosen": "bold green", "passed": "green", "rejected": "yellow", "failed": "red",
+_STATUS_STYLE = {"chosen": "bold green", "passed": "green", "rejected": "yellow", "failed": "red", "skipped": "dim",
                  "unavailable": "dim"}
 
 

@@ -52,6 +52,7 @@ from edgekit.pipeline.search import Choice, choose_side_by_side
 from edgekit.progress import step
 from edgekit.recipe import DataSource, Recipe, TargetSettings, load_recipe
 from edgekit.specs import QUANT_PRECISIONS
+from edgekit.stages.compile import options_for
 
 
 class _SameAsInt8(CheckFailedError):
@@ -343,6 +344,10 @@ class _Run:
         for choice in plan_adapters(profile, backend=settings.backend, precision=None):
             if not choice.usable:
                 skipped.append(f"{choice.name}: {choice.reason}")
+                continue
+            if settings.backend == "auto" and choice.adapter is not None and \
+                    (why := choice.adapter.skip_in_auto(options_for(choice.name, settings.adapter_options))):
+                skipped.append(f"{choice.name}: {why}")
                 continue
             precisions = choice.capabilities.precisions if choice.capabilities else ()
             for precision in precisions:

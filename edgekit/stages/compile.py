@@ -558,6 +558,10 @@ def compile(
                 if backend != "auto":
                     raise
                 why = f"capabilities check failed: {type(exc).__name__}: {exc}"
+            skip = "" if why or backend != "auto" else adapter.skip_in_auto(options_for(adapter.name, adapter_options))
+            if skip:  # e.g. untuned TVM: minutes of building and timing for a candidate that cannot win
+                candidates.append(Candidate(adapter.name, precision, "skipped", skip))
+                continue
             if why:
                 if backend != "auto":
                     if not adapter.availability(profile).available:

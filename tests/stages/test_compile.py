@@ -258,3 +258,11 @@ def test_unwritable_output_folder_is_bad_input(model, tmp_path):
     blocker.write_text("not a folder")
     with pytest.raises(BadInputError, match="cannot write here"):
         edgekit.compile(model, output=blocker / "b", target="cpu", backend="onnxruntime")
+
+
+def test_auto_skips_untuned_tvm_and_says_so(model, tmp_path):
+    pytest.importorskip("tvm")
+    result = edgekit.compile(model, output=tmp_path / "b", target="cpu", backend="auto")
+    [tvm] = [c for c in result.candidates if c.adapter == "tvm"]
+    assert tvm.status == "skipped" and "no tuning database" in tvm.reason and "--backend tvm" in tvm.reason
+    assert result.adapter != "tvm"

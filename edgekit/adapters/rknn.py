@@ -35,6 +35,7 @@ from edgekit.adapters.base import (
     check_adapter_options,
 )
 from edgekit.errors import BadInputError, UnsupportedError
+from edgekit.progress import step
 
 if TYPE_CHECKING:
     from edgekit.specs import TensorSpec
@@ -430,7 +431,8 @@ class RknnAdapter(TargetAdapter):
                                     path="adapter_options")
             if output is not None:
                 params["output"] = str(Path(output).resolve())
-            result = client.call("build", params, timeout=timeout)
+            with step("RKNN-Toolkit2 build", "in its own environment; its log lines follow"):
+                result = client.call("build", params, timeout=timeout)
             report = (result.get("accuracy_analysis") or {}).get("report")
             if report and Path(report).is_file():  # read before the temp dir goes
                 result["accuracy_analysis"]["text"] = Path(report).read_text(errors="replace")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import contextvars
 import os
 import queue
 import subprocess
@@ -18,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from edgekit.errors import BadInputError, EdgekitError, ToolchainMissingError, UnsupportedError
+from edgekit.progress import emit
 from edgekit.toolchains import protocol
 
 
@@ -89,6 +91,7 @@ class WorkerClient:
         self._next_id = 1
         self._echo = echo_stderr
         self.noise_lines = 0  # lines on the response pipe that were not frames
+        self._lines = 0  # vendor output lines seen (progress)
         run_env = dict(os.environ if env is None else env)
         run_env.setdefault("PYTHONUNBUFFERED", "1")
         for var in ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV"):  # never leak edgekit's env into the vendor's
@@ -103,7 +106,10 @@ class WorkerClient:
             raise ToolchainMissingError(f"cannot start worker ({exc})", path=self.python,
                                         hint="run `edgekit toolchain doctor` to check the environment") from None
         threading.Thread(target=self._pump_stdout, daemon=True).start()
-        threading.Thread(target=self._pump_stderr, daemon=True).start()
+        # the pump thread reports the vendor tool's output through the caller's progress sink (contextvars
+        # are not inherited by threads, so the context is carried over explicitly)
+        context = contextvars.copy_context()
+        threading.Thread(target=context.run, args=(self._pump_stderr,), daemon=True).start()
         self.hello: dict[str, Any] = {}
         if handshake:
             self.hello = self.call("hello", {}, timeout=start_timeout)
@@ -125,6 +131,8 @@ class WorkerClient:
             for part in line.replace("\r", "\n").splitlines():
                 if part.strip():
                     self._stderr_tail.append(part.rstrip())
+                    self._lines += 1
+                    emit("vendor tool", self._lines, None, part.strip()[:160])
             if self._echo:
                 with contextlib.suppress(Exception):
                     os.write(2, line.encode("utf-8", "replace"))

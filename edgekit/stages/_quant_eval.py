@@ -375,6 +375,8 @@ class SpeedReport:
     runs: int
     threads: int
     provenance: str = "measured"
+    int8_faster_rounds: int = 0  # paired rounds in which INT8 ran faster than FP32
+    paired_rounds: int = 0
 
     @property
     def speedup(self) -> float:
@@ -382,16 +384,21 @@ class SpeedReport:
 
     @property
     def verdict(self) -> str:
+        """Faster only when the medians AND most paired rounds say so: a median can flatter (1.07x) a build
+        that paired rounds find slower (0.87x)."""
         s = self.speedup
-        if s >= 1.1:
-            return f"INT8 pays off here: {s:.2f}x faster than FP32"
-        if s >= 0.95:
-            return f"INT8 gives no real speedup here ({s:.2f}x); it still saves memory and size"
-        return f"INT8 is SLOWER than FP32 here ({s:.2f}x): keep FP32 on this machine or try another backend"
+        rounds = f"faster in {self.int8_faster_rounds}/{self.paired_rounds} paired rounds"
+        majority = self.int8_faster_rounds * 2 > self.paired_rounds
+        if s >= 1.1 and majority:
+            return f"INT8 pays off here: {s:.2f}x faster than FP32, {rounds}"
+        if s >= 0.95 or majority:
+            return f"INT8 gives no real speed-up here ({s:.2f}x, {rounds}); it still saves memory and size"
+        return f"INT8 is SLOWER than FP32 here ({s:.2f}x, {rounds}): keep FP32 on this machine or try another backend"
 
     def to_json(self) -> dict[str, Any]:
         return {"medians_ms": self.medians_ms, "runs": self.runs, "threads": self.threads,
-                "speedup": self.speedup, "verdict": self.verdict, "provenance": self.provenance}
+                "speedup": self.speedup, "int8_faster_rounds": self.int8_faster_rounds,
+                "paired_rounds": self.paired_rounds, "verdict": self.verdict, "provenance": self.provenance}
 
 
 def measure_speed(models: dict[str, bytes], sample: Sample, *, threads: int, seconds: float = 1.0,
@@ -402,7 +409,7 @@ def measure_speed(models: dict[str, bytes], sample: Sample, *, threads: int, sec
     `min_runs` rounds and then rounds until about `seconds` per model has passed (at most `max_runs`).
     """
     from edgekit.onnxio import ort_session
-    from edgekit.timing import interleaved
+    from edgekit.timing import interleaved, paired_ratios
 
     sessions = {k: ort_session(v, threads=threads) for k, v in models.items()}
     names = {k: [o.name for o in s.get_outputs()] for k, s in sessions.items()}
@@ -410,4 +417,6 @@ def measure_speed(models: dict[str, bytes], sample: Sample, *, threads: int, sec
     timed = interleaved(calls, rounds=max_runs, min_rounds=min_runs, max_seconds=seconds * len(sessions),
                         warmup=3, round_seconds=0.0, min_runs=1, max_runs=1)
     rounds = min(len(t.rounds) for t in timed.values()) if timed else 0
-    return SpeedReport({k: statistics.median(t.samples) for k, t in timed.items()}, rounds, threads)
+    ratios = paired_ratios(timed["int8"], timed["fp32"]) if {"int8", "fp32"} <= set(timed) else []
+    return SpeedReport({k: statistics.median(t.samples) for k, t in timed.items()}, rounds, threads,
+                       int8_faster_rounds=sum(r < 1.0 for r in ratios), paired_rounds=len(ratios))

@@ -488,3 +488,21 @@ def test_gate_on_a_run_folder_names_the_bundles_to_gate(tmp_path: Path) -> None:
     with pytest.raises(BadInputError, match="output folder of a run") as info:
         gate(tmp_path / "out")
     assert f"edgekit gate {tmp_path / 'out' / 'cpu'}" in info.value.one_line() and info.value.exit_code == 2
+
+
+def test_a_recipe_baseline_bundle_is_an_ab_gate_in_run_and_gate(tmp_path: Path) -> None:
+    from edgekit.pipeline import gate
+
+    recipe = write_recipe(tmp_path)
+    Pipeline.from_recipe(recipe).run(tmp_path / "base", cache_dir=tmp_path / "cache", report=False)
+    ab_keys = 'name = "cpu"\nbaseline_bundle = "base/cpu"\nmax_regression = "25%"'
+    text = recipe.read_text().replace('name = "cpu"', ab_keys)
+    recipe.write_text(text.replace("[bench]", "[bench]\nthreads = 1"))
+    result = Pipeline.from_recipe(recipe).run(tmp_path / "out", cache_dir=tmp_path / "cache", report=False)
+    [cpu] = result.targets
+    [ab] = [v for v in cpu.verdicts if v.kind == "regression"]
+    # the same build against itself, side by side: never a regression; inconclusive is not a pass either
+    assert ab.status in ("pass", "inconclusive") and "baseline bundle" in ab.source + ab.note
+    assert (cpu.status == "passed") == (ab.status == "pass") and result.exit_code in (0, 4)
+    gated = gate(recipe, cache_dir=tmp_path / "cache")
+    assert any(v.kind == "regression" for v in gated.verdicts) and gated.exit_code in (0, 4)

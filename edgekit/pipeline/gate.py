@@ -73,8 +73,13 @@ def gate_recipe(
                     gated.failures.append(line)
                     gated.failure_codes.append(target.exit_code)
                 continue
-            device = bench_kw.get("device") or recipe.target(target.target).device  # the recipe's device per target
-            sub = gate_bundle(target.bundle, **{**bench_kw, "device": device})
+            settings = recipe.target(target.target)
+            extra: dict[str, Any] = {"device": bench_kw.get("device") or settings.device}  # the recipe's device
+            if settings.baseline_bundle and not bench_kw.get("baseline_bundle"):  # the recipe's A/B baseline
+                old = Path(settings.baseline_bundle)
+                extra["baseline_bundle"] = old if old.is_absolute() else recipe.base_dir / old
+                extra["max_regression"] = bench_kw.get("max_regression") or settings.max_regression
+            sub = gate_bundle(target.bundle, **{**bench_kw, **extra})
             for verdict in sub.verdicts:
                 verdict.name = f"{target.target}: {verdict.name}"
             gated.verdicts += sub.verdicts

@@ -16,7 +16,7 @@ from edgekit.artifact import to_jsonable
 from edgekit.checks.budgets import BudgetVerdict
 
 # TargetResult.status -> exit code when the target is not optional
-STATUS_EXIT = {"passed": 0, "failed": 1, "unsupported": 3, "unavailable": 4, "not-run": 4}
+STATUS_EXIT = {"passed": 0, "failed": 1, "unsupported": 3, "unavailable": 4, "not-run": 4, "inconclusive": 4}
 
 
 @dataclass

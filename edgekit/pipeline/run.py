@@ -571,13 +571,13 @@ class _Run:
             self.progress("start", None, f"{settings.name}/bench")
         recipe = self.recipe
         assert chosen.bundle_dir is not None  # only built candidates are chosen
-        figure = self._bench(chosen.bundle_dir, settings)
+        figure, ab_verdicts = self._bench(chosen.bundle_dir, settings)
         self._record(StageRun("bench", settings.name, False, time.perf_counter() - t0, "",
                               _latency_detail(figure)))
         t1 = time.perf_counter()
         if self.progress:
             self.progress("start", None, f"{settings.name}/checks")
-        verdicts = _verdicts(recipe, settings, chosen, figure)
+        verdicts = _verdicts(recipe, settings, chosen, figure) + ab_verdicts
         manifest = Manifest.read(chosen.bundle_dir / BUNDLE_MANIFEST)
         info = dict(manifest.info)
         budgets: dict[str, Any] = {"latency": [*recipe.budgets.latency, *settings.latency]}
@@ -603,7 +603,7 @@ class _Run:
             manifest.info = info
             _write_manifest(tmp, manifest)
         failed = [v for v in verdicts if v.status == "fail"]
-        not_run = [v for v in verdicts if v.status == "not-run"]
+        not_run = [v for v in verdicts if v.status in ("not-run", "inconclusive")]  # never a pass
         status = "failed" if failed else ("not-run" if not_run else "passed")
         reason = "; ".join(f"{v.name}: {_fmt_value(v.measured)} {v.unit} ({v.provenance})".replace(" (", " (", 1)
                            for v in failed) if failed else \
@@ -628,20 +628,29 @@ class _Run:
         return {**stored, "fp32_model_sha256": self.reference.get("model_sha256"),
                 "eval": self.reference.get("eval"), "synthetic": bool(self.reference.get("synthetic"))}
 
-    def _bench(self, bundle: Path, settings: TargetSettings) -> LatencyFigure:
-        """This run's latency of the chosen build: what the budgets are judged on (never from the cache)."""
+    def _bench(self, bundle: Path, settings: TargetSettings) -> tuple[LatencyFigure, list[BudgetVerdict]]:
+        """This run's latency of the chosen build: what the budgets are judged on (never from the cache).
+
+        With a target's `baseline_bundle`, the build is also timed against it side by side (the A/B
+        regression gate, `edgekit.checks.regression`); that verdict comes back with the figure.
+        """
         from edgekit.checks.latency import bench
         from edgekit.environment import host_fingerprint
 
         threads = self._threads(settings)
         b = self.recipe.bench
         where = f"device:{settings.device}" if settings.device else host_fingerprint()
+        ab: dict[str, Any] = {}
+        if settings.baseline_bundle:
+            old = Path(settings.baseline_bundle)
+            ab = {"baseline_bundle": old if old.is_absolute() else self.recipe.base_dir / old,
+                  "max_regression": settings.max_regression}
         try:  # on the target's device when the recipe names one (edgekit.devices), else on this host
             result = bench(bundle, warmup=b.warmup, iters=b.iterations, threads=threads, max_extend_rounds=1,
-                           device=settings.device)
+                           device=settings.device, **ab)
         except ToolchainMissingError as exc:  # no device, no toolchain: not-run, never a pass
             return LatencyFigure({}, "not-run", True, _now(), where, {}, 0, threads,
-                                 f"latency not run: {exc.message}")
+                                 f"latency not run: {exc.message}"), []
         if result.device:
             where = f"device:{result.device.get('name')}:{result.device.get('hostname')}:" \
                     f"{result.device.get('cpu_model')}"
@@ -652,9 +661,10 @@ class _Run:
             stats = {k: value for k in ("min", "mean", "p50", "p90", "p95", "p99", "max")}
         else:
             stats = {}
-        return LatencyFigure(stats, result.provenance, True, _now(), where,
-                             dict(result.input_shapes), len(result.samples_ms), threads,
-                             "; ".join(result.warnings))
+        figure = LatencyFigure(stats, result.provenance, True, _now(), where,
+                               dict(result.input_shapes), len(result.samples_ms), threads,
+                               "; ".join(result.warnings))
+        return figure, [v for v in result.verdicts if v.kind == "regression"]  # source names the baseline
 
 
 # ------------------------------------------------------------------------------ verdicts

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import datetime as dt
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -73,20 +74,68 @@ def reporting(sink: Sink | None) -> Iterator[None]:
 
 
 class LineSink:
-    """Plain, timestamped lines (logs, CI, the device runtime): a step's start always, its end when it
-    took a second or more, and at most one counter line per phase every `every` seconds."""
+    """Plain, timestamped lines (logs, CI, the device runtime), only for what takes a while.
 
-    def __init__(self, write: Callable[[str], None], every: float = 2.0):
-        self.write, self.every = write, every
+    Nothing for the first `delay` seconds (a quick command, or one that fails at once, prints only its
+    result); after that a step's start, counters at most every `every` seconds per phase, a step's end
+    when it took a second or more, and, from a heartbeat thread (`start()`), the current phase again
+    whenever nothing was printed for `every` seconds: a long step is never silent for longer.
+    """
+
+    def __init__(self, write: Callable[[str], None], every: float = 2.0, delay: float = 2.0,
+                 clock: Callable[[], float] = time.monotonic):
+        self.write, self.every, self.delay, self.clock = write, every, delay, clock
+        self.started = clock()
         self.last: dict[str, float] = {}
+        self.printed = self.started
+        self.current: Event | None = None
+        self.since = self.started
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
 
     def __call__(self, event: Event) -> None:
-        now = time.monotonic()
-        if event.finished and (event.seconds or 0.0) < 1.0:
-            return  # its start was logged; a quick step needs no second line
-        counter = event.done is not None and not event.finished
-        if counter and now - self.last.get(event.phase, -1e9) < self.every and event.done != event.total:
-            return
+        with self._lock:
+            now = self.clock()
+            if event.finished:
+                if self.current is not None and self.current.phase == event.phase:
+                    self.current = None
+                if (event.seconds or 0.0) >= 1.0 and now - self.started >= self.delay:
+                    self._print(event, now)
+                return
+            if self.current is None or self.current.phase != event.phase:
+                self.since = now
+            self.current = event
+            if now - self.started < self.delay:
+                return
+            counter = event.done is not None
+            if counter and now - self.last.get(event.phase, -1e9) < self.every and event.done != event.total:
+                return
+            self._print(event, now)
+
+    def tick(self) -> None:
+        """The heartbeat: repeat the current phase when nothing was printed for `every` seconds."""
+        with self._lock:
+            now = self.clock()
+            if self.current is not None and now - self.printed >= self.every and now - self.started >= self.delay:
+                self._print(self.current, now, note=f" (for {now - self.since:.0f} s)")
+
+    def _print(self, event: Event, now: float, note: str = "") -> None:
         self.last[event.phase] = now
+        self.printed = now
         stamp = dt.datetime.now(dt.UTC).strftime("%H:%M:%S")
-        self.write(f"[{stamp}] {'done ' if event.finished else ''}{event.text()}")
+        self.write(f"[{stamp}] {'done ' if event.finished else ''}{event.text()}{note}")
+
+    def start(self) -> LineSink:
+        def beat() -> None:
+            while not self._stop.wait(0.5):
+                self.tick()
+
+        self._thread = threading.Thread(target=beat, name="edgekit-progress", daemon=True)
+        self._thread.start()
+        return self
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=1.0)

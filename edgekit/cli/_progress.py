@@ -45,11 +45,8 @@ class TerminalSink:
 class LogSink(LineSink):
     """`edgekit.progress.LineSink` printed on a Rich console (stderr), markup off."""
 
-    def __init__(self, console: Console, every: float = 2.0):
-        super().__init__(lambda line: console.print(line, highlight=False, markup=False), every)
-
-    def close(self) -> None:
-        pass
+    def __init__(self, console: Console, every: float = 2.0, delay: float = 2.0):
+        super().__init__(lambda line: console.print(line, highlight=False, markup=False), every, delay)
 
 
 @contextlib.contextmanager
@@ -59,7 +56,7 @@ def cli_progress(console: Console, *, quiet: bool) -> Iterator[Sink | None]:
         with reporting(None):
             yield None
         return
-    sink: TerminalSink | LogSink = TerminalSink(console) if console.is_terminal else LogSink(console)
+    sink: TerminalSink | LogSink = TerminalSink(console) if console.is_terminal else LogSink(console).start()
     try:
         with reporting(sink):
             yield sink

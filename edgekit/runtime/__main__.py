@@ -85,8 +85,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     human = sys.stderr if args.json_dest == "-" else sys.stdout
     quiet = args.quiet or args.json_dest == "-"  # stdout carries JSON: nothing else there, no chatter on stderr
-    with reporting(None if quiet else LineSink(lambda line: print(line, file=sys.stderr, flush=True))):
-        return _main(args, human)
+    sink = None if quiet else LineSink(lambda line: print(line, file=sys.stderr, flush=True)).start()
+    try:
+        with reporting(sink):
+            return _main(args, human)
+    finally:
+        if sink is not None:
+            sink.close()
 
 
 def _main(args: argparse.Namespace, human: Any) -> int:

@@ -48,7 +48,7 @@ from edgekit.pipeline.results import (
     StageRun,
     TargetResult,
 )
-from edgekit.pipeline.search import Choice, choose_side_by_side
+from edgekit.pipeline.search import Choice, choose_side_by_side, confirm, finalists_to_confirm, time_in_processes
 from edgekit.progress import step
 from edgekit.recipe import DataSource, Recipe, TargetSettings, load_recipe
 from edgekit.specs import QUANT_PRECISIONS
@@ -766,10 +766,17 @@ def _time_candidates(by_key: dict[str, Candidate], threads: int | None) -> Choic
             runner = load_bundle(c.bundle_dir, threads=threads)
             runners[key] = runner
             feeds[key] = prepare_inputs(runner)
-        return choose_side_by_side(runners, feeds, {k: c.precision for k, c in by_key.items()})
+        precisions = {k: c.precision for k, c in by_key.items()}
+        choice = choose_side_by_side(runners, feeds, precisions)
     finally:
         for runner in runners.values():
             runner.close()
+    close = finalists_to_confirm(choice, {k: c.adapter for k, c in by_key.items()})
+    if close:  # a close call between runtimes: one process each, alternating, decides
+        with step("confirming in separate processes", " vs ".join(close)):
+            p50s = time_in_processes({k: by_key[k].bundle_dir for k in close}, threads=threads)
+        choice = confirm(choice, p50s, precisions)
+    return choice
 
 
 # ------------------------------------------------------------------------------ stage calls

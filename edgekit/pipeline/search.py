@@ -114,3 +114,69 @@ def choose_side_by_side(
     timed = time_side_by_side(runners, feeds, rounds=rounds, round_seconds=round_seconds, warmup=warmup,
                               min_runs=2, max_runs=50, reject_ratio=reject_ratio, clock=clock)
     return decide(timed, precisions, min_gain=min_gain)
+
+
+CLOSE_CALL = 0.10  # finalists of different runtimes within this share of each other are confirmed in processes
+
+
+def finalists_to_confirm(choice: Choice, adapters: Mapping[str, str]) -> list[str]:
+    """The winner and the runner-up when a different runtime came within CLOSE_CALL: several runtimes in one
+    process move each other's figures by up to ±50 %, so such a close call is re-timed in separate processes."""
+    if choice.name not in choice.medians_ms or len(choice.medians_ms) < 2:
+        return []
+    best = choice.medians_ms[choice.name]
+    rivals = sorted((ms, k) for k, ms in choice.medians_ms.items()
+                    if k != choice.name and adapters.get(k) != adapters.get(choice.name))
+    if not rivals or rivals[0][0] > best * (1 + CLOSE_CALL):
+        return []
+    return [choice.name, rivals[0][1]]
+
+
+def time_in_processes(bundles: Mapping[str, Any], *, threads: int | None, runs: int = 3, seconds: float = 0.5,
+                      python: str | None = None) -> dict[str, list[float]]:
+    """p50 (ms) of each bundle, each run in its own `python -m edgekit.runtime bench` process, alternating
+    A B A B ... so a busy spell hits both; returns the per-process p50s (paired by run)."""
+    import json
+    import subprocess
+    import sys
+
+    from edgekit.errors import ToolchainMissingError
+
+    p50s: dict[str, list[float]] = {k: [] for k in bundles}
+    for run in range(runs):
+        order = list(bundles) if run % 2 == 0 else list(reversed(list(bundles)))
+        for key in order:
+            cmd = [python or sys.executable, "-m", "edgekit.runtime", "bench", str(bundles[key]), "--duration",
+                   f"{seconds:g}", "--warmup", "5", "--json", "-", "--quiet"]
+            if threads:
+                cmd += ["--threads", str(threads)]
+            proc = subprocess.run(cmd, capture_output=True, text=True, check=False, timeout=300)
+            if proc.returncode != 0:
+                raise ToolchainMissingError(f"timing {key} in its own process failed: "
+                                            f"{(proc.stderr.strip().splitlines() or ['no output'])[-1]}")
+            data = json.loads(proc.stdout)
+            p50s[key].append(float(data["latency_ms"]["p50"]))
+    return p50s
+
+
+def confirm(choice: Choice, p50s: Mapping[str, list[float]], precisions: Mapping[str, str], *,
+            min_gain: float = 0.05) -> Choice:
+    """The same rule as `decide`, on per-process p50s paired by run; the detail says it was confirmed so."""
+    a, b = list(p50s)
+    medians = {k: float(np.median(v)) for k, v in p50s.items()}
+    ratios = [x / y for x, y in zip(p50s[a], p50s[b], strict=True) if y > 0]  # a/b per paired run
+    a_wins = sum(r < 1.0 for r in ratios)
+    fast, slow = (a, b) if medians[a] <= medians[b] else (b, a)
+    wins = a_wins if fast == a else len(ratios) - a_wins
+    quant = {k for k in (a, b) if precisions.get(k) in QUANT_PRECISIONS}
+    gain = 1.0 - medians[fast] / medians[slow]
+    if quant == {fast} and not (gain >= min_gain and wins * 2 > len(ratios)):
+        winner = slow  # INT8 must be clearly faster, in processes as side by side
+    elif wins * 2 > len(ratios) or fast == slow:
+        winner = fast
+    else:
+        winner = choice.name  # the processes disagree with each other: keep the side-by-side pick
+    detail = (f"{choice.detail}; confirmed in separate processes ({len(ratios)} alternating runs each): "
+              f"{a} {medians[a]:.3f} ms, {b} {medians[b]:.3f} ms, {fast} faster in {wins}/{len(ratios)}")
+    rule = choice.rule if winner == choice.name else f"{choice.rule}, overturned in separate processes"
+    return Choice(winner, rule, detail, {**choice.medians_ms}, choice.rounds, dict(choice.rejected))

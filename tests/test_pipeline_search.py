@@ -164,3 +164,14 @@ def test_time_in_processes_runs_each_bundle_in_its_own_runtime_process(tmp_path:
     b = edgekit.compile(model, output=tmp_path / "b", backend="null").bundle.path
     p50s = time_in_processes({"a": a, "b": b}, threads=1, runs=2, seconds=0.1)
     assert set(p50s) == {"a", "b"} and all(len(v) == 2 and all(x > 0 for x in v) for v in p50s.values())
+
+
+def test_mixed_is_skipped_when_int8_already_meets_the_budget(tmp_path: Path) -> None:
+    model = tiny_classifier(tmp_path / "tiny.onnx")
+    data = labelled_eval(tmp_path / "eval.npz", model)
+    result = compile_auto(model, output=tmp_path / "bundle", backend="onnxruntime", accuracy_budget="sqnr>=10dB",
+                          calib=data, eval=data, cache_dir=tmp_path / "cache")
+    by = {c.precision: c for c in result.candidates}
+    assert by["int8"].meets_budget and by["mixed"].status == "skipped" and "nothing to keep in float" in \
+        by["mixed"].reason
+    assert not any(s.stage == "quantize-mixed" for s in result.pipeline.stages)  # never paid for

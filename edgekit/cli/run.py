@@ -156,7 +156,8 @@ def render_candidates(target: Any, width: int | None = None) -> Any:
 
     from edgekit.cli._common import console as default_console
 
-    marks = {"passed": "[green]✅ passed[/]", "rejected": "[yellow]❎ rejected[/]", "failed": "[red]❌ failed[/]"}
+    marks = {"passed": "[green]✅ passed[/]", "rejected": "[yellow]❎ rejected[/]", "failed": "[red]❌ failed[/]",
+             "skipped": "[dim]⏭ skipped[/]"}
 
     def fields(c: Any) -> tuple[str, ...]:
         used = f" → {c.precision_used}" if c.precision_used and c.precision_used != c.precision else ""

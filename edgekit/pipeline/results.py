@@ -60,6 +60,7 @@ class Candidate:
     adapter: str
     precision: str
     status: str = "failed"  # passed (built, met every check) | rejected (built, failed a check) | failed (no build)
+    #                         | skipped (not built: it could not win, e.g. mixed when INT8 already meets the budget)
     precision_used: str | None = None
     run_provenance: str = "not-run"
     accuracy: float | None = None  # task metric (labels) or None

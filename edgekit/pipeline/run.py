@@ -308,6 +308,12 @@ class _Run:
         candidates: list[Candidate] = []
         errors: list[EdgekitError] = []
         for adapter, precision in plan:
+            if precision == "mixed" and any(c.adapter == adapter and c.precision == "int8" and c.meets_budget
+                                            for c in candidates):
+                # the accuracy-aware search would keep nothing in float: skip it before paying for it
+                candidates.append(Candidate(adapter or "auto", precision, "skipped", reason="INT8 already meets "
+                                            "the accuracy budget on this backend: nothing to keep in float"))
+                continue
             try:
                 candidates.append(self._candidate(settings, adapter, precision))
             except (ToolchainMissingError, UnsupportedError, CheckFailedError) as exc:

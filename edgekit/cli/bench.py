@@ -169,13 +169,15 @@ def render_bench(result: BenchResult, console: Console) -> None:
 def finish(result: Any, console: Console, json: str | None) -> None:
     """Print the overall verdict and exit with the budgets' code (0 pass, 1 fail, 4 not checkable)."""
     status = result.status
+    emit_json(result.to_json(), json)  # files first: the verdict is the last line a user (or CI log) reads
     if result.verdicts:
         word = {"pass": "[bold green]all budgets hold[/]", "fail": "[bold red]budget failed[/]",
                 "not-run": "[yellow]budget(s) could not be checked here[/]",
                 "inconclusive": "[yellow]inconclusive: could not decide (exit 4, neither a pass nor a fail)[/]",
                 "unsupported": "[bold red]unsupported[/]"}.get(status, status)
         console.print(word)
-    emit_json(result.to_json(), json)
+    else:
+        console.print("[dim]no budgets given: figures only (nothing judged)[/]")
     if result.exit_code:
         raise typer.Exit(result.exit_code)
 

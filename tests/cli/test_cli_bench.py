@@ -231,3 +231,13 @@ def test_bundles_with_other_inputs_are_refused(bundle: Path, tmp_path: Path) -> 
                           backend="onnxruntime").bundle.path
     res = _run("bench", bundle, "--baseline-bundle", other, "--ab-max-seconds", "2")
     assert res.exit_code == 2 and "different inputs" in res.output
+
+
+def test_the_verdict_is_the_last_line_after_the_files_written(tmp_path: Path) -> None:
+    bundle = compile_bundle(tmp_path / "a")
+    res = _run("bench", bundle, *FAST, "--budget", "p50<=1ns", "--json", tmp_path / "r.json")
+    assert res.exit_code == 1
+    lines = [line for line in res.output.strip().splitlines() if line.strip()]
+    assert lines[-1].strip() == "budget failed" and any(line.startswith("wrote ") for line in lines[:-1])
+    res = _run("bench", bundle, *FAST)
+    assert res.exit_code == 0 and "no budgets given: figures only" in res.output

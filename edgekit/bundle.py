@@ -170,6 +170,8 @@ def _check_inputs_match(bundle: Path, manifest: Manifest, source: str) -> None:
     Why: runners size and type their inputs from the manifest, which is not covered by the sha256 list;
     an edited shape made `bench` feed the backend a tensor it refused deep inside (a traceback).
     """
+    if not manifest.inputs:
+        return  # nothing the runners would size from: the adapter reads the model itself
     declared = {spec.name: spec for spec in input_specs(load_onnx(bundle / source, load_weights=False))}
     listed = {spec.name: spec for spec in manifest.inputs}
     if manifest.inputs and set(listed) != set(declared):

@@ -208,9 +208,20 @@ def receive(workdir: str, key: str, stream) -> dict:
         shutil.rmtree(scratch, ignore_errors=True)
 
 
+def _die_with_parent() -> None:
+    """In the bench's process (Linux): SIGKILL it when this helper dies, even by SIGKILL (Ray's force-cancel
+    kills the helper before its watchdog thread can act; the bench, in its own session, would live on)."""
+    with contextlib.suppress(Exception):
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+
+
 def run(seconds: float, argv: list) -> int:
-    """ARGV's exit code (128+signal when killed); 124 after `seconds`; the group dies when stdin closes."""
-    child = subprocess.Popen(argv, stdin=subprocess.DEVNULL, start_new_session=True)
+    """ARGV's exit code (128+signal when killed); 124 after `seconds`; the group dies when stdin closes
+    or when this helper dies."""
+    child = subprocess.Popen(argv, stdin=subprocess.DEVNULL, start_new_session=True,
+                             preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None)
 
     def kill() -> None:
         with contextlib.suppress(OSError):

@@ -90,8 +90,14 @@ def test_unknown_kind_and_lease_timeout_are_exit_4(farm: str, tmp_path: Path) ->
     bundle = compile_bundle(tmp_path)
     with pytest.raises(ToolchainMissingError, match="no device of kind 'ascend310'"):
         edgekit.bench(bundle, cluster=farm, device_kind="ascend310", iters=5)
+    # a bench that outlasts its lease: a model slow enough (~ms a run) that 30 s of timing cannot end early
+    # on the iteration cap, whatever the host's load
+    from tests._bench_helpers import tiny_model
+
+    slow_model = tiny_model(tmp_path / "slow.onnx", features=2048, outputs=2048)
+    slow = edgekit.compile(slow_model, output=tmp_path / "slow", backend="onnxruntime").bundle.path
     with pytest.raises(ToolchainMissingError, match="lease timeout"):
-        edgekit.bench(bundle, cluster=farm, device_kind="rk3588", duration=30.0, lease_timeout=4)
+        edgekit.bench(slow, cluster=farm, device_kind="rk3588", duration=30.0, lease_timeout=4)
     # the cancelled task's bench is killed on the node (the watchdog sees its worker go): the device is free
     deadline = time.monotonic() + 15
     while _benches_running() and time.monotonic() < deadline:

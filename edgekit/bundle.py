@@ -172,7 +172,9 @@ def _check_inputs_match(bundle: Path, manifest: Manifest, source: str) -> None:
     """
     if not manifest.inputs:
         return  # nothing the runners would size from: the adapter reads the model itself
-    declared = {spec.name: spec for spec in input_specs(load_onnx(bundle / source, load_weights=False))}
+    # only the graph inputs are read here (the backend parses and checks the model it runs itself):
+    # onnx.checker would be a fifth of a ResNet-18 bundle's load time (benchmarks/cold_start.py)
+    declared = {spec.name: spec for spec in input_specs(load_onnx(bundle / source, load_weights=False, check=False))}
     listed = {spec.name: spec for spec in manifest.inputs}
     if manifest.inputs and set(listed) != set(declared):
         raise _refuse(f"manifest inputs {sorted(listed)} are not the model's {sorted(declared)}", bundle)

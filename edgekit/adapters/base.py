@@ -9,8 +9,10 @@ once; each adapter fills in a short `_run_impl`.
 from __future__ import annotations
 
 import enum
+import threading
+import time
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -18,7 +20,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import numpy as np
 
 from edgekit.bundle import SOURCE_MODEL
-from edgekit.errors import BadInputError
+from edgekit.errors import BadInputError, UnsupportedError
 from edgekit.specs import TensorSpec, check_normalization
 
 if TYPE_CHECKING:
@@ -26,6 +28,8 @@ if TYPE_CHECKING:
     from edgekit.targets import TargetProfile
 
 COMMON_OPTION_KEYS = frozenset({"tune"})  # adapter_options every adapter accepts (see CompileOptions)
+MAX_STREAMS = 64  # parallel requests in throughput mode: more is a typo (and threads that hang a small host)
+GENERIC_THROUGHPUT = "generic: threads calling runner.run (not the backend's own async machinery)"
 
 
 class Provenance(enum.StrEnum):
@@ -177,10 +181,80 @@ class LatencyEstimate:
     provenance: Provenance = Provenance.ESTIMATED
 
 
+@dataclass(frozen=True)
+class ThroughputRun:
+    """What a throughput run did: `calls` requests of `items_per_call` items each finished in `seconds`
+    by `streams` requests in flight, with each request's latency. `method` says whose machinery ran them
+    (the backend's own async queue, parallel sessions, or the generic threads) so the figure is labelled."""
+
+    calls: int
+    items_per_call: int
+    seconds: float
+    latencies_ms: tuple[float, ...]
+    streams: int
+    method: str
+    threads_per_stream: int | None = None  # backend threads each request uses (None: the backend decides)
+    details: Mapping[str, Any] = field(default_factory=dict)  # backend facts (OpenVINO's streams, requests)
+
+    @property
+    def items_per_s(self) -> float:
+        return self.calls * self.items_per_call / self.seconds if self.seconds > 0 else 0.0
+
+
+def check_streams(value: Any, *, source: str = "--streams") -> int | None:
+    """`value` as a number of parallel requests (None = the backend's choice), or exit 2 outside 1..MAX_STREAMS."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise BadInputError(f"streams must be an integer, got {value!r}", path=source,
+                            hint=f"1..{MAX_STREAMS}, or leave it out for the backend's choice")
+    if not 1 <= value <= MAX_STREAMS:
+        raise BadInputError(f"streams {value} is outside 1..{MAX_STREAMS}", path=source,
+                            hint="about one stream per core is the usual optimum")
+    return value
+
+
+def run_streams(
+    calls: Sequence[Callable[[], Any]], seconds: float, *, clock: Callable[[], int] = time.perf_counter_ns,
+) -> tuple[list[float], int, float]:
+    """Each callable on its own thread, back to back until `seconds` have passed (each finishes its last call).
+
+    Returns (latency of every call in ms, calls done, wall seconds). Backends whose calls release the
+    GIL (ONNX Runtime, OpenVINO) run them truly in parallel; that is the point of a throughput figure.
+    """
+    latencies: list[list[float]] = [[] for _ in calls]
+    errors: list[BaseException] = []
+    start = clock()
+    deadline = start + int(seconds * 1e9)
+
+    def loop(index: int, call: Callable[[], Any]) -> None:
+        try:
+            while clock() < deadline:
+                t0 = clock()
+                call()
+                latencies[index].append((clock() - t0) / 1e6)
+        except BaseException as exc:  # re-raised on the caller's thread
+            errors.append(exc)
+
+    workers = [threading.Thread(target=loop, args=(i, c), daemon=True) for i, c in enumerate(calls)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    wall = (clock() - start) / 1e9
+    if errors:
+        raise errors[0]
+    flat = [x for per in latencies for x in per]
+    return flat, len(flat), wall
+
+
 class Runner(ABC):
     """Runs a compiled model. `run` validates inputs; subclasses implement `_run_impl`."""
 
     provenance: Provenance = Provenance.MEASURED
+    # True when `run` may be called from several threads at once (the generic throughput mode needs it;
+    # a runner holding one infer request must say False, its default)
+    concurrent_run: ClassVar[bool] = False
 
     def __init__(self, input_specs: list[TensorSpec], output_names: list[str]):
         self.input_specs = list(input_specs)
@@ -206,6 +280,27 @@ class Runner(ABC):
 
     @abstractmethod
     def _run_impl(self, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]: ...
+
+    def throughput(
+        self, feed: Mapping[str, np.ndarray], *, streams: int | None = None, seconds: float = 10.0,
+        items_per_call: int = 1,
+    ) -> ThroughputRun:
+        """Items per second with `streams` requests in flight for `seconds` (feed checked by the caller).
+
+        The default: `streams` threads calling `run` on this one runner, labelled generic; only one
+        thread unless the runner declares `concurrent_run` (more is UnsupportedError, exit 3). Adapters
+        with their own async machinery (OpenVINO's AsyncInferQueue, ONNX Runtime sessions) override
+        this; the caller times the cold run, this the warm-up and the steady state.
+        """
+        count = check_streams(streams) or (2 if self.concurrent_run else 1)
+        if count > 1 and not self.concurrent_run:
+            raise UnsupportedError(f"{type(self).__name__}.run cannot be called from {count} threads at once",
+                                   path="--streams", hint="this backend has no throughput mode of its own: "
+                                                          "use --streams 1 (sequential) or --mode latency")
+        for _ in range(count):  # warm-up: every thread's first call out of the figure
+            self._run_impl(feed)
+        latencies, calls, wall = run_streams([lambda: self._run_impl(feed)] * count, seconds)
+        return ThroughputRun(calls, items_per_call, wall, tuple(latencies), count, GENERIC_THROUGHPUT)
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release backend resources (sessions, simulator processes)."""

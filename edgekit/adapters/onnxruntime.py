@@ -14,8 +14,9 @@ adapter_options: `optimization` (disable|basic|extended|all, default all), `prov
 
 from __future__ import annotations
 
+import os
 import shutil
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -28,7 +29,10 @@ from edgekit.adapters.base import (
     CompileOptions,
     Runner,
     TargetAdapter,
+    ThroughputRun,
     check_adapter_options,
+    check_streams,
+    run_streams,
 )
 from edgekit.errors import BadInputError, ToolchainMissingError, UnsupportedError
 
@@ -70,10 +74,44 @@ def to_float16(model: Any) -> Any:
     return convert_float_to_float16(model, keep_io_types=True, disable_shape_infer=False)
 
 
+def _usable_cpus() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
 class OrtRunner(Runner):
-    def __init__(self, session: Any, input_specs: list, output_names: list[str]):
+    concurrent_run = True  # InferenceSession.run is thread-safe and releases the GIL
+
+    def __init__(self, session: Any, input_specs: list, output_names: list[str],
+                 new_session: Callable[[int | None], Any] | None = None, threads: int | None = None):
         super().__init__(input_specs, output_names)
         self._session = session
+        self._new_session = new_session  # threads -> a session of the same model and providers (throughput mode)
+        self._threads = threads
+
+    def throughput(
+        self, feed: Mapping[str, np.ndarray], *, streams: int | None = None, seconds: float = 10.0,
+        items_per_call: int = 1,
+    ) -> ThroughputRun:
+        """N sessions (default: one per usable core), each with its share of the threads, run from N threads
+        at once (`InferenceSession.run` releases the GIL). Batching is the caller's feed (`--batch`)."""
+        if self._new_session is None:
+            return super().throughput(feed, streams=streams, seconds=seconds, items_per_call=items_per_call)
+        cpus = _usable_cpus()
+        count = check_streams(streams) or max(1, cpus)
+        per = max(1, (self._threads or cpus) // count)
+        sessions = [self._new_session(per) for _ in range(count)]
+        names, data = self.output_names, dict(feed)
+        calls = [lambda s=s: s.run(names, data) for s in sessions]
+        for call in calls:  # warm-up: each session's first run out of the figure
+            call()
+        latencies, done, wall = run_streams(calls, seconds)
+        return ThroughputRun(done, items_per_call, wall, tuple(latencies), count,
+                             f"onnxruntime: {count} session(s) × {per} intra-op thread(s), run from {count} "
+                             "threads at once", threads_per_stream=per,
+                             details={"sessions": count, "intra_op_threads": per})
 
     def _run_impl(self, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         results = self._session.run(self.output_names, dict(inputs))
@@ -175,9 +213,13 @@ class OnnxRuntimeAdapter(TargetAdapter):
             raise ToolchainMissingError(f"bundle needs {provider}, not in this onnxruntime", path=compiled.path,
                                         hint="install onnxruntime-gpu on a host with an NVIDIA GPU")
         model_file = compiled.path / str(info.get("model_file", "source.onnx"))
-        session = ort_session(model_file, threads=threads, providers=providers,
-                              optimization=str(info.get("optimization", "all")))
+        optimization = str(info.get("optimization", "all"))
+
+        def new_session(count: int | None) -> Any:
+            return ort_session(model_file, threads=count, providers=providers, optimization=optimization)
+
+        session = new_session(threads)
         if session.get_providers()[0] != provider:
             raise ToolchainMissingError(f"onnxruntime fell back to {session.get_providers()[0]} instead of {provider}",
                                         path=compiled.path, hint="check the CUDA/TensorRT libraries")
-        return OrtRunner(session, compiled.input_specs(), compiled.output_names())
+        return OrtRunner(session, compiled.input_specs(), compiled.output_names(), new_session, threads)

@@ -27,6 +27,7 @@ import io
 import json
 import logging
 import re
+import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -40,7 +41,9 @@ from edgekit.adapters.base import (
     CompileOptions,
     Runner,
     TargetAdapter,
+    ThroughputRun,
     check_adapter_options,
+    check_streams,
 )
 from edgekit.bundle import check_threads
 from edgekit.errors import BadInputError, ToolchainMissingError, UnsupportedError
@@ -94,10 +97,12 @@ def runtime_precisions(compiled: Any) -> dict[str, int]:
 
 
 class OpenVinoRunner(Runner):
-    def __init__(self, compiled: Any, input_specs: list, output_names: list[str], precision_used: str):
+    def __init__(self, compiled: Any, input_specs: list, output_names: list[str], precision_used: str,
+                 source: tuple[str, str, dict[str, Any]] | None = None):
         super().__init__(input_specs, output_names)
         self.precision_used = precision_used
         self._compiled = compiled
+        self._source = source  # (model.xml, device, properties): what throughput mode recompiles
         self._request = compiled.create_infer_request()
         ports = {name: port for port in compiled.outputs for name in port.get_names()}
         self._ports = [ports.get(name, compiled.outputs[i]) for i, name in enumerate(output_names)]
@@ -111,6 +116,69 @@ class OpenVinoRunner(Runner):
         # the request reuses its output buffers: copy before the next run overwrites them
         return {name: np.array(results[port], copy=True) for name, port in zip(self.output_names, self._ports,
                                                                                strict=True)}
+
+    def throughput(
+        self, feed: Mapping[str, np.ndarray], *, streams: int | None = None, seconds: float = 10.0,
+        items_per_call: int = 1,
+    ) -> ThroughputRun:
+        """OpenVINO's own way: the IR compiled with the THROUGHPUT hint (`NUM_STREAMS` when given), an
+        `AsyncInferQueue` of its optimal number of requests, each request's latency from start to callback.
+
+        Same precision hint and threads as the latency build; a compile that lands on another precision
+        is refused (a throughput figure in bf16 next to an f32 latency would compare two models).
+        """
+        import openvino as ov
+
+        count = check_streams(streams)
+        if self._source is None:
+            return super().throughput(feed, streams=streams, seconds=seconds, items_per_call=items_per_call)
+        xml, device, properties = self._source
+        config = {**properties, "PERFORMANCE_HINT": "THROUGHPUT"}
+        if count:
+            config["NUM_STREAMS"] = count
+        try:
+            compiled = _core().compile_model(xml, device, config)
+        except RuntimeError as exc:
+            raise RuntimeError(openvino_message(exc)) from exc
+        used = compiled.get_property("INFERENCE_PRECISION_HINT").get_type_name()
+        if self.precision_used != "int8" and _NAMES.get(used, used) != self.precision_used:
+            raise UnsupportedError(f"the THROUGHPUT compile computes {used}, the bundle {self.precision_used}",
+                                   path=xml, hint="bench --mode latency, or recompile the bundle")
+        requests = int(compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS"))
+        queue = ov.AsyncInferQueue(compiled, requests)
+        data = {k: np.asarray(v, order="C") for k, v in feed.items()}
+        for index in range(len(queue)):  # inputs set once per request, like benchmark_app: no copy per call
+            for name, array in data.items():
+                queue[index].set_tensor(name, ov.Tensor(array))
+        latencies: list[float] = []
+        clock = time.perf_counter_ns
+
+        def done(_request: Any, started: int) -> None:
+            latencies.append((clock() - started) / 1e6)
+
+        queue.set_callback(done)
+        for _ in range(requests):  # warm-up: each request's first inference out of the figure
+            queue.start_async(userdata=clock())
+        queue.wait_all()
+        latencies.clear()
+        start = clock()
+        deadline = start + int(seconds * 1e9)
+        try:
+            while clock() < deadline:
+                queue.get_idle_request_id()  # wait for a free request before its clock starts
+                queue.start_async(userdata=clock())
+            queue.wait_all()
+        except RuntimeError as exc:
+            raise RuntimeError(openvino_message(exc)) from exc
+        wall = (clock() - start) / 1e9
+        nstreams = int(compiled.get_property("NUM_STREAMS"))
+        threads = int(compiled.get_property("INFERENCE_NUM_THREADS"))
+        return ThroughputRun(len(latencies), items_per_call, wall, tuple(latencies), requests,
+                             f"openvino AsyncInferQueue, THROUGHPUT hint: {nstreams} stream(s), "
+                             f"{requests} infer request(s), {threads} thread(s)",
+                             threads_per_stream=max(1, threads // max(1, nstreams)) if threads else None,
+                             details={"num_streams": nstreams, "infer_requests": requests, "threads": threads,
+                                      "inference_precision": used})
 
     def close(self) -> None:
         self._request = None
@@ -231,7 +299,8 @@ class OpenVinoAdapter(TargetAdapter):
         used = ov_compiled.get_property("INFERENCE_PRECISION_HINT").get_type_name()
         recorded = str(compiled.info.get("precision_used", ""))
         precision = "int8" if recorded == "int8" else _NAMES.get(used, used)  # what this host really computes in
-        return OpenVinoRunner(ov_compiled, compiled.input_specs(), compiled.output_names(), precision)
+        return OpenVinoRunner(ov_compiled, compiled.input_specs(), compiled.output_names(), precision,
+                              source=(str(path / "model.xml"), device, _with_threads(properties, threads)))
 
 
 def bundle_config(config: Any, where: Path) -> tuple[str, dict[str, Any]]:

@@ -33,6 +33,13 @@ _BUDGET_RE = re.compile(
     rf"^\s*(?P<stat>[A-Za-z][A-Za-z0-9._]*)\s*(?P<op><=|<)\s*(?P<value>{_NUMBER})\s*(?P<unit>[A-Za-zµμ]+)\s*$", re.I
 )
 _PERCENTILE_RE = re.compile(r"^p(?P<q>\d+(?:\.\d+)?)$")
+_THROUGHPUT_RE = re.compile(
+    rf"^\s*throughput\s*(?P<op>>=|>|<=|<)\s*(?P<value>{_NUMBER})\s*(?P<unit>(?:items)?\s*/\s*s)?\s*$", re.I
+)
+THROUGHPUT_UNIT = "items/s"
+MAX_THROUGHPUT = 1e9  # items per second: a larger floor is a typo, not a budget
+_THROUGHPUT_HINT = "write throughput>=N/s (items per second, a floor), e.g. throughput>=120/s; measured by " \
+                   "--mode throughput"
 _LATENCY_HINT = "write STAT<=VALUEUNIT, e.g. p90<=25ms, mean<800us; STAT min/mean/max/median/std/pN with 0<N<100, " \
                 "unit ns/us/µs/ms/s"
 MIN_LIMIT_MS = 1e-6  # one nanosecond: the finest unit of the grammar
@@ -59,15 +66,21 @@ MAX_REGRESSION = 10.0  # 1000 %: beyond that a regression gate checks nothing
 
 @dataclass(frozen=True)
 class Budget:
-    """`statistic op limit`, the limit in milliseconds; `text` is what the user wrote (without spaces)."""
+    """`statistic op limit`; `text` is what the user wrote (without spaces).
+
+    The limit is in `unit`: milliseconds for latency statistics (`limit_ms`), items/s for the one
+    floor, `throughput>=N/s` (statistic `throughput`, op `>=` or `>`).
+    """
 
     statistic: str
     op: str
     limit_ms: float
     text: str
+    unit: str = "ms"
 
     def holds(self, value_ms: float) -> bool:
-        return value_ms <= self.limit_ms if self.op == "<=" else value_ms < self.limit_ms
+        return {"<=": value_ms <= self.limit_ms, "<": value_ms < self.limit_ms, ">=": value_ms >= self.limit_ms,
+                ">": value_ms > self.limit_ms}[self.op]
 
 
 def _statistic(stat: str, text: str, argument: str) -> str:
@@ -93,13 +106,16 @@ def parse_budget(text: str | Budget, *, argument: str = "--budget") -> Budget:
 
     STAT: min, mean, max, std, median (= p50) or pN with 0 < N < 100 (p99.9 ok); op `<=` or `<`;
     VALUE: a finite number (`25`, `.5`, `2e-1`); unit ns, us, µs, ms or s. The limit must lie between
-    one nanosecond and one day. Errors are BadInputError naming `argument` (a flag or a recipe key path).
+    one nanosecond and one day. `throughput>=N/s` (or `>`, unit `/s` or `items/s`) is a floor in items
+    per second, 0 < N <= 1e9. Errors are BadInputError naming `argument` (a flag or a recipe key path).
     """
     if isinstance(text, Budget):
         return text
     if not isinstance(text, str):
         raise BadInputError(f"a latency budget must be a string like 'p90<=25ms', got {type(text).__name__}",
                             path=argument, hint=_LATENCY_HINT)
+    if text.strip().lower().startswith("throughput"):
+        return _parse_throughput(text, argument)
     match = _BUDGET_RE.match(text)
     if not match:
         raise BadInputError(f"cannot parse budget {text!r}", path=argument, hint=_LATENCY_HINT)
@@ -118,6 +134,22 @@ def parse_budget(text: str | Budget, *, argument: str = "--budget") -> Budget:
         raise BadInputError(f"budget {text!r} {what}", path=argument,
                             hint="a latency limit lies between 1ns and 1 day, e.g. p90<=25ms")
     return Budget(stat, match["op"], limit, "".join(text.split()))
+
+
+def _parse_throughput(text: str, argument: str) -> Budget:
+    """`throughput>=N/s`: a floor in items/s (finite, above 0, at most MAX_THROUGHPUT)."""
+    match = _THROUGHPUT_RE.match(text)
+    if not match or not match["unit"]:
+        raise BadInputError(f"cannot parse budget {text!r}", path=argument, hint=_THROUGHPUT_HINT)
+    if match["op"] in ("<=", "<"):
+        raise BadInputError(f"budget {text!r}: a throughput budget is a floor", path=argument, hint=_THROUGHPUT_HINT)
+    value = float(match["value"])
+    if not math.isfinite(value):
+        raise BadInputError(f"budget {text!r} needs a finite limit", path=argument, hint=_THROUGHPUT_HINT)
+    if not 0 < value <= MAX_THROUGHPUT:
+        what = "must be positive" if value <= 0 else f"is over {MAX_THROUGHPUT:.0e} items/s"
+        raise BadInputError(f"budget {text!r} {what}", path=argument, hint=_THROUGHPUT_HINT)
+    return Budget("throughput", match["op"], value, "".join(text.split()), THROUGHPUT_UNIT)
 
 
 def parse_budgets(texts: Sequence[str | Budget] | str | None, *, argument: str = "--budget") -> list[Budget]:
@@ -335,7 +367,7 @@ class BudgetVerdict:
     def margin(self) -> float | None:
         if self.limit is None or self.measured is None:
             return None
-        return self.measured - self.limit if self.op == ">=" else self.limit - self.measured
+        return self.measured - self.limit if self.op in (">=", ">") else self.limit - self.measured
 
     @property
     def margin_pct(self) -> float | None:
@@ -408,8 +440,11 @@ def evaluate_budgets(
             note = _verdict_note(provenance)
             if provenance == "estimated" and budget.statistic not in ("mean", "p50"):
                 note += f"; the single estimated figure stands in for {budget.statistic}"
+            if budget.statistic == "throughput" and getattr(result, "throughput", None) is None:
+                note = "; ".join(x for x in (note, "sequential runs (latency mode): --mode throughput measures "
+                                                   "requests in parallel") if x)
         verdicts.append(BudgetVerdict(budget.text, "latency", budget.statistic, budget.op, budget.limit_ms,
-                                      measured, "ms", status, provenance, source, note))
+                                      measured, budget.unit, status, provenance, source, note))
     return verdicts
 
 
@@ -696,6 +731,10 @@ def bench_junit(result: LatencyResult, path: str | Path) -> Path:
     props = {"provenance": result.provenance, "target": env.get("target"), "adapter": env.get("adapter"),
              "cpu_model": env.get("cpu_model"), "threads": env.get("threads"),
              "bundle_sha256": env.get("bundle_sha256"), "edgekit": env.get("edgekit")}
+    throughput = getattr(result, "throughput", None)  # --mode throughput: the figure and how it was made
+    if throughput is not None:
+        props.update({"mode": "throughput", "throughput_items_per_s": f"{throughput.items_per_s:.6g}",
+                      "throughput_streams": throughput.streams, "throughput_method": throughput.method})
     classname = f"edgekit.bench.{env.get('target') or 'model'}.{env.get('adapter') or 'bundle'}"
     device = getattr(result, "device", None)  # a remote device's figure (edgekit.devices), never the host's
     if device:

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from edgekit.adapters.base import GENERIC_THROUGHPUT, check_streams
 from edgekit.adapters.loading import load_bundle
 from edgekit.bundle import check_threads
 from edgekit.checks.budgets import parse_regression
@@ -69,6 +70,39 @@ if TYPE_CHECKING:
 
 SCHEMA = "edgekit.bench/1"
 EMULATION_NOTE = "host emulation time, not device latency"
+MODES = ("latency", "throughput")
+DEFAULT_THROUGHPUT_SECONDS = 10.0  # benchmark_app's figure needs seconds of saturated requests, not 100 runs
+
+
+@dataclass(frozen=True)
+class ThroughputFigures:
+    """Throughput mode: items/s with `streams` requests in flight, by whose machinery (`method`)."""
+
+    items_per_s: float
+    items: int
+    calls: int
+    seconds: float
+    streams: int  # requests in flight (OpenVINO infer requests, ORT sessions, generic threads)
+    method: str
+    generic: bool  # the generic threaded fallback, not the backend's own async machinery
+    threads_per_stream: int | None = None
+    details: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"items_per_s": self.items_per_s, "items": self.items, "calls": self.calls, "seconds": self.seconds,
+                "streams": self.streams, "method": self.method, "generic": self.generic,
+                "threads_per_stream": self.threads_per_stream, "details": dict(self.details)}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> ThroughputFigures:
+        """From a device's reply (untrusted): numbers checked finite and in range."""
+        figures = cls(float(data["items_per_s"]), int(data["items"]), int(data["calls"]), float(data["seconds"]),
+                      int(data["streams"]), str(data["method"]), bool(data["generic"]),
+                      None if data.get("threads_per_stream") is None else int(data["threads_per_stream"]),
+                      dict(data.get("details") or {}))
+        if not all(np.isfinite(x) and x >= 0 for x in (figures.items_per_s, figures.seconds, figures.items)):
+            raise ValueError("throughput figures out of range")
+        return figures
 
 
 @dataclass
@@ -96,6 +130,11 @@ class BenchResult:
     notes: list[str] = field(default_factory=list)
     created_at: str = field(default_factory=lambda: _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"))
     device: dict[str, Any] | None = None  # the remote device measured on (edgekit.devices); None: this host
+    throughput: ThroughputFigures | None = None  # --mode throughput; the samples are then per-request latencies
+
+    @property
+    def mode(self) -> str:
+        return "throughput" if self.throughput is not None else "latency"
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> BenchResult:
@@ -120,13 +159,19 @@ class BenchResult:
                 input_shapes={str(k): [int(d) for d in v] for k, v in dict(data.get("input_shapes") or {}).items()},
                 warnings=[str(w) for w in data.get("warnings") or []], notes=[str(n) for n in data.get("notes") or []],
                 created_at=str(data.get("created_at") or ""), device=data.get("device"),
+                throughput=ThroughputFigures.from_json(data["throughput"]) if data.get("throughput") else None,
             )
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise ToolchainMissingError(f"malformed bench result ({type(exc).__name__}: {exc})", path="bench JSON",
                                         hint="compare edgekit versions here and on the device") from None
 
     def value(self, statistic: str) -> float | None:
-        """A statistic in ms; for an estimate, the single estimated figure stands for every statistic."""
+        """A statistic in ms (`throughput`: items/s); for an estimate, the single estimated figure stands for
+        every latency statistic. In latency mode `throughput` is the sequential 1000 × batch / mean."""
+        if statistic == "throughput":
+            if self.throughput is not None:
+                return self.throughput.items_per_s
+            return float(self.stats.throughput) if self.stats is not None else None
         if self.stats is not None:
             if statistic in STATISTICS or statistic == "std":
                 return float(getattr(self.stats, statistic))
@@ -156,6 +201,7 @@ class BenchResult:
 
         return to_jsonable({
             "schema": SCHEMA,
+            "mode": self.mode,
             "created_at": self.created_at,
             "provenance": self.provenance,
             "bundle": self.bundle,
@@ -177,6 +223,7 @@ class BenchResult:
             "warnings": self.warnings,
             "notes": self.notes,
             "device": self.device,
+            "throughput": self.throughput.to_json() if self.throughput else None,
         })
 
 
@@ -339,6 +386,8 @@ def bench(
     device_kind: str | None = None,
     lease_timeout: float | None = None,
     run_timeout: float | None = None,
+    mode: str = "latency",
+    streams: int | None = None,
 ) -> BenchResult:
     """Benchmark a bundle and check latency budgets: `edgekit.bench("out/bundle", budgets=["p90<=25ms"])`.
 
@@ -357,10 +406,17 @@ def bench(
     `cluster` (a Ray address) on a free device of `device_kind` (default: the bundle's target) in the
     farm (edgekit.devices). The figure is the device's (`result.device` says which); budgets and the
     baseline are judged here as for a local bench. A device that cannot bench is exit 4, never a figure.
+
+    `mode="throughput"`: items/s with `streams` requests in flight for `duration` seconds (default 10),
+    by the adapter's own machinery (`Runner.throughput`: OpenVINO's AsyncInferQueue with the THROUGHPUT
+    hint, ONNX Runtime's parallel sessions; other adapters a generic threaded loop, labelled so); the
+    samples are the per-request latencies. `result.throughput` carries the figure, `throughput>=N/s` budgets.
     """
     from edgekit.checks.budgets import check_against_baseline, evaluate_budgets, load_result_json, parse_budgets
 
     threads = check_threads(threads)  # bounded before any work (a huge count hangs the backend)
+    check_mode(mode, streams, iters=iters, baseline_bundle=baseline_bundle, remote=device is not None or
+                cluster is not None)
     config = BenchConfig(warmup=warmup, iters=iters, duration=duration, threads=threads, batch=batch,
                          cv_threshold=cv_threshold, stability_metric=stability_metric,
                          max_extend_rounds=max_extend_rounds,
@@ -391,14 +447,55 @@ def bench(
         result = _bench_remote(bundle_path, config, shapes, trust=trust, device=device, cluster=cluster,
                                device_kind=device_kind, lease_timeout=lease_timeout, run_timeout=run_timeout)
     else:
-        result = _bench_bundle(bundle_path, config, timer=timer, loader=loader, shapes=shapes)
+        result = _bench_bundle(bundle_path, config, timer=timer, loader=loader, shapes=shapes,
+                               streams=streams if mode == "throughput" else 0)
     result.verdicts = evaluate_budgets(result, parsed)
     if baseline_data is not None:
         label = "baseline" if isinstance(baseline, Mapping) else f"baseline {baseline}"
+        latency_stats = [b.statistic for b in parsed if b.statistic != "throughput"]  # a floor, not a ceiling
         result.verdicts += check_against_baseline(
-            result, baseline_data, max_regression=max_regression, statistics=[b.statistic for b in parsed] or None,
+            result, baseline_data, max_regression=max_regression, statistics=latency_stats or None,
             force=force, label=label, contention=result.contention.to_json() if result.contention else None)
     return result
+
+
+def check_mode(mode: Any, streams: Any, *, iters: int | None, baseline_bundle: Any, remote: bool) -> None:
+    """The mode and its options, before any work: a bad combination is exit 2 naming the flag."""
+    if mode not in MODES:
+        raise BadInputError(f"unknown mode {mode!r}", path="--mode", hint="latency or throughput")
+    if mode == "latency":
+        if streams is not None:
+            raise BadInputError("--streams needs --mode throughput", path="--streams")
+        return
+    check_streams(streams)
+    if iters is not None:
+        raise BadInputError("throughput mode runs for --duration seconds, not --iters", path="--iters",
+                            hint=f"--duration S (default {DEFAULT_THROUGHPUT_SECONDS:g})")
+    if baseline_bundle is not None:
+        raise BadInputError("--baseline-bundle times latency side by side; not with --mode throughput",
+                            path="--baseline-bundle", hint="gate throughput with a budget, e.g. throughput>=120/s")
+    if remote:
+        raise BadInputError("--mode throughput is not supported with --device/--cluster yet", path="--mode",
+                            hint="run `python -m edgekit.runtime bench BUNDLE/ --mode throughput` on the device")
+
+
+def measure_throughput(
+    runner: Runner, feed: Mapping[str, np.ndarray], *, streams: int | None, seconds: float, batch: int,
+    timer: Timer = time.perf_counter_ns,
+) -> tuple[float, ThroughputFigures, list[float]]:
+    """Cold first run (validated, timed alone), then the runner's throughput run.
+
+    Returns (cold_ms, figures, per-request latencies in ms). Items per call are the feed's batch.
+    """
+    cold = _time_once(lambda: runner.run(feed), timer)
+    run = runner.throughput(feed, streams=streams, seconds=seconds, items_per_call=batch)
+    if not run.latencies_ms or run.seconds <= 0:
+        raise BadInputError(f"no request finished in {seconds:g} s", path="--duration",
+                            hint="give a longer --duration (one request must fit)")
+    figures = ThroughputFigures(run.items_per_s, run.calls * run.items_per_call, run.calls, run.seconds,
+                                run.streams, run.method, run.method == GENERIC_THROUGHPUT, run.threads_per_stream,
+                                dict(run.details))
+    return cold, figures, list(run.latencies_ms)
 
 
 def _bundle_dir(bundle: str | Path | Artifact, *, argument: str) -> Path:
@@ -482,8 +579,9 @@ def _bench_ab(
 
 def _bench_bundle(
     bundle_path: Path, config: BenchConfig, *, timer: Timer, loader: Callable[..., Runner],
-    shapes: Sequence[TensorSpec] = (),
+    shapes: Sequence[TensorSpec] = (), streams: int | None = 0,
 ) -> BenchResult:
+    """Load, then time: latency (`streams` 0) or throughput (`streams` None: the backend's choice, or N)."""
     from edgekit.artifact import tool_versions
     from edgekit.bundle import verify_bundle
 
@@ -531,11 +629,23 @@ def _bench_bundle(
         inputs = prepare_inputs(runner, config.batch, shapes=shapes)
         result.input_shapes = feed_shapes(inputs)
         probe = ContentionProbe().start()
-        result.cold_ms, samples, result.stability = measure_runner(runner, config, timer=timer, inputs=inputs)
+        if streams == 0:
+            result.cold_ms, samples, result.stability = measure_runner(runner, config, timer=timer, inputs=inputs)
+        else:
+            seconds = config.duration or DEFAULT_THROUGHPUT_SECONDS
+            result.cold_ms, result.throughput, samples = measure_throughput(
+                runner, inputs, streams=streams, seconds=seconds, batch=config.batch, timer=timer)
         result.contention = probe.stop()
     result.samples_ms = samples
     result.stats = LatencyStats.from_samples(samples, batch=config.batch)
-    if result.stability.warning:
+    if result.throughput is not None:  # per-request latencies overlap: items/s is the run's, not 1000/mean
+        result.stats = replace(result.stats, throughput=result.throughput.items_per_s)
+        result.notes.append(f"throughput mode: {result.throughput.method}; latency percentiles are per request "
+                            "with the others in flight")
+        if result.throughput.generic:
+            result.warnings.append("throughput by the generic threaded fallback, not the backend's own async "
+                                   "machinery: a lower bound for this backend")
+    if result.stability is not None and result.stability.warning:
         result.warnings.append(result.stability.warning)
     result.peak_rss_mb, result.memory_method = peak_rss_mb()
     return result
@@ -564,8 +674,8 @@ def _bench_remote(
 
 __all__ = [  # timing and environment live in the core layer now; their names stay importable from here
     "DEFAULT_ITERS", "DEFAULT_MAX_SECONDS", "EMULATION_NOTE", "INT8_FLAGS", "RELEVANT_FIELDS", "SCHEMA", "STATISTICS",
-    "THREAD_ENV", "BenchConfig", "BenchResult", "InterleavedTiming", "LatencyStats", "Stability", "Timer", "bench",
-    "cpu_info", "environment_fingerprint", "feed_shapes", "fingerprint_differences", "interleaved",
-    "measure_runner", "paired_ratios", "peak_rss_mb", "prepare_inputs", "sized_specs", "statistic_value",
-    "time_runs",
+    "THREAD_ENV", "BenchConfig", "BenchResult", "InterleavedTiming", "LatencyStats", "Stability", "ThroughputFigures",
+    "Timer", "bench", "check_mode", "cpu_info", "environment_fingerprint", "feed_shapes", "fingerprint_differences",
+    "interleaved", "measure_runner", "measure_throughput", "paired_ratios", "peak_rss_mb", "prepare_inputs",
+    "sized_specs", "statistic_value", "time_runs",
 ]

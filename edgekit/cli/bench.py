@@ -43,13 +43,21 @@ _STATUS = {"pass": "[bold green]pass[/]", "fail": "[bold red]FAIL[/]", "not-run"
 
 BudgetOpt = Annotated[list[str] | None, typer.Option(
     "--budget", metavar="EXPR", help="Latency budget, e.g. 'p90<=25ms' (p50/p90/p95/p99/mean/max/min; ms/us/s; "
-    "repeatable). Exit 1 when one fails.")]
+    "repeatable), or a throughput floor 'throughput>=120/s'. Exit 1 when one fails.")]
 JunitOpt = Annotated[Path | None, typer.Option("--junit", metavar="FILE.xml",
                                                help="Write JUnit XML: one testcase per budget.")]
 PlotOpt = Annotated[Path | None, typer.Option("--plot", metavar="FILE.png", help="Latency histogram + timeline.")]
 WarmupOpt = Annotated[int, typer.Option("--warmup", min=0, help="Untimed runs before timing.")]
 ItersOpt = Annotated[int | None, typer.Option("--iters", min=1, help="Timed runs (default 100, or ~10 s).")]
-DurationOpt = Annotated[float | None, typer.Option("--duration", help="Seconds of timed runs instead of --iters.")]
+DurationOpt = Annotated[float | None, typer.Option(
+    "--duration", help="Seconds of timed runs instead of --iters (--mode throughput: the run's length, default 10).")]
+ModeOpt = Annotated[str, typer.Option(
+    "--mode", metavar="latency|throughput", help="latency: one request at a time (default). throughput: items/s "
+    "with requests in parallel by the backend's own machinery (OpenVINO THROUGHPUT hint + async requests, ONNX "
+    "Runtime parallel sessions), per-request latency alongside; budget e.g. 'throughput>=120/s'.")]
+StreamsOpt = Annotated[int | None, typer.Option(
+    "--streams", metavar="N", help="--mode throughput: requests in flight (OpenVINO streams, ORT sessions); "
+    "default: the backend's choice.")]
 BaselineBundleOpt = Annotated[Path | None, typer.Option(
     "--baseline-bundle", metavar="OLD/", help="Regression gate: time this bundle side by side with OLD (same "
     "inputs) in shuffled interleaved rounds; pass, fail (regression) or inconclusive (exit 4) on the paired "
@@ -130,8 +138,14 @@ def render_bench(result: BenchResult, console: Console) -> None:
         for key in ("min", "mean", "p50", "p90", "p95", "p99", "max", "std"):
             table.add_row(key, fmt_num(getattr(s, key)), provenance_style(result.provenance))
         console.print(table)
-        console.print(f"{s.n} runs · CV {s.cv:.1%} (robust {s.robust_cv:.1%}) · throughput "
-                      f"{fmt_num(s.throughput)} items/s", highlight=False)
+        tp = result.throughput
+        if tp is not None:
+            console.print(f"[bold]throughput {fmt_num(tp.items_per_s)} items/s[/] ({tp.items} items in "
+                          f"{tp.seconds:.2f} s, {tp.streams} in flight; {escape(tp.method)}) · latency above per "
+                          f"request, {s.n} requests", highlight=False)
+        else:
+            console.print(f"{s.n} runs · CV {s.cv:.1%} (robust {s.robust_cv:.1%}) · throughput "
+                          f"{fmt_num(s.throughput)} items/s", highlight=False)
         st = result.stability
         if st is not None:
             state = "[green]stable[/]" if st.stable else "[yellow]noisy[/]"
@@ -144,8 +158,8 @@ def render_bench(result: BenchResult, console: Console) -> None:
             console.print(f"  [dim]assumes: {escape(str(assumption))}[/]", highlight=False)
     timings = [(name, value) for name, value in (("compile", result.compile_ms), ("load", result.load_ms),
                                                  ("cold first run", result.cold_ms)) if value is not None]
-    if timings:
-        console.print(" · ".join(f"{n} {fmt_num(v)} ms" for n, v in timings)
+    if timings:  # cold start, apart from the steady state above
+        console.print("cold start: " + " · ".join(f"{n} {fmt_num(v)} ms" for n, v in timings)
                       + (f" · peak RSS {fmt_num(result.peak_rss_mb)} MiB" if result.peak_rss_mb else ""),
                       highlight=False)
     env = result.environment
@@ -253,6 +267,8 @@ def bench_cmd(
     warmup: WarmupOpt = 10,
     iters: ItersOpt = None,
     duration: DurationOpt = None,
+    mode: ModeOpt = "latency",
+    streams: StreamsOpt = None,
     threads: ThreadsOpt = None,
     batch: Annotated[int, typer.Option("--batch", min=1, help="Batch size for a dynamic batch dim.")] = 1,
     input_shape: InputShapeOpt = None,
@@ -279,13 +295,17 @@ def bench_cmd(
     lease_timeout: LeaseTimeoutOpt = None,
     run_timeout: RunTimeoutOpt = None,
 ) -> None:
-    """Time a bundle: percentiles with provenance, cold/load times, environment; gate on budgets."""
+    """Time a bundle: percentiles (or --mode throughput items/s) with provenance, cold/load times, environment;
+    gate on budgets."""
     import edgekit
     from edgekit.checks.budgets import bench_junit
+    from edgekit.checks.latency import check_mode
 
     console = out(json)
     shapes = tuple(input_shape or ())
     ab = ab_settings(baseline_bundle, max_regression, ab_max_seconds)
+    check_mode(mode, streams, iters=iters, baseline_bundle=baseline_bundle,  # before any compile
+               remote=device is not None or cluster is not None)
     with tempfile.TemporaryDirectory(prefix="edgekit-bench-") as tmp:
         bundle, compiled = _bundle_for(target_or_bundle, model, target=target, backend=backend, precision=precision,
                                        threads=threads, batch=batch, shapes=shapes, budgets=tuple(budget or ()),
@@ -294,7 +314,8 @@ def bench_cmd(
             bundle, warmup=warmup, iters=iters, duration=duration, threads=threads, batch=batch, input_shapes=shapes,
             budgets=tuple(budget or ()), baseline=baseline, max_regression=max_regression, force=force,
             baseline_bundle=baseline_bundle, ab=ab, cv_threshold=cv_threshold, allow_emulated=emulated,
-            trust=trust_bundle, **remote_kwargs(device, cluster, device_kind, lease_timeout, run_timeout),
+            trust=trust_bundle, mode=mode, streams=streams,
+            **remote_kwargs(device, cluster, device_kind, lease_timeout, run_timeout),
         )
     if compiled is not None:
         result.compile_ms = compiled[1]

@@ -1,4 +1,8 @@
-"""`edgekit run RECIPE.toml`: the whole pipeline in one command, cached, with bundles and a report."""
+"""`edgekit run RECIPE.toml`: the whole pipeline in one command, cached, with bundles and a report.
+
+`edgekit run A.toml B.toml ... [--cluster ADDRESS]`: many recipes, in turn or one Ray task each
+(`edgekit.pipeline.many`), with one summary table.
+"""
 
 from __future__ import annotations
 
@@ -7,15 +11,18 @@ from typing import Annotated, Any
 
 import typer
 
-from edgekit.cli._common import JsonOpt, command, emit_json, out, provenance_style
+from edgekit.cli._common import JsonOpt, command, emit_json, err_console, out, provenance_style
+from edgekit.errors import BadInputError
 
 
 @command("run", progress=False)  # its own live display: stage lines, with in-stage progress
 def run(
-    recipe: Annotated[Path, typer.Argument(help="Recipe file (TOML), or the name of a shipped recipe, "
-                                           "e.g. lenet-digits-cpu-int8.")],
-    output: Annotated[Path | None, typer.Option("--output", "-o", help="Output folder (default ./edgekit-out/NAME).")]
-    = None,
+    recipes: Annotated[list[Path], typer.Argument(help="Recipe file (TOML), or the name of a shipped recipe, "
+                                                  "e.g. lenet-digits-cpu-int8; several run in turn, or on "
+                                                  "--cluster.", metavar="RECIPE")],
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="Output folder (default ./edgekit-out/NAME; "
+                                                "with several recipes or --cluster: OUT/NAME per recipe, "
+                                                "default ./edgekit-out).")] = None,
     target: Annotated[list[str] | None, typer.Option("--target", "-t", help="Run only this recipe target "
                                                      "(repeatable).")] = None,
     cache_dir: Annotated[Path | None, typer.Option("--cache-dir", help="Stage cache folder (default: the user "
@@ -24,6 +31,10 @@ def run(
     trust_code: Annotated[bool, typer.Option("--trust-code", help="Allow the recipe to run Python code "
                                              "(model.factory, py: data); the recipe must also say trust_code = "
                                              "true.")] = False,
+    cluster: Annotated[str | None, typer.Option("--cluster", metavar="ADDRESS",
+                                                help="Run each recipe as one task on this Ray cluster "
+                                                     "(ray://HEAD:10001, HEAD:6379 or auto); docs/devices.md.")]
+    = None,
     json_dest: JsonOpt = None,
 ) -> None:
     """Run a recipe: export → simplify → quantize → compile → accuracy → bench → budget checks.
@@ -31,7 +42,14 @@ def run(
     Writes OUT/<target>/ bundles (budgets stored for `edgekit gate`), OUT/report.md and OUT/report.html.
     Exit 1 a budget failed · 3 a target is unsupported · 4 a target could not be built or judged here
     (toolchain/device missing, a budget not measurable) — unless the recipe marks that target optional.
+    Several recipes (or --cluster): OUT/<recipe name>/ each, one summary table, the most severe exit code
+    (2 > 1 > 3 > 4 > 0); 130 when interrupted (running tasks are cancelled).
     """
+    if cluster is not None or len(recipes) != 1:
+        run_recipes(recipes, output=output, target=target, cache_dir=cache_dir, no_cache=no_cache,
+                    trust_code=trust_code, cluster=cluster, json_dest=json_dest)
+        return
+    recipe = recipes[0]
     from rich.markup import escape
     from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
     from rich.table import Column, Table
@@ -128,6 +146,66 @@ def run(
         raise typer.Exit(result.exit_code)
 
 
+def run_recipes(recipes: list[Path], *, output: Path | None, target: list[str] | None, cache_dir: Path | None,
+                no_cache: bool, trust_code: bool, cluster: str | None, json_dest: str | None) -> None:
+    """Several recipes (or any on a cluster): a line as each finishes, then one table and the worst exit code."""
+    from rich.markup import escape
+    from rich.table import Table
+
+    from edgekit.pipeline.many import PlannedRecipe, RecipeRun, exit_code, run_many
+
+    if target:
+        raise BadInputError("--target selects targets of one recipe", path="--target",
+                            hint="run that recipe on its own, or drop --target")
+    console = out(json_dest)
+    colours = {"passed": "green", "failed": "red"}
+
+    def where(run: RecipeRun) -> str:
+        if run.node == "local":
+            return f"here ({run.host}, pid {run.pid})"
+        return f"node {run.node[:12]} ({run.host}, pid {run.pid})" if run.node else "— (task lost)"
+
+    def done(run: RecipeRun) -> None:
+        console.print(f"  [{colours.get(run.status, 'yellow')}]{run.status}[/] {escape(run.recipe)} (exit "
+                      f"{run.exit_code}, {run.seconds:.1f} s) {escape(where(run))}", highlight=False)
+
+    def start(jobs: list[PlannedRecipe]) -> None:
+        how = f"on the cluster at {cluster}, one task each" if cluster is not None else "one after another"
+        console.print(escape(f"{len(jobs)} recipe(s) {how}, into {jobs[0].output.parent}/<recipe>/"),
+                      highlight=False)
+
+    try:
+        runs = run_many(recipes, output=output, cluster=cluster, cache_dir=cache_dir, use_cache=not no_cache,
+                        trust_code=trust_code, on_start=start, on_done=done)
+    except KeyboardInterrupt:
+        err_console.print("[bold red]interrupted[/]: recipe runs still going were stopped (tasks cancelled); "
+                          "their OUT/<name> folders may be incomplete")
+        raise typer.Exit(130) from None
+    code = exit_code(runs)
+    title = f"{len(runs)} recipes: {'PASSED' if code == 0 else 'NOT PASSED'} (exit {code})"
+    rows = [(escape(r.recipe), escape(", ".join(f"{t} {s}" for t, s in r.targets) or "—"),
+             f"[{colours.get(r.status, 'yellow')}]{r.status}[/]", str(r.exit_code), f"{r.seconds:.1f}",
+             escape(where(r))) for r in runs]
+    if console.width >= 100:
+        table = Table(title=title)
+        for col in ("recipe", "targets", "status", "exit", "seconds", "ran on"):
+            table.add_column(col)
+        for row in rows:
+            table.add_row(*row)
+        console.print(table)
+    else:
+        console.print(f"[bold]{escape(title)}[/]")
+        for name, targets, status, exit_text, seconds, ran in rows:
+            console.print(f"  {name} {status} (exit {exit_text}, {seconds} s): {targets} — {ran}", highlight=False)
+    for r in runs:
+        if r.reason:
+            console.print(f"[{colours.get(r.status, 'yellow')}]{r.status}[/] {escape(r.recipe)}: {escape(r.reason)}",
+                          highlight=False)
+    emit_json({"exit_code": code, "cluster": cluster, "recipes": [r.to_json() for r in runs]}, json_dest)
+    if code:
+        raise typer.Exit(code)
+
+
 def metric_text(metric: dict[str, Any]) -> str:
     """`map50 90.28 % (FP32 93.92 %, drop 3.64 points; accuracy)`: a task metric, never called accuracy
     when it is agreement with FP32's own predictions."""
@@ -159,16 +237,22 @@ def render_candidates(target: Any, width: int | None = None) -> Any:
     marks = {"passed": "[green]✅ passed[/]", "rejected": "[yellow]❎ rejected[/]", "failed": "[red]❌ failed[/]",
              "skipped": "[dim]⏭ skipped[/]"}
 
+    fp32 = [c.latency_ms for c in target.candidates if c.precision == "fp32" and c.latency_ms is not None
+            and c.latency_kind == "side-by-side median"]
+
     def fields(c: Any) -> tuple[str, ...]:
         used = f" → {c.precision_used}" if c.precision_used and c.precision_used != c.precision else ""
-        latency = f"{c.latency_ms:.3f} ms {provenance_style(c.latency_provenance)}" if c.latency_ms is not None \
-            else "—"
+        tail = f" / {c.latency_p99_ms:.3f}" if c.latency_p99_ms is not None else ""
+        latency = f"{c.latency_ms:.3f}{tail} ms {provenance_style(c.latency_provenance)}" \
+            if c.latency_ms is not None else "—"
+        speed = f"{min(fp32) / c.latency_ms:.2f}×" if fp32 and c.latency_ms and \
+            c.latency_kind == "side-by-side median" else "—"
         acc = metric_text(c.metric) if c.metric else \
             (f"{c.accuracy:.4f} {provenance_style(c.accuracy_provenance)}" if c.accuracy is not None else "—")
         if c.dead:
             acc = f"[red]dead: {escape(c.dead)}[/]"
         return (("★ " if c.chosen else "") + escape(c.adapter), c.precision + used, marks.get(c.status, c.status),
-                f"{c.size_mb:.1f}" if c.size_mb is not None else "—", latency, acc,
+                f"{c.size_mb:.1f}" if c.size_mb is not None else "—", latency, speed, acc,
                 f"{c.cosine:.5f}" if c.cosine is not None else "—",
                 f"{c.sqnr_db:.1f} dB" if c.sqnr_db is not None else "—",
                 "" if c.reason == "meets the accuracy budget" else escape(c.reason))
@@ -178,17 +262,17 @@ def render_candidates(target: Any, width: int | None = None) -> Any:
         if target.decision else ""
     if (width or default_console.width) >= 130:
         table = Table(title=title, caption=decision or None, caption_justify="left")
-        for col in ("candidate", "precision", "status", "size MB", "latency", "task accuracy", "cosine", "SQNR",
-                    "why"):
+        for col in ("candidate", "precision", "status", "size MB", "p50 / p99", "× FP32", "accuracy", "cosine",
+                    "SQNR", "why"):
             table.add_column(col, overflow="fold")
         for c in target.candidates:
             table.add_row(*fields(c))
         return table
     lines = [f"[bold]{escape(title)}[/]"]
     for c in target.candidates:
-        name, precision, status, _size, latency, acc, cos, sqnr, why = fields(c)
-        lines.append(f"  {name} {precision} {status}: latency {latency}, accuracy {acc}, cosine {cos}, SQNR {sqnr}"
-                     + (f" — {why}" if why else ""))
+        name, precision, status, _size, latency, speed, acc, cos, sqnr, why = fields(c)
+        lines.append(f"  {name} {precision} {status}: p50/p99 {latency} ({speed} FP32), accuracy {acc}, cosine {cos}, "
+                     f"SQNR {sqnr}" + (f" — {why}" if why else ""))
     if decision:
         lines.append(decision)
     return Group(*lines)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import io
 import os
+import socket
 import sys
 import time
 from dataclasses import replace
@@ -52,10 +53,29 @@ def _ray() -> Any:
     return ray
 
 
+def _probe(address: str, timeout: float = 10.0) -> None:
+    """Fail in seconds, not minutes: Ray retries an unreachable GCS for ~2 min and a Ray Client for 30 s."""
+    if address in ("auto", "local"):
+        return
+    rest = address.removeprefix("ray://")
+    host, _, port = rest.rpartition(":") if ":" in rest else (rest, "", "")
+    if not host or not (port or "0").isdigit():
+        raise BadInputError(f"{address!r} is not a Ray address", path="--cluster",
+                            hint="ray://HEAD:10001, HEAD:6379, or auto")
+    try:
+        socket.create_connection((host.strip("[]"), int(port or (10001 if address.startswith("ray://") else 6379))),
+                                 timeout=timeout).close()
+    except OSError as exc:
+        raise ToolchainMissingError(f"cannot join the cluster at {address} ({type(exc).__name__}: {exc})",
+                                    path="--cluster", hint="check the head's address (ray status on the head), "
+                                    "or ray://HEAD:10001 from outside the cluster network") from None
+
+
 def connect(address: str) -> Any:
     """Connect this process to the cluster at `address` (once; an existing connection is reused)."""
     ray = _ray()
     if not ray.is_initialized():
+        _probe(address)
         try:
             ray.init(address=address, logging_level="ERROR", log_to_driver=False)
         except Exception as exc:  # ConnectionError, RuntimeError, grpc errors: all mean "not reachable"

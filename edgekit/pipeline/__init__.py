@@ -6,15 +6,17 @@
 - `run`: `Pipeline` (export → simplify → quantize → compile → accuracy → fresh bench → budgets)
 - `gate`: `edgekit gate` for recipes and bundles
 - `auto`: `compile(precision="auto")` for one model and target
+- `many`: `run_many` (many recipes, in turn or one Ray task each on a cluster)
 """
 
 from edgekit.pipeline.auto import AutoCompileResult, compile, compile_auto
 from edgekit.pipeline.gate import gate, gate_recipe
+from edgekit.pipeline.many import RecipeRun, run_many
 from edgekit.pipeline.results import Candidate, LatencyFigure, PipelineResult, StageRun, TargetResult
 from edgekit.pipeline.run import Pipeline
 from edgekit.recipe import Recipe, load_recipe
 
 __all__ = [
-    "AutoCompileResult", "Candidate", "LatencyFigure", "Pipeline", "PipelineResult", "Recipe", "StageRun",
-    "TargetResult", "compile", "compile_auto", "gate", "gate_recipe", "load_recipe",
+    "AutoCompileResult", "Candidate", "LatencyFigure", "Pipeline", "PipelineResult", "Recipe", "RecipeRun",
+    "StageRun", "TargetResult", "compile", "compile_auto", "gate", "gate_recipe", "load_recipe", "run_many",
 ]

@@ -73,6 +73,7 @@ class Candidate:
     reason: str = ""
     chosen: bool = False
     latency_ms: float | None = None  # the figure the choice used: side-by-side median, or the estimate
+    latency_p99_ms: float | None = None  # tail of the same side-by-side samples
     latency_kind: str = ""  # "side-by-side median" | "estimate" | ""
     latency_provenance: str = "not-run"
     decision: str = ""  # on the chosen candidate: the rule that decided, with the figures it used

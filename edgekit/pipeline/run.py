@@ -562,7 +562,7 @@ class _Run:
         when = f"timed side by side {entry.meta.get('measured_at', '?')} on this host" + \
             (" (from the cache)" if entry.hit else "")
         for key, c in by_key.items():
-            c.latency_ms = choice.medians_ms.get(key)
+            c.latency_ms, c.latency_p99_ms = choice.medians_ms.get(key), choice.p99_ms.get(key)
             c.latency_kind, c.latency_provenance = "side-by-side median", "measured"
             if key in choice.rejected:
                 c.reason = f"{c.reason}; {choice.rejected[key]}"

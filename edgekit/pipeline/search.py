@@ -43,16 +43,18 @@ class Choice:
     medians_ms: dict[str, float] = field(default_factory=dict)  # median of per-round medians
     rounds: int = 0
     rejected: dict[str, str] = field(default_factory=dict)  # too slow after warm-up: not timed in rounds
+    p99_ms: dict[str, float] = field(default_factory=dict)  # tail of the same side-by-side samples
 
     def to_json(self) -> dict[str, Any]:
         return {"name": self.name, "rule": self.rule, "detail": self.detail, "medians_ms": self.medians_ms,
-                "rounds": self.rounds, "rejected": self.rejected}
+                "rounds": self.rounds, "rejected": self.rejected, "p99_ms": self.p99_ms}
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> Choice:
         return cls(str(data["name"]), str(data["rule"]), str(data["detail"]),
                    {k: float(v) for k, v in dict(data.get("medians_ms") or {}).items()},
-                   int(data.get("rounds", 0)), {k: str(v) for k, v in dict(data.get("rejected") or {}).items()})
+                   int(data.get("rounds", 0)), {k: str(v) for k, v in dict(data.get("rejected") or {}).items()},
+                   {k: float(v) for k, v in dict(data.get("p99_ms") or {}).items()})
 
 
 def decide(timed: Mapping[str, InterleavedTiming], precisions: Mapping[str, str], *,
@@ -65,6 +67,13 @@ def decide(timed: Mapping[str, InterleavedTiming], precisions: Mapping[str, str]
             medians[name] = float(np.median(per_round))
     rejected = {n: t.rejected for n, t in timed.items() if t.rejected}
     n_rounds = max((len(t.rounds) for t in timed.values()), default=0)
+    choice = _decide(timed, medians, rejected, n_rounds, precisions, min_gain)
+    choice.p99_ms = {n: float(np.percentile(t.samples, 99)) for n, t in timed.items() if t.samples and not t.rejected}
+    return choice
+
+
+def _decide(timed: Mapping[str, InterleavedTiming], medians: dict[str, float], rejected: dict[str, str],
+            n_rounds: int, precisions: Mapping[str, str], min_gain: float) -> Choice:
     if not medians:  # every candidate rejected: cannot happen (the fastest never is), but stay total
         name = next(iter(timed))
         return Choice(name, RULE_FASTEST, "nothing timed; first candidate", {}, n_rounds, rejected)
@@ -179,4 +188,5 @@ def confirm(choice: Choice, p50s: Mapping[str, list[float]], precisions: Mapping
     detail = (f"{choice.detail}; confirmed in separate processes ({len(ratios)} alternating runs each): "
               f"{a} {medians[a]:.3f} ms, {b} {medians[b]:.3f} ms, {fast} faster in {wins}/{len(ratios)}")
     rule = choice.rule if winner == choice.name else f"{choice.rule}, overturned in separate processes"
-    return Choice(winner, rule, detail, {**choice.medians_ms}, choice.rounds, dict(choice.rejected))
+    return Choice(winner, rule, detail, {**choice.medians_ms}, choice.rounds, dict(choice.rejected),
+                  dict(choice.p99_ms))

@@ -38,6 +38,11 @@ def _parser() -> argparse.ArgumentParser:
                        help="write the result as JSON (stdout with a bare --json)")
         p.add_argument("--junit", default=None, metavar="FILE", help="write JUnit XML, one testcase per budget")
     bench.add_argument("--batch", type=int, default=1)
+    bench.add_argument("--mode", choices=("latency", "throughput"), default="latency",
+                       help="throughput: items/s with requests in parallel (OpenVINO THROUGHPUT hint + async "
+                            "requests, ONNX Runtime parallel sessions); --duration sets its length (default 10 s)")
+    bench.add_argument("--streams", type=int, default=None, metavar="N",
+                       help="--mode throughput: requests in flight (default: the backend's choice)")
     bench.add_argument("--input-shape", "-s", action="append", default=[], metavar="NAME:D0,D1,...",
                        help="size of a dynamic input, e.g. x:1,3,320,320 (repeat per input)")
     bench.add_argument("--budget", action="append", default=[], metavar="EXPR", help="e.g. p90<=25ms (repeat)")
@@ -68,9 +73,15 @@ def render_text(result: Any) -> str:
         s = result.stats
         lines.append("latency ms: " + "  ".join(f"{k} {_fmt(getattr(s, k))}" for k in
                                                  ("min", "mean", "p50", "p90", "p95", "p99", "max", "std")))
-        lines.append(f"cv {s.cv:.1%}  runs {s.n}  throughput {_fmt(s.throughput)} items/s"
-                     f"  cold {_fmt(result.cold_ms)} ms  load {_fmt(result.load_ms)} ms"
-                     f"  peak rss {_fmt(result.peak_rss_mb)} MiB")
+        tp = result.throughput
+        if tp is not None:
+            lines.append(f"throughput {_fmt(tp.items_per_s)} items/s  ({tp.items} items in {tp.seconds:.2f} s, "
+                         f"{tp.streams} in flight; {tp.method}); latency above is per request")
+        lines.append(f"cv {s.cv:.1%}  runs {s.n}" + ("" if tp is not None else
+                                                     f"  throughput {_fmt(s.throughput)} items/s")
+                     + f"  peak rss {_fmt(result.peak_rss_mb)} MiB")
+    if result.load_ms is not None or result.cold_ms is not None:  # cold start, apart from the steady state
+        lines.append(f"cold start: load {_fmt(result.load_ms)} ms  first run {_fmt(result.cold_ms)} ms")
     elif result.estimate is not None:
         lines.append(f"estimated latency {_fmt(result.estimate.get('latency_ms'))} ms (estimated, not measured)")
     for row in verdict_rows(result.verdicts):
@@ -107,7 +118,8 @@ def _main(args: argparse.Namespace, human: Any) -> int:
                            baseline=args.baseline,
                            max_regression=args.max_regression, force=args.force,
                            cv_threshold=args.cv_threshold, stability_metric=args.stability_metric,
-                           max_extend_rounds=args.max_extend_rounds, **common)
+                           max_extend_rounds=args.max_extend_rounds, mode=args.mode, streams=args.streams,
+                           **common)
             print(render_text(result), file=human)
             if args.junit:
                 bench_junit(result, args.junit)

@@ -111,3 +111,13 @@ def test_gpu_path_converts_fp16_and_refuses_a_silent_cpu_fallback(model, tmp_pat
     (tmp_path / "source.onnx").write_bytes(model.read_bytes())
     with pytest.raises(ToolchainMissingError, match="fell back to CPUExecutionProvider"):
         adapter.load(bundle)
+
+
+def test_throughput_runs_parallel_sessions_from_threads(model, tmp_path):
+    bundle = edgekit.compile(model, output=tmp_path / "b", backend="onnxruntime").bundle
+    with edgekit.load(bundle.path, threads=2) as runner:
+        feed = random_inputs(runner.input_specs, seed=0)
+        run = runner.throughput(feed, streams=3, seconds=0.2, items_per_call=1)
+    assert run.details == {"sessions": 3, "intra_op_threads": 1}  # 2 threads shared out, at least 1 each
+    assert run.streams == 3 and "3 session(s)" in run.method
+    assert run.calls == len(run.latencies_ms) > 0 and run.items_per_s == pytest.approx(run.calls / run.seconds)

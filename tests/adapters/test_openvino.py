@@ -174,3 +174,24 @@ def test_a_runtime_failure_reaches_the_user_with_its_cause(tmp_path):
     runner = edgekit.load(result.bundle.path, threads=1)
     with pytest.raises(RuntimeError, match="got \\[1\\] expecting \\[\\]"):
         runner.run({"x": np.ones((1, 4), np.float32), "sr": np.array([16000], np.int64)}, check_inputs=False)
+
+
+def test_throughput_uses_openvino_async_queue_with_the_throughput_hint(model, tmp_path):
+    bundle = edgekit.compile(model, output=tmp_path / "b", backend="openvino", precision="fp32").bundle
+    with edgekit.load(bundle.path) as runner:
+        feed = random_inputs(runner.input_specs, seed=0)
+        run = runner.throughput(feed, streams=2, seconds=0.3, items_per_call=1)
+    assert "AsyncInferQueue" in run.method and "THROUGHPUT hint" in run.method
+    assert run.details["num_streams"] == 2 and run.streams == run.details["infer_requests"] >= 2
+    assert run.details["inference_precision"] == "f32"  # the bundle's precision, not OpenVINO's default bf16
+    assert run.calls == len(run.latencies_ms) > 0 and run.items_per_s > 0
+    assert all(x > 0 for x in run.latencies_ms)
+
+
+def test_throughput_refuses_hostile_streams_before_compiling(model, tmp_path):
+    bundle = edgekit.compile(model, output=tmp_path / "b", backend="openvino", precision="fp32").bundle
+    with edgekit.load(bundle.path) as runner:
+        feed = random_inputs(runner.input_specs, seed=0)
+        for bad in (0, -1, 10**9, True, 2.5):
+            with pytest.raises(BadInputError, match="streams"):
+                runner.throughput(feed, streams=bad, seconds=0.1)

@@ -241,3 +241,45 @@ def test_the_verdict_is_the_last_line_after_the_files_written(tmp_path: Path) ->
     assert lines[-1].strip() == "budget failed" and any(line.startswith("wrote ") for line in lines[:-1])
     res = _run("bench", bundle, *FAST)
     assert res.exit_code == 0 and "no budgets given: figures only" in res.output
+
+
+def test_throughput_mode_prints_items_per_second_json_and_junit_property(bundle: Path, tmp_path: Path) -> None:
+    res = _run("bench", bundle, "--mode", "throughput", "--duration", "0.2", "--streams", "2",
+               "--budget", "throughput>=1/s", "--json", tmp_path / "t.json", "--junit", tmp_path / "t.xml")
+    assert res.exit_code == 0, res.output
+    assert "items/s" in res.output and "2 in flight" in res.output and "onnxruntime: 2 session(s)" in res.output
+    assert "cold start: load" in res.output  # load and first run apart from the steady state
+    data = json.loads((tmp_path / "t.json").read_text())
+    assert data["mode"] == "throughput" and data["throughput"]["streams"] == 2
+    assert data["budgets"][0]["unit"] == "items/s" and data["budgets"][0]["status"] == "pass"
+    props = {p.get("name"): p.get("value") for p in ET.parse(tmp_path / "t.xml").getroot().iter("property")}
+    assert props["mode"] == "throughput" and float(props["throughput_items_per_s"]) > 0
+    assert props["throughput_streams"] == "2"
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--mode", "fast"], "--mode"),
+    (["--streams", "2"], "--streams needs --mode throughput"),
+    (["--mode", "throughput", "--streams", "0"], "--streams"),
+    (["--mode", "throughput", "--streams", "-1"], "--streams"),
+    (["--mode", "throughput", "--streams", "100000"], "--streams"),
+    (["--mode", "throughput", "--iters", "5"], "--iters"),
+    (["--mode", "throughput", "--duration", "nan"], "--duration"),
+    (["--mode", "throughput", "--duration", "inf"], "--duration"),
+    (["--mode", "throughput", "--duration", "0"], "--duration"),
+    (["--mode", "throughput", "--budget", "throughput>=nan/s"], "--budget"),
+    (["--mode", "throughput", "--budget", "throughput>=inf/s"], "--budget"),
+    (["--mode", "throughput", "--budget", "throughput>=0/s"], "--budget"),
+    (["--mode", "throughput", "--budget", "throughput>=-2/s"], "--budget"),
+    (["--mode", "throughput", "--budget", "throughput>=1e30/s"], "--budget"),
+])
+def test_hostile_throughput_flags_are_one_line_usage_errors(bundle: Path, args: list[str], message: str) -> None:
+    res = _run("bench", bundle, *args)
+    assert res.exit_code == 2, res.output
+    assert message in res.output
+    assert len([line for line in res.output.splitlines() if line.strip()]) == 1, res.output
+
+
+def test_streams_that_is_not_a_number_is_a_usage_error(bundle: Path) -> None:
+    res = runner.invoke(app, ["bench", str(bundle), "--mode", "throughput", "--streams", "nan"])
+    assert res.exit_code == 2

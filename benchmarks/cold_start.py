@@ -5,6 +5,7 @@ variants alternate in rotating order for `--reps` repetitions, and the median is
 
 - `edgekit.load` — what a user's app pays on top of importing the backend (the import column): verify
   the bundle (hash every file, check the manifest's inputs against source.onnx), trust, adapter load.
+  `edgekit.load-before` is the same with onnx.checker run on source.onnx at load, as before issue 17.
 - ORT: an InferenceSession on the bundle's `model.opt.onnx` (saved at "extended") at load-time
   optimization levels all (today) / extended / basic / disable: load, first run, steady-state median,
   and the outputs' max abs difference from level "all" (same seeded input).
@@ -45,10 +46,15 @@ def child(variant: str, bundle: Path, blob: Path | None) -> dict[str, Any]:
     import numpy as np
 
     t_import = time.perf_counter()
-    if variant == "edgekit.load":
+    if variant.startswith("edgekit.load"):
         import edgekit
         import edgekit.adapters.loading
         import edgekit.adapters.registry
+        import edgekit.bundle
+
+        if variant == "edgekit.load-before":  # as before this change: onnx.checker on source.onnx at every load
+            checked = edgekit.bundle.load_onnx
+            edgekit.bundle.load_onnx = lambda path, **kw: checked(path, **{**kw, "check": True})
 
         adapter = json.loads((bundle / "manifest.json").read_text())["info"]["adapter"]
         edgekit.adapters.registry.get_adapter(adapter)  # the backend and its Python module: imports, not load
@@ -138,6 +144,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--work", type=Path, default=Path("/tmp/edgekit-throughput"))
     parser.add_argument("--reps", type=int, default=5)
     parser.add_argument("--out", type=Path, default=HERE / "results" / f"cold_start-{dt.date.today()}")
+    parser.add_argument("--loader-only", action="store_true", help="only the edgekit.load rows (before/after)")
     parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--bundle", type=Path, default=None, help=argparse.SUPPRESS)
     parser.add_argument("--blob", type=Path, default=None, help=argparse.SUPPRESS)
@@ -152,9 +159,11 @@ def main(argv: list[str] | None = None) -> int:
     bundles = build(args.model, args.work)
     blob = args.work / f"{args.model}-openvino.blob"
     export_blob(bundles["openvino"], blob)
-    plans = [("edgekit.load", bundles["onnxruntime"], "ORT"), ("edgekit.load", bundles["openvino"], "OpenVINO")]
-    plans += [(f"ort-{level}", bundles["onnxruntime"], "ORT") for level in ORT_LEVELS]
-    plans += [("ov-compile", bundles["openvino"], "OpenVINO"), ("ov-import", bundles["openvino"], "OpenVINO")]
+    plans = [(f"edgekit.load{when}", bundles[name], backend) for when in ("-before", "")
+             for name, backend in (("onnxruntime", "ORT"), ("openvino", "OpenVINO"))]
+    if not args.loader_only:
+        plans += [(f"ort-{level}", bundles["onnxruntime"], "ORT") for level in ORT_LEVELS]
+        plans += [("ov-compile", bundles["openvino"], "OpenVINO"), ("ov-import", bundles["openvino"], "OpenVINO")]
     runs: dict[str, list[dict[str, Any]]] = {f"{b} {v}": [] for v, _, b in plans}
     for r in range(args.reps):
         order = plans[r % len(plans):] + plans[:r % len(plans)]
@@ -169,8 +178,8 @@ def main(argv: list[str] | None = None) -> int:
     def median(key: str, name: str) -> float:
         return statistics.median(f[key] for f in runs[name])
 
-    reference = {"ORT": np.array(runs["ORT ort-all"][0]["output"]), "OpenVINO": np.array(runs["OpenVINO ov-compile"]
-                                                                                      [0]["output"])}
+    reference = {"ORT": np.array(runs["ORT edgekit.load-before"][0]["output"]),
+                 "OpenVINO": np.array(runs["OpenVINO edgekit.load-before"][0]["output"])}
     rows = []
     for name, figures in runs.items():
         backend = name.split()[0]
@@ -193,7 +202,7 @@ def main(argv: list[str] | None = None) -> int:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.with_suffix(".json").write_text(json.dumps(payload, indent=2, default=str) + "\n")
     lines = ["| backend · how | load ms | first run ms | load + first ms | steady ms | precision | "
-             "max abs vs today | load avg |", "|---|---:|---:|---:|---:|---|---:|---|"]
+             "max abs vs load-before | load avg |", "|---|---:|---:|---:|---:|---|---:|---|"]
     for row in rows:
         lines.append(f"| {row['row']} | {row['load_ms']:.1f} | {row['first_run_ms']:.1f} | "
                      f"{row['load_ms'] + row['first_run_ms']:.1f} | {row['steady_ms']:.2f} | {row['precision']} | "

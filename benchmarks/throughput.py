@@ -128,7 +128,8 @@ def main(argv: list[str] | None = None) -> int:
                "created_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds")}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.with_suffix(".json").write_text(json.dumps(payload, indent=2, default=str) + "\n")
-    versions = ", ".join(f"{k} {v}" for k, v in (env.get("tool_versions") or {}).items() if k in ("openvino", "onnxruntime"))
+    tools_used = (env.get("tool_versions") or {}).items()
+    versions = ", ".join(f"{k} {v}" for k, v in tools_used if k in ("openvino", "onnxruntime"))
     lines = [f"# Throughput mode vs benchmark_app — {args.model}, {payload['created_at']}", "",
              f"Host: {env.get('cpu_model')}, {env.get('usable_cpus')} usable CPUs (shared with other engineers), "
              f"versions: {versions}.",
@@ -145,8 +146,12 @@ def main(argv: list[str] | None = None) -> int:
         loads = ", ".join(f"{f['load_avg_before']:.2f}" for f in fs)
         lines.append(f"| {name} | {medians[name]:.1f} | {figures} | {', '.join(sorted(streams))} | {p50:.1f} | "
                      f"{loads} |")
+    paired = [a["items_per_s"] / b["items_per_s"] for a, b in zip(runs[names[0]], runs[names[1]], strict=True)]
+    payload["paired_round_ratios"] = paired
+    args.out.with_suffix(".json").write_text(json.dumps(payload, indent=2, default=str) + "\n")
     lines += ["", f"edgekit / benchmark_app on the same IR: **{ratio:.3f}×** "
-              f"({'within' if payload['within_10_percent'] else 'NOT within'} the 10 % target).",
+              f"({'within' if payload['within_10_percent'] else 'NOT within'} the 10 % target); per round "
+              f"(back-to-back runs): {', '.join(f'{x:.3f}' for x in paired)}, median {statistics.median(paired):.3f}×.",
               f"ORT / OpenVINO (edgekit throughput mode): {medians[names[2]] / medians[names[0]]:.3f}×.", "",
               f"edgekit's method: {runs[names[0]][0]['method']}; ORT: {runs[names[2]][0]['method']}."]
     args.out.with_suffix(".md").write_text("\n".join(lines) + "\n")

@@ -100,7 +100,8 @@ class ThroughputFigures:
                       int(data["streams"]), str(data["method"]), bool(data["generic"]),
                       None if data.get("threads_per_stream") is None else int(data["threads_per_stream"]),
                       dict(data.get("details") or {}))
-        if not all(np.isfinite(x) and x >= 0 for x in (figures.items_per_s, figures.seconds, figures.items)):
+        numbers = (figures.items_per_s, figures.seconds, figures.items, figures.calls)
+        if not all(np.isfinite(x) and x >= 0 for x in numbers) or figures.streams < 1:
             raise ValueError("throughput figures out of range")
         return figures
 
@@ -149,7 +150,7 @@ class BenchResult:
             stability = Stability(**{k: v for k, v in dict(stab).items() if k in Stability.__dataclass_fields__}) \
                 if stab else None
             memory = dict(data.get("memory") or {})
-            return cls(
+            result = cls(
                 provenance=str(data["provenance"]), bundle=dict(data["bundle"]), config=config,
                 environment=dict(data["environment"]),
                 stats=LatencyStats.from_samples(samples, batch=config.batch) if samples else None,
@@ -161,6 +162,9 @@ class BenchResult:
                 created_at=str(data.get("created_at") or ""), device=data.get("device"),
                 throughput=ThroughputFigures.from_json(data["throughput"]) if data.get("throughput") else None,
             )
+            if result.throughput is not None and result.stats is not None:  # items/s measured, not 1000/mean
+                result.stats = replace(result.stats, throughput=result.throughput.items_per_s)
+            return result
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise ToolchainMissingError(f"malformed bench result ({type(exc).__name__}: {exc})", path="bench JSON",
                                         hint="compare edgekit versions here and on the device") from None

@@ -687,12 +687,14 @@ def _verdicts(recipe: Recipe, settings: TargetSettings, chosen: Candidate,
             note = "no device latency here" + (" (host emulation time is not device latency)"
                                               if prov == "emulated" else f" ({figure.note})" if figure.note else "")
             verdicts.append(BudgetVerdict(budget.text, "latency", budget.statistic, budget.op, budget.limit_ms,
-                                          value, "ms", "not-run", prov, "recipe", note))
+                                          value, budget.unit, "not-run", prov, "recipe", note))
             continue
         note = "estimated by a cost model, not measured on the device" if prov == "estimated" else \
             f"measured in this run at {shapes}, {figure.iterations} runs" if shapes else "measured in this run"
+        if budget.statistic == "throughput":  # a recipe benches latency: one request at a time
+            note += "; sequential items/s (one request at a time), not `bench --mode throughput`"
         verdicts.append(BudgetVerdict(budget.text, "latency", budget.statistic, budget.op, budget.limit_ms, value,
-                                      "ms", "pass" if budget.holds(value) else "fail", prov, "recipe", note))
+                                      budget.unit, "pass" if budget.holds(value) else "fail", prov, "recipe", note))
     acc = recipe.budgets.accuracy
     eval_note = f"vs FP32 on {chosen.accuracy_samples} eval sample(s): " + \
         (recipe.eval.source if recipe.eval else "synthetic inputs")

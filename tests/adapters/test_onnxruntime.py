@@ -118,6 +118,7 @@ def test_throughput_runs_parallel_sessions_from_threads(model, tmp_path):
     with edgekit.load(bundle.path, threads=2) as runner:
         feed = random_inputs(runner.input_specs, seed=0)
         run = runner.throughput(feed, streams=3, seconds=0.2, items_per_call=1)
-    assert run.details == {"sessions": 3, "intra_op_threads": 1}  # 2 threads shared out, at least 1 each
+    assert (run.details["sessions"], run.details["intra_op_threads"]) == (3, 1)  # 2 threads shared, >= 1 each
+    assert run.details["sessions_ms"] > 0
     assert run.streams == 3 and "3 session(s)" in run.method
     assert run.calls == len(run.latencies_ms) > 0 and run.items_per_s == pytest.approx(run.calls / run.seconds)

@@ -136,6 +136,7 @@ def test_bench_throughput_reports_items_per_second_latency_and_method(bundle: Pa
     assert data["mode"] == "throughput" and data["throughput"]["items_per_s"] == tp.items_per_s
     back = BenchResult.from_json(json.loads(json.dumps(data)))  # a device's reply
     assert back.throughput == tp and back.value("throughput") == tp.items_per_s
+    assert back.stats is not None and back.stats.throughput == tp.items_per_s
 
 
 def test_bench_throughput_batches_a_dynamic_batch_and_refuses_a_fixed_one(bundle: Path, tmp_path: Path) -> None:
@@ -222,3 +223,16 @@ def test_runtime_hostile_throughput_flags_exit_2(bundle: Path, args: list[str], 
     except SystemExit as exc:  # argparse refuses what is not a choice or an int
         code = int(exc.code or 0)
     assert code == 2, capsys.readouterr()
+
+
+@pytest.mark.parametrize("field, bad", [("items_per_s", math.nan), ("items_per_s", -1.0), ("streams", 0),
+                                        ("seconds", math.inf), ("calls", -5), ("method", None)])
+def test_a_device_reply_with_bad_throughput_figures_is_refused(bundle: Path, field: str, bad: object) -> None:
+    from edgekit.errors import ToolchainMissingError
+
+    data = bench(bundle, mode="throughput", duration=0.05, streams=1).to_json()
+    data["throughput"][field] = bad
+    if bad is None:
+        del data["throughput"][field]
+    with pytest.raises(ToolchainMissingError, match="malformed bench result"):
+        BenchResult.from_json(data)

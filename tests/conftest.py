@@ -35,6 +35,8 @@ def _user_dirs_in_tmp(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path
     patch.setenv("MPLCONFIGDIR", str(root / "matplotlib"))
     patch.setenv("XDG_CACHE_HOME", str(root / "xdg-cache"))
     patch.setenv("XDG_CONFIG_HOME", str(root / "xdg-config"))
+    # Ray's session dirs (the farm tests): a short path, for its unix sockets' 107-character limit
+    patch.setenv("RAY_TMPDIR", str(tmp_path_factory.getbasetemp() / "r"))
     yield root
     patch.undo()
 

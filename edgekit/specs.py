@@ -8,7 +8,7 @@ from __future__ import annotations
 import math
 import numbers
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -139,6 +139,11 @@ def split_trace_sizes(texts: Sequence[str], *, argument: str = "--input-shape") 
             dims.append(name)
         plain.append(f"{match['name']}:{','.join(dims)}" + (f":{match['dtype']}" if match["dtype"] else ""))
     return plain, sizes
+
+
+def format_shapes(shapes: Mapping[str, Sequence[int]], sep: str = ", ") -> str:
+    """`{"x": [1, 3, 224, 224]}` → "x:1x3x224x224": how a figure's input shapes are printed everywhere."""
+    return sep.join(f"{name}:{'x'.join(str(d) for d in dims)}" for name, dims in shapes.items())
 
 
 def as_specs(shapes: list[TensorSpec] | list[str] | tuple | None) -> list[TensorSpec]:

@@ -19,6 +19,7 @@ from edgekit.cli._common import (
     out,
     provenance_style,
 )
+from edgekit.specs import format_shapes
 
 _STATUS_STYLE = {"chosen": "bold green", "passed": "green", "rejected": "yellow", "failed": "red", "skipped": "dim",
                  "unavailable": "dim"}
@@ -171,7 +172,7 @@ def compile_cmd(
     if asked_auto and len(result.candidates) > 1:
         print_candidates(console, result.candidates)
         auto_info = result.bundle.manifest.info.get("auto", {})
-        shapes = " ".join(f"{k}:{'x'.join(map(str, v))}" for k, v in result.timed_shapes.items())
+        shapes = format_shapes(result.timed_shapes, " ")
         console.print(f"[dim]timed side by side at {escape(shapes)}[/]" +
                       (f" — [yellow]{escape(auto_info['note'])}[/]" if auto_info.get("note") else ""), highlight=False)
     elif backend == "auto" and len(result.candidates) > 1:

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from edgekit.cli._common import InputShapeOpt, JsonOpt, command, emit_json, out, provenance_style
+from edgekit.specs import format_shapes
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -62,7 +63,7 @@ def render(info: ModelInfo, console: Console) -> None:
         ops.add_row(op, str(count), human(info.macs_by_op.get(op, 0)) if op in info.macs_by_op else "",
                     human(info.flops_by_op.get(op, 0)) if op in info.flops_by_op else "")
     console.print(ops)
-    shapes = ", ".join(f"{k}:{'x'.join(map(str, v))}" for k, v in info.cost_shapes.items())
+    shapes = format_shapes(info.cost_shapes)
     summary = Table(show_header=False, box=None)
     summary.add_column("k")
     summary.add_column("v")

@@ -13,6 +13,7 @@ import typer
 
 from edgekit.cli._common import JsonOpt, command, emit_json, err_console, out, provenance_style
 from edgekit.errors import BadInputError
+from edgekit.specs import format_shapes
 
 
 @command("run", progress=False)  # its own live display: stage lines, with in-stage progress
@@ -103,7 +104,7 @@ def run(
         latency = f"{p50:.3f} / {p99 or p50:.3f} ms {provenance_style(t.latency_provenance)}" \
             if p50 is not None else "—"
         if t.latency_figure is not None and p50 is not None:
-            shapes = " ".join(f"{k}:{'x'.join(map(str, v))}" for k, v in t.latency_figure.input_shapes.items())
+            shapes = format_shapes(t.latency_figure.input_shapes, " ")
             latency += f" [dim](this run{', ' + shapes if shapes else ''})[/]"
         acc = t.accuracy.get("accuracy")
         if t.accuracy.get("metric"):

@@ -9,6 +9,7 @@ import typer
 from rich.markup import escape
 
 from edgekit.cli._common import InputShapeOpt, JsonOpt, OutputOpt, command, emit_json, finite, out
+from edgekit.specs import format_shapes
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -50,7 +51,7 @@ def render(result: SimplifyResult, console: Console) -> None:
         console.print(f"[yellow]fallback[/]: {escape(str(result.fallback_reason))}; used {result.tool}",
                       highlight=False)
     if result.fixed_shapes:
-        fixed = ", ".join(f"{k}:{'x'.join(map(str, v))}" for k, v in result.fixed_shapes.items())
+        fixed = format_shapes(result.fixed_shapes)
         console.print(f"fixed input shapes: {fixed}", highlight=False)
     table = Table(title=f"{result.tool}: {result.before.node_count} → {result.after.node_count} nodes",
                   title_justify="left")

@@ -18,6 +18,7 @@ from typing import Any
 
 from edgekit.artifact import write_text_atomic
 from edgekit.pipeline.results import Candidate, PipelineResult, TargetResult
+from edgekit.specs import format_shapes
 
 _MARKERS = {"measured": "o", "emulated": "s", "estimated": "^", "not-run": "x"}
 _PLOTS_ENABLED = [True]  # tests switch plotting off to check the fallback
@@ -215,7 +216,7 @@ def _figure_context(t: TargetResult) -> str:
     f = t.latency_figure
     if f is None:
         return ""
-    shapes = ", ".join(f"{k} {'x'.join(map(str, v))}" for k, v in f.input_shapes.items())
+    shapes = format_shapes(f.input_shapes)
     return ("this run" if f.fresh else f"from {f.measured_at}") + (f", {shapes}" if shapes else "") + \
         (f", {f.iterations} runs" if f.iterations else "")
 

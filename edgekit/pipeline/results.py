@@ -81,6 +81,7 @@ class Candidate:
     metric: dict[str, Any] | None = None  # MetricFigure JSON: name, unit, fp32, value, drop, mode (accuracy|agreement)
     dead: str = ""  # why the build no longer works (never a pass)
     bundle_dir: Path | None = field(default=None, repr=False)  # the cached bundle (not part of the JSON)
+    bundle_digest: str = field(default="", repr=False)  # its content hash, as the stage cache verified it
 
     @property
     def metric_drop(self) -> float | None:
@@ -90,7 +91,7 @@ class Candidate:
         return self.accuracy_drop
 
     def to_json(self) -> dict[str, Any]:
-        return to_jsonable({k: v for k, v in vars(self).items() if k != "bundle_dir"})
+        return to_jsonable({k: v for k, v in vars(self).items() if k not in ("bundle_dir", "bundle_digest")})
 
 
 @dataclass

@@ -51,7 +51,7 @@ from edgekit.pipeline.results import (
 from edgekit.pipeline.search import Choice, choose_side_by_side, confirm, finalists_to_confirm, time_in_processes
 from edgekit.progress import step
 from edgekit.recipe import DataSource, Recipe, TargetSettings, load_recipe
-from edgekit.specs import QUANT_PRECISIONS
+from edgekit.specs import QUANT_PRECISIONS, format_shapes
 from edgekit.stages.compile import options_for
 
 
@@ -448,6 +448,7 @@ class _Run:
         info = Manifest.read(bundle_path / BUNDLE_MANIFEST).info
         cand = Candidate(str(info.get("adapter", adapter)), precision, "passed",
                          precision_used=info.get("precision_used"), bundle_dir=bundle_path,
+                         bundle_digest=bundle.digest,
                          run_provenance=str(info.get("run_provenance", "measured")),
                          size_mb=round(sum(f.stat().st_size for f in bundle_path.rglob("*") if f.is_file()) / 1e6, 3))
 
@@ -548,7 +549,8 @@ class _Run:
 
         by_key = {f"{c.adapter}-{c.precision}": c for c in cands}
         threads = self._threads(settings)
-        digests = {k: hash_dir(c.bundle_dir) for k, c in by_key.items() if c.bundle_dir is not None}
+        # the compile stages' content hashes (the cache verified them already): no second pass over the bundles
+        digests = {k: c.bundle_digest for k, c in by_key.items()}
         host = host_fingerprint()
 
         def build(tmp: Path) -> dict[str, Any]:
@@ -680,7 +682,7 @@ def _verdicts(recipe: Recipe, settings: TargetSettings, chosen: Candidate,
     """Latency verdicts on this run's figure, accuracy verdicts on the chosen build's eval figures."""
     verdicts = []
     prov = figure.provenance
-    shapes = ", ".join(f"{k} {'x'.join(map(str, v))}" for k, v in figure.input_shapes.items())
+    shapes = format_shapes(figure.input_shapes)
     for budget in parse_budgets([*recipe.budgets.latency, *settings.latency], argument=f"{recipe.path.name}: latency"):
         value = figure.get(budget.statistic)
         if value is None or prov in ("emulated", "not-run"):
@@ -736,7 +738,7 @@ def _latency_detail(figure: LatencyFigure) -> str:
     p50, p99 = figure.get("p50"), figure.get("p99")
     if p50 is None:
         return f"no latency ({figure.provenance})"
-    shapes = ", ".join(f"{k} {'x'.join(map(str, v))}" for k, v in figure.input_shapes.items())
+    shapes = format_shapes(figure.input_shapes)
     return f"p50 {p50:.3f} ms, p99 {p99 or p50:.3f} ms ({figure.provenance}, this run{', ' + shapes if shapes else ''})"
 
 

@@ -57,6 +57,12 @@ class Choice:
                    {k: float(v) for k, v in dict(data.get("p99_ms") or {}).items()})
 
 
+def clearly_faster(gain: float, wins: int, rounds: int, min_gain: float) -> bool:
+    """Rule 3: INT8/mixed beats float only with a median gain >= `min_gain` AND a strict majority of paired
+    rounds (side by side, or processes alternating)."""
+    return gain >= min_gain and wins * 2 > rounds
+
+
 def decide(timed: Mapping[str, InterleavedTiming], precisions: Mapping[str, str], *,
            min_gain: float = 0.05) -> Choice:
     """Apply the rule of the module docstring to side-by-side timings."""
@@ -94,7 +100,7 @@ def _decide(timed: Mapping[str, InterleavedTiming], medians: dict[str, float], r
         ratios = paired_ratios(timed[q], timed[best_float])
         wins = sum(r < 1.0 for r in ratios)
         gain = 1.0 - medians[q] / f_ms
-        if gain >= min_gain and wins * 2 > len(ratios):
+        if clearly_faster(gain, wins, len(ratios), min_gain):
             return Choice(q, RULE_INT8, f"{q} {medians[q]:.3f} ms vs {best_float} {f_ms:.3f} ms: "
                           f"{gain:.0%} faster, faster in {wins}/{len(ratios)} paired rounds", medians, n_rounds,
                           rejected)
@@ -179,7 +185,7 @@ def confirm(choice: Choice, p50s: Mapping[str, list[float]], precisions: Mapping
     wins = a_wins if fast == a else len(ratios) - a_wins
     quant = {k for k in (a, b) if precisions.get(k) in QUANT_PRECISIONS}
     gain = 1.0 - medians[fast] / medians[slow]
-    if quant == {fast} and not (gain >= min_gain and wins * 2 > len(ratios)):
+    if quant == {fast} and not clearly_faster(gain, wins, len(ratios), min_gain):
         winner = slow  # INT8 must be clearly faster, in processes as side by side
     elif wins * 2 > len(ratios) or fast == slow:
         winner = fast

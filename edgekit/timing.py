@@ -249,6 +249,7 @@ def interleaved(
     max_seconds: float | None = None,
     clock: Timer = time.perf_counter_ns,
     rng: random.Random | None = None,
+    settle: int = 0,
 ) -> dict[str, InterleavedTiming]:
     """Time several callables side by side: a cold run, `warmup` runs, then rounds of every candidate in turn.
 
@@ -260,7 +261,9 @@ def interleaved(
     the rounds (`rejected` says why). Up to `rounds` rounds; with `max_seconds`, rounds stop once that
     much time has passed and at least `min_rounds` (default: `rounds`) have run. `clock` returns ns.
     With `rng`, each round's order is a random permutation instead of a rotation (an A/B regression
-    gate: no candidate is always second, after the other warmed the caches).
+    gate: no candidate is always second, after the other warmed the caches). `settle` untimed runs open each
+    candidate's turn in a round: with several runtimes in one process, the first run after a switch pays for
+    the other's thread pool and caches, which short rounds would otherwise charge to whoever runs next.
     """
     caps = dict(caps or {})
     timed = {name: InterleavedTiming() for name in calls}
@@ -299,6 +302,8 @@ def interleaved(
             if name in caps:
                 n = max(1, min(n, caps[name]))
             call = calls[name]
+            for _ in range(settle):
+                call()
             for _ in range(n):
                 t0 = clock()
                 call()
@@ -339,6 +344,7 @@ def time_side_by_side(
     reject_ratio: float | None = 10.0,
     caps: Mapping[str, int] | None = None,
     clock: Timer = time.perf_counter_ns,
+    settle: int = 0,
 ) -> dict[str, InterleavedTiming]:
     """Time runners, each on its feed (`feeds[name]`), interleaved: compile's `--backend auto` and
     precision auto both use this. Each feed goes once through `run` (validation, before any clock
@@ -351,4 +357,5 @@ def time_side_by_side(
         call = hot_call(runner)
         calls[name] = lambda call=call, feed=feed: call(feed)
     return interleaved(calls, rounds=rounds, round_seconds=round_seconds, warmup=max(1, warmup),
-                       min_runs=min_runs, max_runs=max_runs, caps=caps, reject_ratio=reject_ratio, clock=clock)
+                       min_runs=min_runs, max_runs=max_runs, caps=caps, reject_ratio=reject_ratio, clock=clock,
+                       settle=settle)

@@ -41,7 +41,10 @@ def test_compile_auto_searches_and_writes_chosen_bundle(tmp_path: Path) -> None:
     ok = [c for c in built if c.meets_budget and c.run_provenance == "measured"]
     # the choice comes from timing the passing builds side by side; those medians are what is shown
     timed = [c for c in ok if c.latency_ms is not None and c.latency_kind == "side-by-side median"]
-    assert len(timed) == len(ok) and chosen[0].decision
+    screened = [c for c in ok if c.screened_out]  # far behind in the short screening rounds: not timed again
+    assert len(timed) + len(screened) == len(ok) and chosen[0].decision
+    for c in screened:
+        assert c.latency_kind == "screening median" and "slower than" in c.reason and not c.chosen
     floats = [c for c in timed if c.precision not in ("int8", "mixed")]
     decision = chosen[0].decision
     if "overturned in separate processes" in decision:  # a close call between runtimes, re-timed one per process
@@ -175,3 +178,44 @@ def test_mixed_is_skipped_when_int8_already_meets_the_budget(tmp_path: Path) -> 
     assert by["int8"].meets_budget and by["mixed"].status == "skipped" and "nothing to keep in float" in \
         by["mixed"].reason
     assert not any(s.stage == "quantize-mixed" for s in result.pipeline.stages)  # never paid for
+
+
+def test_exhaustive_search_times_every_accurate_candidate_and_screens_nothing(tmp_path: Path) -> None:
+    model = tiny_classifier(tmp_path / "tiny.onnx")
+    data = labelled_eval(tmp_path / "eval.npz", model)
+    result = compile_auto(model, output=tmp_path / "bundle", target="cpu", backend="onnxruntime,null",
+                          accuracy_budget="cosine>=0.99", calib=data, eval=data, cache_dir=tmp_path / "cache",
+                          exhaustive=True)
+    ok = [c for c in result.candidates if c.meets_budget and c.run_provenance == "measured"]
+    assert len(ok) >= 3
+    assert all(c.latency_kind == "side-by-side median" and not c.screened_out for c in ok)
+    assert not any(s.stage == "screen" for s in result.pipeline.stages)
+
+
+def test_mixed_int8_is_not_built_when_its_int8_bound_cannot_win(tmp_path: Path, monkeypatch) -> None:
+    # the screening's figures are fixed here (timing itself is tested in test_timing): ORT INT8 (inaccurate at
+    # this budget) is 2× slower than ORT FP32, so a mixed build (some nodes float, never faster) cannot win
+    import edgekit.pipeline.run as run_module
+
+    seen: list[set[str]] = []
+
+    def fake_screen(by_key, threads):
+        seen.append(set(by_key))
+        figures = {"onnxruntime-fp32": 1.0, "onnxruntime-int8": 2.0, "null-fp32": 1.2, "null-int8": 2.5}
+        return {k: figures[k] for k in by_key}, 5
+
+    monkeypatch.setattr(run_module, "_screen_candidates", fake_screen)
+    model = tiny_classifier(tmp_path / "tiny.onnx")
+    data = labelled_eval(tmp_path / "eval.npz", model)
+    result = compile_auto(model, output=tmp_path / "bundle", target="cpu", backend="onnxruntime,null",
+                          accuracy_budget="sqnr>=80dB", calib=data, eval=data, cache_dir=tmp_path / "cache")
+    mixed = next(c for c in result.candidates if c.precision == "mixed")
+    assert mixed.status == "skipped" and mixed.bundle_dir is None
+    assert mixed.reason.startswith("dropped onnxruntime·mixed before building it: its upper bound "
+                                   "onnxruntime·int8 is 2.00× slower than")
+    assert seen and "onnxruntime-int8" in seen[0]  # the inaccurate INT8 build is timed as the bound
+    assert not any(s.stage == "quantize-mixed" for s in result.pipeline.stages)  # never paid for
+    exhaustive = compile_auto(model, output=tmp_path / "bundle2", target="cpu", backend="onnxruntime,null",
+                              accuracy_budget="sqnr>=80dB", calib=data, eval=data, cache_dir=tmp_path / "cache",
+                              exhaustive=True)
+    assert next(c for c in exhaustive.candidates if c.precision == "mixed").status != "skipped"

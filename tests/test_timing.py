@@ -150,3 +150,19 @@ def test_hot_call_skips_only_the_input_check() -> None:
             return "ran"
 
     assert timing.hot_call(Bare())({}) == "ran"  # anything with run(feed) can be timed
+
+
+def test_settle_runs_open_each_turn_untimed():
+    # several runtimes in one process: the first run after a switch pays for the other's threads and caches
+    calls = {"a": 0, "b": 0}
+
+    def make(name):
+        def call():
+            calls[name] += 1
+        return call
+
+    timed = timing.interleaved({"a": make("a"), "b": make("b")}, rounds=3, round_seconds=0.0, warmup=0, min_runs=2,
+                        max_runs=2, settle=1)
+    for name in ("a", "b"):
+        assert [len(r) for r in timed[name].rounds] == [2, 2, 2]  # timed runs only
+        assert calls[name] == 1 + 3 * (1 + 2)  # cold run, then per round: one settle run + two timed

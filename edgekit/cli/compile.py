@@ -138,11 +138,18 @@ def compile_cmd(
     seed: Annotated[int, typer.Option("--seed", min=0, help="Seed of the verification inputs.")] = 0,
     allow_code: Annotated[bool, typer.Option("--allow-code", help="Allow `py:module:function` calibration.")
                           ] = False,
+    exhaustive: Annotated[bool, typer.Option(
+        "--exhaustive", help="With --precision auto: build and time every candidate (no screening, no pruning).")
+    ] = False,
     json: JsonOpt = None,
 ) -> None:
     """Compile an ONNX model for a target; verify it against the ONNX reference; write a bundle."""
     import edgekit
 
+    if exhaustive and precision != "auto":
+        from edgekit.errors import BadInputError
+
+        raise BadInputError("--exhaustive only applies to --precision auto", path="--exhaustive")
     console = out(json)
     asked_auto = backend == "auto"  # the candidates block is for those who asked to see the choice
     backend = backend or "auto"
@@ -152,7 +159,7 @@ def compile_cmd(
         auto = edgekit.compile(model, output=output, target=target, backend=backend, precision="auto", calib=calib,
                                eval=eval_source, accuracy_budget=accuracy_budget or ["sqnr>=20dB"], threads=threads,
                                input_shapes=tuple(input_shape or ()) or None,
-                               mean=_floats(mean, "--mean"), std=_floats(std, "--std"))
+                               mean=_floats(mean, "--mean"), std=_floats(std, "--std"), exhaustive=exhaustive)
         chosen = auto.target
         console.print(render_candidates(chosen))
         figure = chosen.latency_figure

@@ -85,6 +85,9 @@ def quantize_cmd(
                                                   help="Fail (exit 1) when INT8 is not faster here.")] = False,
     no_sensitivity: Annotated[bool, typer.Option("--no-sensitivity", help="Skip the sensitivity ranking.")] = False,
     no_speed: Annotated[bool, typer.Option("--no-speed", help="Skip the FP32 vs INT8 timing.")] = False,
+    speed_aware: Annotated[bool, typer.Option("--speed-aware/--no-speed-aware",
+                                              help="Budget fallback: keep float first where INT8 gains little "
+                                                   "(per-node time measured with the ORT profiler).")] = True,
     trust_code: Annotated[bool, typer.Option("--trust-code", help="Allow py:module:function sources "
                                              "(runs your code).")] = False,
     size: Annotated[str | None, typer.Option("--size", help="Images: resize to H,W.")] = None,
@@ -120,6 +123,7 @@ def quantize_cmd(
                 metric=drop_metric or chosen, metric_options=options,
                 require_speedup=require_speedup, threads=threads, preprocess=pre, allow_code=trust_code,
                 eval_samples=eval_samples, sensitivity=not no_sensitivity, speed=not no_speed,
+                speed_aware=speed_aware,
             )
         except CheckFailedError as exc:
             failed = getattr(exc, "result", None)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -10,7 +11,7 @@ import numpy as np
 from edgekit.artifact import sha256_file
 from edgekit.errors import BadInputError
 from edgekit.recipe import DataSource, Recipe
-from edgekit.stages.calibration import load_arrays
+from edgekit.stages.calibration import SAMPLES_ORIGIN, load_arrays
 
 
 @dataclass
@@ -24,11 +25,14 @@ class EvalSet:
 
 
 def write_samples(folder: Path, data: EvalSet) -> None:
+    """One .npz per sample, plus a record of what they are (the stages reading them back report that)."""
     folder.mkdir(parents=True, exist_ok=True)
     width = max(4, len(str(len(data.samples))))
     for i, sample in enumerate(data.samples):
         extra = {} if data.labels is None else {"labels": np.asarray(data.labels[i])}
         np.savez(folder / f"{i:0{width}d}.npz", **sample, **extra)
+    (folder / SAMPLES_ORIGIN).write_text(json.dumps({"description": data.description, "synthetic": data.synthetic}),
+                                         encoding="utf-8")
 
 
 def read_samples(folder: Path) -> tuple[list[dict[str, np.ndarray]], list[np.ndarray] | None]:

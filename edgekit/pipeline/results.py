@@ -80,6 +80,7 @@ class Candidate:
     size_mb: float | None = None
     metric: dict[str, Any] | None = None  # MetricFigure JSON: name, unit, fp32, value, drop, mode (accuracy|agreement)
     dead: str = ""  # why the build no longer works (never a pass)
+    screened_out: bool = False  # built and accurate, but far behind in the screening: not timed for the choice
     bundle_dir: Path | None = field(default=None, repr=False)  # the cached bundle (not part of the JSON)
     bundle_digest: str = field(default="", repr=False)  # its content hash, as the stage cache verified it
 

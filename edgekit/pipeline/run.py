@@ -16,7 +16,7 @@ from __future__ import annotations
 import datetime as _dt
 import shutil
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -48,11 +48,20 @@ from edgekit.pipeline.results import (
     StageRun,
     TargetResult,
 )
-from edgekit.pipeline.search import Choice, choose_side_by_side, confirm, finalists_to_confirm, time_in_processes
+from edgekit.pipeline.search import (
+    Choice,
+    choose_side_by_side,
+    confirm,
+    finalists_to_confirm,
+    prune,
+    time_in_processes,
+)
+from edgekit.pipeline.search import label as search_label
 from edgekit.progress import step
 from edgekit.recipe import DataSource, Recipe, TargetSettings, load_recipe
 from edgekit.specs import QUANT_PRECISIONS, format_shapes
 from edgekit.stages.compile import options_for
+from edgekit.timing import time_side_by_side
 
 
 class _SameAsInt8(CheckFailedError):
@@ -66,7 +75,7 @@ def _now() -> str:
 class Pipeline:
     """A validated recipe, ready to run. Build with `Pipeline.from_recipe(path)`."""
 
-    def __init__(self, recipe: Recipe, *, trust_code: bool = False):
+    def __init__(self, recipe: Recipe, *, trust_code: bool = False, exhaustive: bool = False):
         if recipe.runs_code and not (recipe.trust_code and trust_code):
             which = "the recipe does not say `trust_code = true`" if not recipe.trust_code else \
                 "the caller did not confirm it (pass --trust-code / trust_code=True)"
@@ -74,6 +83,7 @@ class Pipeline:
                                 path=recipe.path, hint="code runs only with trust_code = true AND --trust-code")
         self.recipe = recipe
         self.trust_code = trust_code
+        self.exhaustive = exhaustive  # precision auto: build and time every candidate, prune nothing
 
     @classmethod
     def from_recipe(cls, path: str | Path, *, trust_code: bool = False) -> Pipeline:
@@ -144,6 +154,7 @@ class _Run:
     def __init__(self, pipeline: Pipeline, out: Path, cache: StageCache, progress: ProgressCallback | None):
         self.recipe = pipeline.recipe
         self.allow_code = pipeline.trust_code and pipeline.recipe.trust_code
+        self.exhaustive = pipeline.exhaustive
         self.out = out
         self.cache = cache
         self.progress = progress
@@ -245,7 +256,8 @@ class _Run:
             return {"detail": data.description, "description": data.description, "synthetic": data.synthetic,
                     "count": len(data.samples), "labels": data.labels is not None}
 
-        return self.stage(f"data-{role}", None, inputs=inputs, options={}, build=build)
+        # format 2: the samples folder records what the samples are (.edgekit-samples.json)
+        return self.stage(f"data-{role}", None, inputs=inputs, options={"format": 2}, build=build)
 
     def load_eval(self) -> EvalSet:
         samples, labels = read_samples(self.eval_entry.file("samples"))
@@ -305,14 +317,25 @@ class _Run:
 
         profile = get_profile(settings.name)
         plan = self._candidates(settings, profile)
+        auto = settings.precision == "auto"
+        # mixed INT8 (the costliest build: an accuracy-aware search) waits until the rest is built and screened
+        deferred = [p for p in plan if p[1] == "mixed"] if auto else []
         candidates: list[Candidate] = []
         errors: list[EdgekitError] = []
-        for adapter, precision in plan:
+        dropped: dict[str, str] | None = None  # the screening's verdicts, once it ran
+        for adapter, precision in [p for p in plan if p not in deferred] + deferred:
             if precision == "mixed" and any(c.adapter == adapter and c.precision == "int8" and c.meets_budget
                                             for c in candidates):
                 # the accuracy-aware search would keep nothing in float: skip it before paying for it
                 candidates.append(Candidate(adapter or "auto", precision, "skipped", reason="INT8 already meets "
                                             "the accuracy budget on this backend: nothing to keep in float"))
+                continue
+            if precision == "mixed" and auto and not self.exhaustive and dropped is None:
+                dropped = self._screen(settings, candidates, deferred)
+            if dropped and (why := dropped.get(f"{adapter}-{precision}")) is not None:
+                candidates.append(Candidate(adapter or "auto", precision, "skipped", reason=why))
+                self._record(StageRun(f"candidate[{adapter}-{precision}]", settings.name, False, 0.0, "", why),
+                             announce=True)
                 continue
             try:
                 candidates.append(self._candidate(settings, adapter, precision))
@@ -324,12 +347,20 @@ class _Run:
                 self._record(StageRun(f"candidate[{adapter or 'auto'}-{precision}]", settings.name, False, 0.0,
                                       "", f"rejected: {exc.one_line()}"), announce=True)
         built = [c for c in candidates if c.bundle_dir is not None]
+        if auto and not self.exhaustive and len([c for c in built if c.meets_budget]) > 2:
+            if dropped is None:
+                dropped = self._screen(settings, candidates, [])
+            for c in built:  # built, accurate, but clearly slower: not timed again for the choice
+                if (why := dropped.get(_key(c))) is not None:
+                    c.reason = f"{c.reason}; {why}"
+                    c.screened_out = True
         if not built:
             why = "; ".join(e.one_line() for e in errors)
             if errors and all(isinstance(e, UnsupportedError) for e in errors):
                 raise UnsupportedError(f"no candidate could be built for {settings.name}: {why}")
             raise ToolchainMissingError(f"no candidate could be built for {settings.name}: {why}")
-        chosen = self._choose(settings, built) if settings.precision == "auto" else built[0]
+        chosen = self._choose(settings, [c for c in built if not c.screened_out],
+                              screened=[c for c in built if c.screened_out]) if auto else built[0]
         chosen.chosen = True
         return self._finish(settings, chosen, candidates)
 
@@ -515,17 +546,58 @@ class _Run:
         return (not fails, "; ".join(fails) or "meets the accuracy budget")
 
     # ------------------------------------------------------------------ the choice
-    def _choose(self, settings: TargetSettings, cands: list[Candidate]) -> Candidate:
+    def _screen(self, settings: TargetSettings, candidates: list[Candidate],
+                deferred: list[tuple[str | None, str]]) -> dict[str, str]:
+        """Time the built candidates briefly side by side and say what cannot win (`search.prune`).
+
+        Cached like the choice (keyed on the compile stages' digests, with host and threads), so a re-run
+        prunes the same candidates. Only candidates measured here take part: an estimate is not a timing.
+        """
+        from edgekit.environment import host_fingerprint
+
+        bounds = {f"{a}-mixed": f"{a}-int8" for a, _ in deferred if a is not None}
+        measured = {_key(c): c for c in candidates if c.bundle_dir is not None and c.run_provenance == "measured"
+                    and (c.meets_budget or _key(c) in bounds.values())}
+        accurate = {k for k, c in measured.items() if c.meets_budget}
+        if not accurate or len(measured) < 2:
+            return {}
+        threads = self._threads(settings)
+        host = host_fingerprint()
+
+        def build(tmp: Path) -> dict[str, Any]:
+            medians, rounds = _screen_candidates(measured, threads)
+            return {"medians_ms": medians, "rounds": rounds, "measured_at": _now(), "host": host,
+                    "detail": ", ".join(f"{search_label(k)} {ms:.3f} ms" for k, ms in sorted(
+                        medians.items(), key=lambda kv: kv[1]))}
+
+        entry = self.stage("screen", settings.name, inputs={"bundles": {k: c.bundle_digest for k, c in
+                                                                       measured.items()}},
+                           options={"threads": threads, "host": host}, build=build)
+        medians = {k: float(v) for k, v in dict(entry.meta["medians_ms"]).items()}
+        for key, c in measured.items():
+            if key in medians:
+                c.latency_ms, c.latency_kind, c.latency_provenance = medians[key], "screening median", "measured"
+        return prune(medians, {k: c.precision for k, c in measured.items()}, accurate, bounds,
+                     rounds=int(entry.meta["rounds"]))
+
+    def _choose(self, settings: TargetSettings, cands: list[Candidate], *,
+                screened: Sequence[Candidate] = ()) -> Candidate:
         """Passing candidates timed side by side (cached with host and date); float kept unless INT8 is
-        clearly faster. Estimated-only candidates: the fastest estimate. None passing: the most accurate."""
+        clearly faster. Estimated-only candidates: the fastest estimate. None passing: the most accurate.
+        `screened`: accurate candidates the screening dropped as far behind (named in the decision)."""
         ok = [c for c in cands if c.meets_budget]
         measured = [c for c in ok if c.run_provenance == "measured"]
         if len(measured) >= 2:
             return self._side_by_side(settings, measured)
         if len(ok) == 1 or measured:
             winner = measured[0] if measured else ok[0]
-            winner.decision = "only candidate that meets the accuracy budget" + \
-                (" and can be measured here" if len(ok) > 1 else "")
+            if screened and winner.latency_ms is not None:
+                winner.decision = (f"fastest in the screening ({winner.latency_ms:.3f} ms median of short "
+                                   f"side-by-side rounds); the other {len(screened)} accurate candidate(s) were "
+                                   "dropped as far slower")
+            else:
+                winner.decision = "only candidate that meets the accuracy budget" + \
+                    (" and can be measured here" if len(ok) > 1 else "")
             return winner
         if ok:
             for c in ok:
@@ -763,6 +835,36 @@ def _estimate_ms(c: Candidate) -> float | None:
     if isinstance(estimate, dict) and isinstance(estimate.get("latency_ms"), (int, float)):
         return float(estimate["latency_ms"])
     return None
+
+
+def _key(c: Candidate) -> str:
+    return f"{c.adapter}-{c.precision}"
+
+
+SCREEN_ROUNDS = 5
+
+
+def _screen_candidates(by_key: dict[str, Candidate], threads: int | None) -> tuple[dict[str, float], int]:
+    """Median of per-round medians of each candidate over a few short interleaved rounds (a screening, not
+    the choice: it only drops what is far behind)."""
+    from edgekit.adapters.loading import load_bundle
+    from edgekit.checks.latency import prepare_inputs
+
+    runners, feeds = {}, {}
+    try:
+        for key, c in by_key.items():
+            assert c.bundle_dir is not None
+            runners[key] = load_bundle(c.bundle_dir, threads=threads)
+            feeds[key] = prepare_inputs(runners[key])
+        with step("screening", f"{len(runners)} candidates × {SCREEN_ROUNDS} short rounds"):
+            timed = time_side_by_side(runners, feeds, rounds=SCREEN_ROUNDS, round_seconds=0.08, warmup=2,
+                                      min_runs=2, max_runs=20, reject_ratio=None, settle=1)
+    finally:
+        for runner in runners.values():
+            runner.close()
+    medians = {k: float(np.median([m for m in t.round_medians if m is not None])) for k, t in timed.items()
+               if any(m is not None for m in t.round_medians)}
+    return medians, SCREEN_ROUNDS
 
 
 def _time_candidates(by_key: dict[str, Candidate], threads: int | None) -> Choice:

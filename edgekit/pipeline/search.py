@@ -19,7 +19,7 @@ choice was made on, never a bench figure from another moment.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -129,6 +129,63 @@ def choose_side_by_side(
     timed = time_side_by_side(runners, feeds, rounds=rounds, round_seconds=round_seconds, warmup=warmup,
                               min_runs=2, max_runs=50, reject_ratio=reject_ratio, clock=clock)
     return decide(timed, precisions, min_gain=min_gain)
+
+
+DROP_RATIO = 1.5  # a measured candidate this many times slower than the fastest accurate one cannot win
+
+
+def label(key: str) -> str:
+    """`onnxruntime-int8` → `onnxruntime·int8`, the way pruning lines name candidates."""
+    adapter, _, precision = key.rpartition("-")
+    return f"{adapter}·{precision}" if adapter else key
+
+
+def prune(medians: Mapping[str, float], precisions: Mapping[str, str], accurate: Collection[str],
+          bounds: Mapping[str, str], *, rounds: int, drop_ratio: float = DROP_RATIO,
+          min_gain: float = 0.05) -> dict[str, str]:
+    """What cannot win, after a brief side-by-side screening: key → the line saying why.
+
+    * a measured accurate candidate `drop_ratio`× slower than the fastest accurate one is not timed again;
+    * a pending candidate (mixed INT8, not built yet) is not built when its upper bound (`bounds`: the same
+      adapter's full INT8 build, timed here; a mixed build keeps some nodes in float, so it is no faster)
+      could not win by the rule of `decide`: beat the fastest accurate float build by `min_gain`, and be
+      faster than the fastest accurate INT8 build.
+    Nothing is pruned without an accurate timed reference: then every candidate may still be the answer.
+    """
+    timed_ok = {k: ms for k, ms in medians.items() if k in accurate}
+    if not timed_ok:
+        return {}
+    best = min(timed_ok, key=lambda k: timed_ok[k])
+    best_ms = timed_ok[best]
+    dropped = {}
+    for key, ms in timed_ok.items():
+        if key != best and ms >= drop_ratio * best_ms:
+            dropped[key] = (f"dropped {label(key)} after {rounds} rounds: {ms / best_ms:.2f}× slower than "
+                            f"{label(best)} ({ms:.3f} vs {best_ms:.3f} ms)")
+    floats = {k: ms for k, ms in timed_ok.items() if precisions.get(k) not in QUANT_PRECISIONS}
+    quants = {k: ms for k, ms in timed_ok.items() if precisions.get(k) in QUANT_PRECISIONS}
+    for pending, bound in bounds.items():
+        if bound not in medians:
+            continue  # its bound was not built or timed: nothing known, so build it
+        ms = medians[bound]
+        if floats:
+            ref = min(floats, key=lambda k: floats[k])
+            if ms > (1.0 - min_gain) * floats[ref]:
+                dropped[pending] = (f"dropped {label(pending)} before building it: its upper bound {label(bound)} "
+                                    f"is {_versus(ms, floats[ref])} {label(ref)} after {rounds} rounds ({ms:.3f} vs "
+                                    f"{floats[ref]:.3f} ms; INT8 must be >= {min_gain:.0%} faster than float)")
+                continue
+        if quants:
+            ref = min(quants, key=lambda k: quants[k])
+            if ref != bound and ms >= quants[ref]:
+                dropped[pending] = (f"dropped {label(pending)} before building it: its upper bound {label(bound)} "
+                                    f"is {_versus(ms, quants[ref])} {label(ref)} after {rounds} rounds ({ms:.3f} vs "
+                                    f"{quants[ref]:.3f} ms)")
+    return dropped
+
+
+def _versus(ms: float, ref_ms: float) -> str:
+    return f"{ms / ref_ms:.2f}× slower than" if ms >= ref_ms else f"only {1.0 - ms / ref_ms:.0%} faster than"
 
 
 CLOSE_CALL = 0.10  # finalists of different runtimes within this share of each other are confirmed in processes

@@ -18,6 +18,7 @@ memory stays bounded. Samples are produced lazily again on every iteration.
 
 from __future__ import annotations
 
+import json
 import warnings
 from collections.abc import Callable, Iterable, Iterator
 from itertools import islice
@@ -170,6 +171,30 @@ class _FileListReader(CalibrationReader):
         raise NotImplementedError
 
 
+SAMPLES_ORIGIN = ".edgekit-samples.json"  # written beside samples an edgekit stage materialised (hidden: not a sample)
+
+
+def read_samples_origin(folder: Path) -> tuple[str, bool] | None:
+    """(description, synthetic) of samples an edgekit stage wrote, or None for a user's folder.
+
+    Why: the pipeline stores seeded random samples as .npz files; read back as "N array files in <cache
+    path>" they would be reported as real data. The marker can only describe the samples, never run code.
+    """
+    path = folder / SAMPLES_ORIGIN
+    if not path.is_file():
+        return None
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise BadInputError(f"unreadable samples record ({type(exc).__name__})", path=path,
+                            hint="delete it: it only describes the samples") from None
+    if not isinstance(data, dict) or not isinstance(data.get("description"), str) \
+            or not isinstance(data.get("synthetic"), bool):
+        raise BadInputError("samples record needs a text `description` and a true/false `synthetic`", path=path,
+                            hint="delete it: it only describes the samples")
+    return data["description"][:200], data["synthetic"]
+
+
 class ArrayFolderReader(_FileListReader):
     """A folder of `.npy` (single input) and/or `.npz` (one array per input, optional `labels`) files."""
 
@@ -177,6 +202,9 @@ class ArrayFolderReader(_FileListReader):
         super().__init__(inputs, f"{len(files)} array file(s) in {folder}", **kw)
         self.files = files
         self.has_labels = any(f.suffix == ".npz" for f in files)  # refined while reading
+        origin = read_samples_origin(folder)
+        if origin is not None:  # samples an edgekit stage materialised: say what they are, not where they lie
+            self.description, self.synthetic = origin
 
     def _read(self, files: list[Path]) -> Iterator[tuple[str, Sample, np.ndarray | None]]:
         for file in files:

@@ -54,6 +54,7 @@ from edgekit.stages._quant_eval import (
 )
 from edgekit.stages.calibration import CalibrationReader, open_source
 from edgekit.stages.datasets import open_data
+from edgekit.stages.node_speed import NodeGains, node_gains, speed_aware_order
 
 LOCAL_SAMPLES = 8  # samples for the per-layer SQNR pre-ranking
 MIN_HOLDOUT = 5  # below this many calibration samples, evaluation reuses them (flagged)
@@ -83,6 +84,7 @@ class QuantizeOptions:
     sensitivity_samples: int = 16
     speed: bool = True
     speed_seconds: float = 1.0  # per model, interleaved
+    speed_aware: bool = True  # fallback keeps float first where harm per ms of measured INT8 gain is highest
     pre_process: bool = True  # ORT quant_pre_process (shape inference + optimization)
     percentile: float = 99.999
     calib_chunk: int = 16  # samples per calibration batch: bounds memory
@@ -134,6 +136,7 @@ class QuantizeResult:
     budget: str | None = None
     notes: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    node_speed: NodeGains | None = None  # per-node INT8 gain that ordered the fallback (speed-aware only)
 
     @property
     def latency_cost_ms(self) -> float | None:
@@ -155,6 +158,7 @@ class QuantizeResult:
             "latency_cost_ms": self.latency_cost_ms,
             "budget": self.budget,
             "steps": [asdict(s) for s in self.steps],
+            "node_speed": self.node_speed.to_json() if self.node_speed else None,
             "calibration": self.calibration,
             "options": asdict(self.options),
             "notes": self.notes,
@@ -306,6 +310,7 @@ def quantize(
             warnings.append(message)
 
         sensitivity: list[NodeSensitivity] = []
+        node_speed: NodeGains | None = None
         notes = list(prepared.notes)
         met = True
         if judge is not None:
@@ -322,7 +327,24 @@ def quantize(
         if judge is not None:
             value, met = judge(full_report)
             steps.append(BudgetStep((), value, met))
-            order = [s.node for s in sensitivity]
+            if not met and opts.speed_aware and sensitivity:
+                node_speed = node_gains(prepared.model.SerializeToString(), full_bytes, evalset.samples[0],
+                                        candidates, threads=threads_used)
+                sensitivity = [replace(s, int8_gain_ms=node_speed.gains.get(s.node)) for s in sensitivity]
+            if node_speed is not None and node_speed.orderable:
+                order = speed_aware_order(sensitivity, node_speed.gains)
+                unmapped = sum(node_speed.gains.get(s.node) is None for s in sensitivity)
+                notes.append(f"fallback order: speed-aware (harm per ms of INT8 gain, highest kept float first; "
+                             f"gains {node_speed.label}; {unmapped} of {len(sensitivity)} ranked node(s) unmapped "
+                             "keep their sensitivity place)")
+            elif node_speed is not None:
+                order = [s.node for s in sensitivity]
+                notes.append(f"fallback order: sensitivity ranking (the model runs {node_speed.fp32_total_ms:.3f} ms "
+                             "per run: per-node INT8 gains are profiler jitter at that scale)")
+            else:
+                order = [s.node for s in sensitivity]
+                if not met:
+                    notes.append("fallback order: sensitivity ranking (most harmful kept float first)")
             tried: dict[int, tuple[bytes, AccuracyReport] | None] = {}
 
             def trial(k: int) -> bool | None:
@@ -348,7 +370,7 @@ def quantize(
 
         quantized = quantized_nodes(chosen_bytes)
         result = QuantizeResult(None, chosen_report, full_report, sensitivity, excluded, user_excluded, None, opts,
-                                calibration, quantized, steps, budget_text, notes, warnings)
+                                calibration, quantized, steps, budget_text, notes, warnings, node_speed)
         if not met:
             valued = [s for s in steps if s.value is not None]
             if valued:

@@ -15,6 +15,13 @@ adapter_options: `performance_hint` (latency|throughput, default latency), `nncf
 all given, at most 300), `float_precision` (f32|bf16: what the non-int8 layers of an int8 model
 compute in, default f32).
 
+Cold start: a bundle may carry OpenVINO's compiled model (`model.blob`, `CompiledModel.export_model`),
+kept only when importing it was measured faster than compiling the IR (`info["load"]` records both
+figures: INT8 IRs, whose compile runs the low-precision transformations, import several times faster;
+small float IRs often compile faster than they import). `load` imports the blob only when this host
+runs the same OpenVINO version on the same CPU model it was built with, else it compiles the IR and
+says why (`runner.load_path`); a blob OpenVINO refuses falls back the same way.
+
 A bundle's config file is data from whoever made the bundle: `load` accepts only the device `CPU`
 and the properties in `BUNDLE_PROPERTIES` with the listed values (no CACHE_DIR, no plugin paths:
 nothing that makes OpenVINO read or write outside the bundle); anything else is exit 2.
@@ -53,6 +60,8 @@ if TYPE_CHECKING:
     from edgekit.targets import TargetProfile
 
 CONFIG_FILE = "openvino_config.json"
+BLOB_FILE = "model.blob"  # a fixed name: the manifest only says whether it is there, never where
+BLOB_MIN_GAIN = 0.8  # keep the blob when importing it took < 80 % of the IR's compile time
 _OPTIONS = {"performance_hint": str, "nncf_preset": str, "subset_size": int, "float_precision": str}
 _HINTS = {"fp32": "f32", "bf16": "bf16", "fp16": "f16"}  # edgekit precision -> OpenVINO hint
 _NAMES = {"f32": "fp32", "bf16": "bf16", "f16": "fp16"}  # OpenVINO element type -> edgekit precision
@@ -103,6 +112,7 @@ class OpenVinoRunner(Runner):
         self.precision_used = precision_used
         self._compiled = compiled
         self._source = source  # (model.xml, device, properties): what throughput mode recompiles
+        self.load_path = "IR compiled"  # or "blob imported", or why the blob was not used
         self._request = compiled.create_infer_request()
         ports = {name: port for port in compiled.outputs for name in port.get_names()}
         self._ports = [ports.get(name, compiled.outputs[i]) for i, name in enumerate(output_names)]
@@ -247,10 +257,12 @@ class OpenVinoAdapter(TargetAdapter):
         ov.save_model(ov_model, str(out_dir / "model.xml"), compress_to_fp16=False)
         config = {"PERFORMANCE_HINT": hint.upper(), "INFERENCE_PRECISION_HINT": float_hint}
         (out_dir / CONFIG_FILE).write_text(json.dumps({"device": "CPU", "properties": config}, indent=2) + "\n")
+        started = time.perf_counter()
         try:
             compiled = _core().compile_model(str(out_dir / "model.xml"), "CPU", _with_threads(config, options.threads))
         except RuntimeError as exc:
             raise RuntimeError(openvino_message(exc)) from exc
+        compile_ms = (time.perf_counter() - started) * 1e3
         used = compiled.get_property("INFERENCE_PRECISION_HINT").get_type_name()
         if precision_goal != "int8" and _NAMES.get(used) != precision_goal:
             raise UnsupportedError(f"asked OpenVINO for {precision_goal}, it compiled {used}", path=model,
@@ -261,8 +273,9 @@ class OpenVinoAdapter(TargetAdapter):
             "runtime_precisions": runtime_precisions(compiled),
             "config_file": CONFIG_FILE,
         })
-        return CompiledModel(out_dir, self.name, target.name, precision,
-                             files=["model.xml", "model.bin", CONFIG_FILE], info=info)
+        info["load"] = _keep_blob_if_faster(compiled, out_dir, _with_threads(config, options.threads), compile_ms)
+        files = ["model.xml", "model.bin", CONFIG_FILE] + ([BLOB_FILE] if info["load"]["blob"] else [])
+        return CompiledModel(out_dir, self.name, target.name, precision, files=files, info=info)
 
     def _nncf(self, ov_model: Any, calibration: Any, opts: Mapping[str, Any]) -> tuple[Any, str]:
         """Post-training INT8 with NNCF over the given calibration samples (its output kept quiet)."""
@@ -294,15 +307,64 @@ class OpenVinoAdapter(TargetAdapter):
         except (OSError, ValueError) as exc:
             raise BadInputError(f"cannot read the OpenVINO config ({exc})", path=config_path) from None
         device, properties = bundle_config(config, config_path)
-        try:
-            ov_compiled = _core().compile_model(str(path / "model.xml"), device, _with_threads(properties, threads))
-        except RuntimeError as exc:
-            raise RuntimeError(openvino_message(exc)) from exc
+        ov_compiled, load_path = _import_blob(path, compiled.info.get("load"), device,
+                                              _with_threads(properties, threads))
+        if ov_compiled is None:
+            try:
+                ov_compiled = _core().compile_model(str(path / "model.xml"), device, _with_threads(properties, threads))
+            except RuntimeError as exc:
+                raise RuntimeError(openvino_message(exc)) from exc
         used = ov_compiled.get_property("INFERENCE_PRECISION_HINT").get_type_name()
         recorded = str(compiled.info.get("precision_used", ""))
         precision = "int8" if recorded == "int8" else _NAMES.get(used, used)  # what this host really computes in
-        return OpenVinoRunner(ov_compiled, compiled.input_specs(), compiled.output_names(), precision,
-                              source=(str(path / "model.xml"), device, _with_threads(properties, threads)))
+        runner = OpenVinoRunner(ov_compiled, compiled.input_specs(), compiled.output_names(), precision,
+                                source=(str(path / "model.xml"), device, _with_threads(properties, threads)))
+        runner.load_path = load_path
+        return runner
+
+
+def _blob_host() -> dict[str, str]:
+    """What a compiled blob is tied to: the OpenVINO build and the CPU model it was compiled on."""
+    import openvino as ov
+
+    return {"openvino": ov.get_version(), "cpu": str(_core().get_property("CPU", "FULL_DEVICE_NAME"))}
+
+
+def _keep_blob_if_faster(compiled: Any, out_dir: Path, properties: dict[str, Any], compile_ms: float
+                         ) -> dict[str, Any]:
+    """Export the compiled model, time one import of it, and keep it only when importing beat compiling."""
+    try:
+        blob = compiled.export_model().getvalue()
+        started = time.perf_counter()
+        _core().import_model(blob, "CPU", properties)
+        import_ms = (time.perf_counter() - started) * 1e3
+    except RuntimeError as exc:  # a plugin that cannot export: the IR is the bundle, as before
+        return {"blob": None, "decision": f"no blob: export/import failed ({openvino_message(exc)})",
+                "compile_ms": round(compile_ms, 1)}
+    keep = import_ms < BLOB_MIN_GAIN * compile_ms
+    if keep:
+        (out_dir / BLOB_FILE).write_bytes(blob)
+    verdict = "kept" if keep else "not kept"
+    return {"blob": BLOB_FILE if keep else None, "compile_ms": round(compile_ms, 1), "import_ms": round(import_ms, 1),
+            "decision": f"blob {verdict}: import {import_ms:.0f} ms vs IR compile {compile_ms:.0f} ms (measured at "
+                        f"compile on this host)", **_blob_host()}
+
+
+def _import_blob(path: Path, load: Any, device: str, properties: dict[str, Any]) -> tuple[Any, str]:
+    """(the imported blob, "blob"), or (None, why the IR is compiled instead)."""
+    if not isinstance(load, Mapping) or load.get("blob") != BLOB_FILE:
+        return None, "IR compiled (the bundle has no blob)"
+    blob = path / BLOB_FILE
+    if not blob.is_file():
+        return None, "IR compiled (the manifest names a blob the bundle lacks)"
+    here = _blob_host()
+    for key, what in (("openvino", "OpenVINO"), ("cpu", "CPU")):
+        if load.get(key) != here[key]:
+            return None, f"IR compiled: the blob was built for {what} {load.get(key)!r}, this host has {here[key]!r}"
+    try:
+        return _core().import_model(blob.read_bytes(), device, properties), "blob imported"
+    except RuntimeError as exc:
+        return None, f"IR compiled: OpenVINO refused the blob ({openvino_message(exc)})"
 
 
 def bundle_config(config: Any, where: Path) -> tuple[str, dict[str, Any]]:

@@ -119,6 +119,7 @@ class BenchResult:
     stability: Stability | None = None
     cold_ms: float | None = None
     load_ms: float | None = None
+    load_path: str | None = None  # how the runner loaded, when the adapter says (OpenVINO: blob imported / IR)
     compile_ms: float | None = None
     peak_rss_mb: float | None = None
     memory_method: str = ""
@@ -155,6 +156,7 @@ class BenchResult:
                 environment=dict(data["environment"]),
                 stats=LatencyStats.from_samples(samples, batch=config.batch) if samples else None,
                 samples_ms=samples, stability=stability, cold_ms=data.get("cold_ms"), load_ms=data.get("load_ms"),
+                load_path=str(data["load_path"]) if data.get("load_path") else None,
                 compile_ms=data.get("compile_ms"), peak_rss_mb=memory.get("peak_rss_mb"),
                 memory_method=str(memory.get("method") or ""), estimate=data.get("estimate"),
                 input_shapes={str(k): [int(d) for d in v] for k, v in dict(data.get("input_shapes") or {}).items()},
@@ -216,6 +218,7 @@ class BenchResult:
             "stability": self.stability.to_json() if self.stability else None,
             "cold_ms": self.cold_ms,
             "load_ms": self.load_ms,
+            "load_path": self.load_path,
             "compile_ms": self.compile_ms,
             "memory": {"peak_rss_mb": self.peak_rss_mb, "method": self.memory_method},
             "estimate": self.estimate,
@@ -630,6 +633,7 @@ def _bench_bundle(
             result.provenance = provenance
             result.warnings.append(f"{provenance} run: {EMULATION_NOTE}")
         result.load_ms = load_ms
+        result.load_path = getattr(runner, "load_path", None)
         inputs = prepare_inputs(runner, config.batch, shapes=shapes)
         result.input_shapes = feed_shapes(inputs)
         probe = ContentionProbe().start()

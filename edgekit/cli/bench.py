@@ -156,7 +156,8 @@ def render_bench(result: BenchResult, console: Console) -> None:
                       "(cost model, not measured on the device)", highlight=False)
         for assumption in list(result.estimate.get("assumptions") or [])[:6]:
             console.print(f"  [dim]assumes: {escape(str(assumption))}[/]", highlight=False)
-    timings = [(name, value) for name, value in (("compile", result.compile_ms), ("load", result.load_ms),
+    load_label = f"load ({escape(result.load_path)})" if result.load_path else "load"
+    timings = [(name, value) for name, value in (("compile", result.compile_ms), (load_label, result.load_ms),
                                                  ("cold first run", result.cold_ms)) if value is not None]
     if timings:  # cold start, apart from the steady state above
         console.print("cold start: " + " · ".join(f"{n} {fmt_num(v)} ms" for n, v in timings)

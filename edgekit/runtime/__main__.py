@@ -81,7 +81,8 @@ def render_text(result: Any) -> str:
                                                      f"  throughput {_fmt(s.throughput)} items/s")
                      + f"  peak rss {_fmt(result.peak_rss_mb)} MiB")
     if result.load_ms is not None or result.cold_ms is not None:  # cold start, apart from the steady state
-        lines.append(f"cold start: load {_fmt(result.load_ms)} ms  first run {_fmt(result.cold_ms)} ms")
+        how = f" ({result.load_path})" if result.load_path else ""
+        lines.append(f"cold start: load {_fmt(result.load_ms)} ms{how}  first run {_fmt(result.cold_ms)} ms")
     elif result.estimate is not None:
         lines.append(f"estimated latency {_fmt(result.estimate.get('latency_ms'))} ms (estimated, not measured)")
     for row in verdict_rows(result.verdicts):

@@ -179,8 +179,9 @@ def render(result: QuantizeResult, console: Console) -> None:
         sens = Table(title="sensitivity: each node quantized alone (most harmful first)", title_justify="left")
         layer = any(s.local_loss_db is not None for s in result.sensitivity)
         metric_col = rep.metric is not None
+        gain_col = any(s.int8_gain_ms is not None for s in result.sensitivity)
         cols = ("#", "node", "op", "SQNR dB", "cosine", *(("metric drop",) if metric_col else ()),
-                *(("layer loss dB",) if layer else ()))
+                *(("layer loss dB",) if layer else ()), *(("INT8 gain ms",) if gain_col else ()))
         for col in cols:
             sens.add_column(col, justify="left" if col in ("node", "op") else "right",
                             overflow="fold" if col == "node" else "ellipsis")
@@ -189,7 +190,8 @@ def render(result: QuantizeResult, console: Console) -> None:
             sens.add_row(str(i), s.node, s.op_type, na if s.sqnr_db is None else fmt_num(s.sqnr_db, 3),
                          "—" if s.cosine is None else f"{s.cosine:.6f}",
                          *(("n/a" if s.accuracy_drop is None else f"{s.accuracy_drop:+.2f}",) if metric_col else ()),
-                         *((fmt_num(s.local_loss_db, 3),) if layer else ()))
+                         *((fmt_num(s.local_loss_db, 3),) if layer else ()),
+                         *(("n/a" if s.int8_gain_ms is None else f"{s.int8_gain_ms:+.4f}",) if gain_col else ()))
         console.print(sens)
         if len(result.sensitivity) > SENSITIVITY_ROWS:
             console.print(f"[dim]… {len(result.sensitivity) - SENSITIVITY_ROWS} more in --json[/]")

@@ -218,4 +218,19 @@ def test_mixed_int8_is_not_built_when_its_int8_bound_cannot_win(tmp_path: Path, 
     exhaustive = compile_auto(model, output=tmp_path / "bundle2", target="cpu", backend="onnxruntime,null",
                               accuracy_budget="sqnr>=80dB", calib=data, eval=data, cache_dir=tmp_path / "cache",
                               exhaustive=True)
-    assert next(c for c in exhaustive.candidates if c.precision == "mixed").status != "skipped"
+    mixed = next(c for c in exhaustive.candidates if c.precision == "mixed")
+    assert mixed.status != "skipped"
+    assert str(tmp_path / "cache") not in mixed.reason  # the user's model is meant, not the stage cache's copy
+
+
+def test_candidate_errors_name_the_users_file_not_the_stage_caches_copy(tmp_path: Path) -> None:
+    from edgekit.cache import StageCache
+    from edgekit.errors import CheckFailedError
+    from edgekit.pipeline.run import _Run
+
+    run = object.__new__(_Run)  # only its cache matters here
+    run.cache = StageCache(tmp_path / "cache")
+    inside = CheckFailedError("no INT8 setting meets the budget", path=run.cache.root / "v1" / "import" / "model.onnx")
+    outside = CheckFailedError("bad input", path=tmp_path / "user.onnx")
+    assert run._why(inside) == "no INT8 setting meets the budget"
+    assert run._why(outside) == f"{tmp_path / 'user.onnx'}: bad input"

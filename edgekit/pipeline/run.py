@@ -343,9 +343,9 @@ class _Run:
                 if len(plan) == 1:
                     raise
                 errors.append(exc)
-                candidates.append(Candidate(adapter or "auto", precision, "failed", reason=exc.one_line()))
+                candidates.append(Candidate(adapter or "auto", precision, "failed", reason=self._why(exc)))
                 self._record(StageRun(f"candidate[{adapter or 'auto'}-{precision}]", settings.name, False, 0.0,
-                                      "", f"rejected: {exc.one_line()}"), announce=True)
+                                      "", f"rejected: {self._why(exc)}"), announce=True)
         built = [c for c in candidates if c.bundle_dir is not None]
         if auto and not self.exhaustive and len([c for c in built if c.meets_budget]) > 2:
             if dropped is None:
@@ -355,7 +355,7 @@ class _Run:
                     c.reason = f"{c.reason}; {why}"
                     c.screened_out = True
         if not built:
-            why = "; ".join(e.one_line() for e in errors)
+            why = "; ".join(self._why(e) for e in errors)
             if errors and all(isinstance(e, UnsupportedError) for e in errors):
                 raise UnsupportedError(f"no candidate could be built for {settings.name}: {why}")
             raise ToolchainMissingError(f"no candidate could be built for {settings.name}: {why}")
@@ -363,6 +363,11 @@ class _Run:
                               screened=[c for c in built if c.screened_out]) if auto else built[0]
         chosen.chosen = True
         return self._finish(settings, chosen, candidates)
+
+    def _why(self, exc: EdgekitError) -> str:
+        """The error's line, without a path into the stage cache (the user's model is meant, not our copy)."""
+        root = str(self.cache.root)
+        return exc.message if exc.path and exc.path.startswith(root) else exc.one_line()
 
     def _candidates(self, settings: TargetSettings, profile: Any) -> list[tuple[str | None, str]]:
         """(adapter, precision) pairs: one for a fixed precision, every usable pair for `auto`."""

@@ -5,11 +5,15 @@ on OCR models the mixed result ran 0.87-0.92x FP32. A node whose INT8 kernel is 
 one is cheap to keep float; one that gains most is worth quantizing. `node_gains` measures that here
 (provenance: measured, onnxruntime CPU profiler) and `speed_aware_order` turns it into the fallback order.
 
-Mapping after ORT's optimisations (found by experiment, onnxruntime 1.2x-1.3x CPU):
+Mapping after ORT's optimisations (found by experiment, onnxruntime 1.32 CPU, YOLOv5n and tiny models):
 - INT8: DQ -> Conv -> Q fuses into QLinearConv named `<node>_token_<n>` (QGemm, QLinearGlobalAveragePool
-  and friends keep `<node>`); a Q/DQ left standalone keeps its QDQ name (`x_QuantizeLinear`).
+  and friends keep `<node>`); a Q/DQ left standalone keeps its QDQ name (`x_QuantizeLinear`), a shared
+  weight DQ becomes `<name>/duplicated_token_<n>`.
 - FP32: Conv(+Relu) under the NCHWc transformer becomes `<output tensor>_nchwc`, plus `ReorderOutput`
   nodes writing the original tensor; a fused Relu's output is what the QDQ writer hands to the Conv.
+  Sigmoid -> Mul (SiLU) becomes QuickGelu `<Mul>/QuickGeluFusion/` (the Sigmoid has no event of its own:
+  `_fused_in_fp32` shares the host's time); Slices become a Split `<first Slice>/GatherSliceToSplitFusion`
+  (the other Slices stay unmapped).
 So an optimised node is attributed by its name (suffixes stripped), else by the tensor it names or writes,
 followed up through Q/DQ to the QDQ node that produces it. A standalone DequantizeLinear is charged to the
 INT8 node it dequantizes, a standalone QuantizeLinear to the INT8 node(s) it feeds: converting is part of
@@ -23,7 +27,7 @@ import re
 import statistics
 import tempfile
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -69,10 +73,10 @@ class NodeGains:
     int8_unattributed_ms: float
     provenance: str = "measured"
     tool: str = "onnxruntime CPU profiler"
-    gains: dict[str, float | None] = field(init=False, repr=False, compare=False)
 
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "gains", {g.node: g.gain_ms for g in self.nodes})
+    @property
+    def gains(self) -> dict[str, float | None]:
+        return {g.node: g.gain_ms for g in self.nodes}
 
     @property
     def unmapped(self) -> list[str]:
@@ -274,30 +278,53 @@ def _harm(s: NodeSensitivity) -> tuple[str, float] | None:
     if s.sqnr_db is not None:
         return ("noise", 10.0 ** (-s.sqnr_db / 10.0))
     if s.local_loss_db is not None:
-        return ("local", 10.0 ** (max(s.local_loss_db, 0.0) / 10.0) - 1.0)
+        return ("local", _local_factor(s.local_loss_db))
     return None
+
+
+def _local_factor(loss_db: float) -> float:
+    return 10.0 ** (max(loss_db, 0.0) / 10.0) - 1.0
+
+
+def _harms(sensitivity: Sequence[NodeSensitivity]) -> list[tuple[str, float] | None]:
+    """Each node's harm; per-layer-only figures put on the scale of the nodes measured alone where possible.
+
+    Why: above the cap most nodes carry only a per-layer loss, a different unit from the alone figures, and
+    two units can only be ordered within themselves. The nodes measured alone also carry their per-layer
+    loss, so the median ratio (alone harm / per-layer factor) over them converts the rest.
+    """
+    harms = [_harm(s) for s in sensitivity]
+    units = [h[0] for h in harms if h is not None and h[0] in ("points", "noise")]
+    if not units:
+        return harms
+    unit = max(set(units), key=units.count)
+    ratios = [h[1] / _local_factor(s.local_loss_db) for s, h in zip(sensitivity, harms, strict=True)
+              if h is not None and h[0] == unit and s.local_loss_db is not None and _local_factor(s.local_loss_db) > 0]
+    if not ratios:
+        return harms
+    scale = statistics.median(ratios)
+    return [(unit, scale * h[1]) if h is not None and h[0] == "local" else h for h in harms]
 
 
 def speed_aware_order(sensitivity: Sequence[NodeSensitivity], gains: Mapping[str, float | None]) -> list[str]:
     """The fallback order (kept float first): harm per millisecond INT8 gains, highest first.
 
-    Nodes are reordered only among those of the same harm unit (measured alone with the same figure, or
-    by per-layer loss only) that have a measured gain, within the slots those nodes hold in the sensitivity
-    ranking; every other node (unmapped gain, unmeasured harm) keeps its sensitivity slot. A node gaining
-    nothing (or losing time) in INT8 comes first in its group: keeping it float costs no speed. Ties keep
-    the sensitivity order (stable sort).
+    Nodes are reordered only among those of the same harm unit (see `_harms`) that have a measured gain,
+    within the slots those nodes hold in the sensitivity ranking; every other node (unmapped gain,
+    unmeasured harm, dead) keeps its sensitivity slot. A node gaining nothing (or losing time) in INT8 comes
+    first in its group: keeping it float costs no speed. Ties keep the sensitivity order (stable sort).
     """
     order = [s.node for s in sensitivity]
+    harms = _harms(sensitivity)
     groups: dict[str, list[int]] = {}
     for index, s in enumerate(sensitivity):
-        harm = _harm(s)
+        harm = harms[index]
         if harm is not None and gains.get(s.node) is not None:
             groups.setdefault(harm[0], []).append(index)
 
     def key(index: int) -> tuple[int, float]:
-        s = sensitivity[index]
-        gain = gains[s.node] or 0.0
-        harm = (_harm(s) or ("", 0.0))[1]
+        gain = gains[sensitivity[index].node] or 0.0
+        harm = (harms[index] or ("", 0.0))[1]
         if gain < NO_GAIN_MS:
             return (0, 0.0)  # no gain: keeping it float is free (sensitivity order among these)
         return (1, -harm / gain if harm != float("inf") else float("-inf"))

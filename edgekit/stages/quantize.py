@@ -24,7 +24,7 @@ from edgekit.artifact import Artifact, Manifest, StageRecord, save_model_artifac
 from edgekit.checks.metrics import Metric, MetricOptions, canonical_metric_name, get_metric
 from edgekit.checks.verify import no_signal_message
 from edgekit.errors import BadInputError, CheckFailedError, UnsupportedError
-from edgekit.onnxio import check_runs, input_specs, load_onnx, output_specs, sample_feeds
+from edgekit.onnxio import check_runs, input_specs, is_ort_error, load_onnx, output_specs, sample_feeds
 from edgekit.progress import emit
 from edgekit.qdq import (
     DATA_MOVEMENT_OPS,
@@ -327,13 +327,21 @@ def quantize(
         if judge is not None:
             value, met = judge(full_report)
             steps.append(BudgetStep((), value, met))
+            why_plain = "most harmful kept float first"
             if not met and opts.speed_aware and sensitivity:
-                node_speed = node_gains(prepared.model.SerializeToString(), full_bytes, evalset.samples[0],
-                                        candidates, threads=threads_used)
-                sensitivity = [replace(s, int8_gain_ms=node_speed.gains.get(s.node)) for s in sensitivity]
+                try:
+                    node_speed = node_gains(prepared.model.SerializeToString(), full_bytes, evalset.samples[0],
+                                            candidates, threads=threads_used)
+                except Exception as exc:  # the order is an optimisation: a profiler failure must not cost the result
+                    if not (is_ort_error(exc) or isinstance(exc, OSError)):
+                        raise
+                    why_plain = f"profiling for the speed-aware order failed: {str(exc).splitlines()[0][:160]}"
+                else:
+                    gains = node_speed.gains
+                    sensitivity = [replace(s, int8_gain_ms=gains.get(s.node)) for s in sensitivity]
             if node_speed is not None and node_speed.orderable:
                 order = speed_aware_order(sensitivity, node_speed.gains)
-                unmapped = sum(node_speed.gains.get(s.node) is None for s in sensitivity)
+                unmapped = sum(s.int8_gain_ms is None for s in sensitivity)
                 notes.append(f"fallback order: speed-aware (harm per ms of INT8 gain, highest kept float first; "
                              f"gains {node_speed.label}; {unmapped} of {len(sensitivity)} ranked node(s) unmapped "
                              "keep their sensitivity place)")
@@ -344,7 +352,7 @@ def quantize(
             else:
                 order = [s.node for s in sensitivity]
                 if not met:
-                    notes.append("fallback order: sensitivity ranking (most harmful kept float first)")
+                    notes.append(f"fallback order: sensitivity ranking ({why_plain})")
             tried: dict[int, tuple[bytes, AccuracyReport] | None] = {}
 
             def trial(k: int) -> bool | None:

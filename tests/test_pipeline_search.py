@@ -234,3 +234,49 @@ def test_candidate_errors_name_the_users_file_not_the_stage_caches_copy(tmp_path
     outside = CheckFailedError("bad input", path=tmp_path / "user.onnx")
     assert run._why(inside) == "no INT8 setting meets the budget"
     assert run._why(outside) == f"{tmp_path / 'user.onnx'}: bad input"
+
+
+def test_mixed_float_part_in_bf16_is_kept_only_when_the_budget_still_holds(monkeypatch) -> None:
+    from edgekit.pipeline.results import Candidate
+    from edgekit.pipeline.run import _Run
+    from edgekit.recipe import TargetSettings
+
+    run = object.__new__(_Run)
+    run.model_entry = object()
+    monkeypatch.setattr(_Run, "_mixed_float_options", lambda self, s, a: {"float_precision": "bf16"})
+    calls: list[dict] = []
+
+    def build(outcome_bf16: bool):
+        def fake(self, settings, adapter, precision, model_entry, native, options, *, variant=""):
+            calls.append({"options": options, "variant": variant})
+            bf16 = "openvino.float_precision" in options
+            ok = outcome_bf16 if bf16 else True
+            return Candidate(adapter, precision, "passed" if ok else "rejected", meets_budget=ok,
+                             reason="meets the accuracy budget" if ok else "SQNR 18.0 dB < 20.0")
+        return fake
+
+    settings = TargetSettings(name="cpu", backend="openvino", precision="auto")
+    entry = type("Entry", (), {"digest": "d", "meta": {"excluded": ["n"]}})()
+    monkeypatch.setattr(_Run, "_quantize", lambda self, mixed: entry)
+    run._quantized = {}
+    monkeypatch.setattr(_Run, "_build_candidate", build(True))
+    cand = run._candidate(settings, "openvino", "mixed")
+    assert cand.meets_budget and "float-kept nodes with float_precision=bf16" in cand.reason
+    assert len(calls) == 1 and calls[0]["variant"] == "bf16"
+    calls.clear()
+    monkeypatch.setattr(_Run, "_build_candidate", build(False))
+    cand = run._candidate(settings, "openvino", "mixed")
+    assert cand.meets_budget and "with float_precision=bf16 it missed the budget (SQNR 18.0 dB < 20.0)" in cand.reason
+    assert [c["variant"] for c in calls] == ["bf16", ""] and "openvino.float_precision" not in calls[1]["options"]
+
+
+def test_openvino_offers_bf16_for_the_float_part_only_where_the_cpu_computes_it(monkeypatch) -> None:
+    pytest.importorskip("openvino")
+    from edgekit.adapters import openvino as ov_adapter
+    from edgekit.targets import get_profile
+
+    adapter = ov_adapter.OpenVinoAdapter()
+    monkeypatch.setattr(ov_adapter, "cpu_precisions", lambda: ("fp32", "bf16", "int8"))
+    assert adapter.mixed_float_options(get_profile("cpu")) == {"float_precision": "bf16"}
+    monkeypatch.setattr(ov_adapter, "cpu_precisions", lambda: ("fp32", "int8"))
+    assert adapter.mixed_float_options(get_profile("cpu")) == {}

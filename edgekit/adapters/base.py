@@ -368,6 +368,12 @@ class TargetAdapter(ABC):
         """Why `--backend auto` should not try this adapter unasked ("" = try it). Naming it always works."""
         return ""
 
+    def mixed_float_options(self, target: TargetProfile) -> dict[str, Any]:
+        """adapter_options that run the float-kept part of a mixed INT8 model in a faster float precision
+        (OpenVINO: bf16 on a CPU that has it). {} = the float part stays fp32. Precision auto tries them first
+        and keeps them only when the build still meets the accuracy budget."""
+        return {}
+
 
 def check_adapter_options(
     adapter: str, options: Mapping[str, Any], allowed: Mapping[str, type | tuple[type, ...]]

@@ -222,6 +222,14 @@ class OpenVinoAdapter(TargetAdapter):
         return Capabilities(precisions, True, Availability.yes(version),
                             Availability.yes(_core().get_property("CPU", "FULL_DEVICE_NAME")), notes=tuple(notes))
 
+    def mixed_float_options(self, target: TargetProfile) -> dict[str, Any]:
+        """bf16 for the float-kept nodes of a mixed INT8 model where the CPU computes bf16: measured on a mixed
+        YOLOv5n, its float Convs ran bf16 under the bf16 hint (an NNCF/QDQ model's INT8 layers are unaffected)."""
+        try:
+            return {"float_precision": "bf16"} if "bf16" in cpu_precisions() else {}
+        except ToolchainMissingError:
+            return {}
+
     def compile(self, model: Path, target: TargetProfile, options: CompileOptions, out_dir: Path) -> CompiledModel:
         import openvino as ov
 

@@ -435,7 +435,8 @@ class _Run:
         options = {"method": q.method, "per_channel": q.per_channel, "symmetric_activations": q.symmetric_activations,
                    "exclude": list(q.exclude), "calib_samples": q.calib_samples, "max_drop": max_drop,
                    "min_sqnr": min_sqnr, "metric": metric if max_drop is not None and metric else None,
-                   "metric_options": list(budget.metric_options)}
+                   "metric_options": list(budget.metric_options),
+                   "speed_aware": True}  # which nodes stay float: harm per measured millisecond of INT8 gain
         allow_code = self.allow_code
 
         def build(tmp: Path) -> dict[str, Any]:
@@ -466,10 +467,40 @@ class _Run:
                                               or not model_entry.meta.get("excluded"))
                 if precision == "mixed" and same and adapter is not None:
                     raise _SameAsInt8("mixed INT8 kept no node in float: same build as the int8 candidate")
-        tag = f"{adapter or 'auto'}-{precision}"
+        faster_float = self._mixed_float_options(settings, adapter) if precision == "mixed" else {}
+        if faster_float:  # the float-kept part in a faster float precision; kept only if the budget still holds
+            options = {**settings.adapter_options, **{f"{adapter}.{k}": v for k, v in faster_float.items()}}
+            cand = self._build_candidate(settings, adapter, precision, model_entry, native, options,
+                                         variant="+".join(str(v) for v in faster_float.values()))
+            what = ", ".join(f"{k}={v}" for k, v in faster_float.items())
+            if cand.meets_budget:
+                cand.reason = f"{cand.reason}; float-kept nodes with {what}"
+                return cand
+            plain = self._build_candidate(settings, adapter, precision, model_entry, native,
+                                          dict(settings.adapter_options))
+            plain.reason = f"{plain.reason}; with {what} it missed the budget ({cand.reason})"
+            return plain
+        return self._build_candidate(settings, adapter, precision, model_entry, native,
+                                     dict(settings.adapter_options))
+
+    def _mixed_float_options(self, settings: TargetSettings, adapter: str | None) -> dict[str, Any]:
+        """What the adapter offers to speed up a mixed build's float part, minus what the user set himself."""
+        from edgekit.adapters.registry import get_adapter
+        from edgekit.targets import get_profile
+
+        if adapter is None:
+            return {}
+        offered = get_adapter(adapter).mixed_float_options(get_profile(settings.name))
+        user = options_for(adapter, settings.adapter_options)
+        return {k: v for k, v in offered.items() if k not in user}
+
+    def _build_candidate(self, settings: TargetSettings, adapter: str | None, precision: str,
+                         model_entry: CacheEntry, native: bool, adapter_options: dict[str, Any], *,
+                         variant: str = "") -> Candidate:
+        tag = f"{adapter or 'auto'}-{precision}" + (f"+{variant}" if variant else "")
         pre = self.recipe.preprocess
         compile_options = {"target": settings.name, "backend": adapter or "auto", "precision": precision,
-                           "threads": settings.threads, "adapter_options": settings.adapter_options,
+                           "threads": settings.threads, "adapter_options": adapter_options,
                            "mean": pre.mean if pre else None, "std": pre.std if pre else None}
 
         def build_compile(tmp: Path) -> dict[str, Any]:
@@ -949,6 +980,7 @@ def _quantize_model(src: Path, dest: Path, calib: Path | None, eval_dir: Path | 
         kwargs["max_drop"], kwargs["min_sqnr"] = options["max_drop"], options["min_sqnr"]
         kwargs["metric"] = options.get("metric")
         kwargs["metric_options"] = parse_metric_options(list(options.get("metric_options") or ()))
+        kwargs["speed_aware"] = bool(options.get("speed_aware", True))
     result = quantize_stage.quantize(src, dest, str(calib), threads=threads, allow_code=allow_code, **kwargs)
     _drop_sidecar(dest)
     excluded = list(result.excluded or [])

@@ -203,7 +203,9 @@ def run_auto(model: Path, calib: Path, eval_dir: Path, out: Path, threads: int, 
             found = sorted(cache.glob(f"v1/compile[[]{c['adapter']}-mixed{variant}[]]/*/*/bundle"))
             if found:
                 mixed[f"{c['adapter']}-mixed"] = found[0]
+    chosen = next((c for c in target["candidates"] if c.get("chosen")), {})
     return {"wall_s": wall, "exit_code": proc.returncode, "adapter": target.get("adapter"),
+            "candidate": f"{chosen.get('adapter')}·{chosen.get('precision')}",
             "precision_used": target.get("precision_used"), "decision": target.get("decision"), "candidates": cands,
             "bundle": out, "mixed_bundles": mixed}
 
@@ -278,8 +280,7 @@ def bench_model(key: str, args: argparse.Namespace, work: Path) -> dict[str, Any
     log(f"{key}: exhaustive {exhaustive.get('adapter')} {exhaustive.get('precision_used')} "
         f"in {exhaustive['wall_s']:.1f} s")
     result["auto"], result["exhaustive"] = auto, exhaustive
-    result["same_pick"] = (auto.get("adapter"), auto.get("precision_used")) == \
-        (exhaustive.get("adapter"), exhaustive.get("precision_used")) and "error" not in auto
+    result["same_pick"] = auto.get("candidate") == exhaustive.get("candidate") and "error" not in auto
 
     log(f"{key}: peers")
     peers = build_peers(model, calib, spec.name, work)
@@ -315,6 +316,8 @@ def bench_model(key: str, args: argparse.Namespace, work: Path) -> dict[str, Any
     accurate_peers = [k for k in peers if builds[k]["accurate"] and builds[k]["median_p50_ms"] is not None]
     best = min(accurate_peers, key=lambda k: builds[k]["median_p50_ms"]) if accurate_peers else None
     result["best_peer"] = best
+    if "exhaustive" in builds and "auto" in builds:  # different picks: how far apart, in separate processes
+        result["exhaustive_vs_auto_paired"] = paired(p50s["exhaustive"], p50s["auto"])
     if best and "auto" in builds:
         result["ratio_paired"] = paired(p50s[best], p50s["auto"])
         result["ratio_medians"] = builds[best]["median_p50_ms"] / builds["auto"]["median_p50_ms"] \
@@ -353,16 +356,19 @@ def render(results: list[dict[str, Any]], meta: dict[str, Any]) -> str:
              "|---|---|---:|---|---:|---|---|---:|---|---|"]
     for r in results:
         a, e = r["auto"], r["exhaustive"]
-        pick = f"{a.get('adapter')} {a.get('precision_used')}" if "error" not in a else f"error: {a['error']}"
-        epick = f"{e.get('adapter')} {e.get('precision_used')}" if "error" not in e else f"error: {e['error']}"
+        pick = f"{a.get('candidate')} ({a.get('precision_used')})" if "error" not in a else f"error: {a['error']}"
+        epick = f"{e.get('candidate')} ({e.get('precision_used')})" if "error" not in e else f"error: {e['error']}"
         ratio = r.get("ratio_paired")
         best = r.get("best_peer")
+        same = "yes" if r["same_pick"] else (f"**no**: auto's pick {r['exhaustive_vs_auto_paired']:.3f}× the "
+                                             "exhaustive pick's speed" if r.get("exhaustive_vs_auto_paired")
+                                             else "**no**")
         lines.append(f"| {r['label']} | {pick} | {a['wall_s']:.1f} | {epick} | {e['wall_s']:.1f} | "
-                     f"{'yes' if r['same_pick'] else '**no**'} | {r['builds'][best]['label'] if best else '—'} | "
+                     f"{same} | {r['builds'][best]['label'] if best else '—'} | "
                      f"{ratio:.3f} | {'met' if ratio is not None and ratio >= TARGET_RATIO else '**missed**'} | "
                      f"{'met' if a['wall_s'] <= WALL_TARGET_S else '**missed**'} |" if ratio is not None else
                      f"| {r['label']} | {pick} | {a['wall_s']:.1f} | {epick} | {e['wall_s']:.1f} | "
-                     f"{'yes' if r['same_pick'] else '**no**'} | {best or '—'} | — | **not computed** | — |")
+                     f"{same} | {best or '—'} | — | **not computed** | — |")
     lines += ["", "Wall time: `edgekit compile -p auto` as a fresh CLI process with an empty stage cache (imports, "
               "export excluded, data given as .npy folders), on the same 2 shared cores as everything else.", ""]
     for r in results:

@@ -219,7 +219,7 @@ def test_mixed_int8_is_not_built_when_its_int8_bound_cannot_win(tmp_path: Path, 
                               accuracy_budget="sqnr>=80dB", calib=data, eval=data, cache_dir=tmp_path / "cache",
                               exhaustive=True)
     mixed = next(c for c in exhaustive.candidates if c.precision == "mixed")
-    assert mixed.status != "skipped"
+    assert "dropped" not in mixed.reason and any(s.stage == "quantize-mixed" for s in exhaustive.pipeline.stages)
     assert str(tmp_path / "cache") not in mixed.reason  # the user's model is meant, not the stage cache's copy
 
 
@@ -280,3 +280,29 @@ def test_openvino_offers_bf16_for_the_float_part_only_where_the_cpu_computes_it(
     assert adapter.mixed_float_options(get_profile("cpu")) == {"float_precision": "bf16"}
     monkeypatch.setattr(ov_adapter, "cpu_precisions", lambda: ("fp32", "int8"))
     assert adapter.mixed_float_options(get_profile("cpu")) == {}
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_mixed_with_no_node_float_is_a_distinct_build_only_where_int8_came_from_the_adapter(monkeypatch,
+                                                                                          native) -> None:
+    # OpenVINO's int8 candidate is NNCF's, from the float model: the quantize stage's QDQ model (no node kept
+    # float) run by OpenVINO is another build, and may be the accurate one. ORT's int8 *is* that QDQ model.
+    import edgekit.pipeline.run as run_module
+    from edgekit.pipeline.results import Candidate
+    from edgekit.pipeline.run import _Run, _SameAsInt8
+    from edgekit.recipe import TargetSettings
+
+    entry = type("Entry", (), {"digest": "qdq", "meta": {"excluded": []}})()
+    run = object.__new__(_Run)
+    run.model_entry = object()
+    run._quantized = {"int8": entry}
+    monkeypatch.setattr(_Run, "_quantize", lambda self, mixed: entry)
+    monkeypatch.setattr(_Run, "_mixed_float_options", lambda self, s, a: {})
+    monkeypatch.setattr(run_module, "_native_int8", lambda adapter: native)
+    monkeypatch.setattr(_Run, "_build_candidate", lambda self, s, a, p, m, n, o, variant="": Candidate(a, p, "passed"))
+    settings = TargetSettings(name="cpu", backend="x", precision="auto")
+    if native:
+        assert run._candidate(settings, "x", "mixed").status == "passed"
+    else:
+        with pytest.raises(_SameAsInt8):
+            run._candidate(settings, "x", "mixed")

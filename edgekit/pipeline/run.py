@@ -339,6 +339,8 @@ class _Run:
                 continue
             try:
                 candidates.append(self._candidate(settings, adapter, precision))
+            except _SameAsInt8 as exc:
+                candidates.append(Candidate(adapter or "auto", precision, "skipped", reason=exc.message))
             except (ToolchainMissingError, UnsupportedError, CheckFailedError) as exc:
                 if len(plan) == 1:
                     raise
@@ -465,7 +467,9 @@ class _Run:
                 plain = self._quantized.get("int8")
                 same = plain is not None and (plain.digest == model_entry.digest
                                               or not model_entry.meta.get("excluded"))
-                if precision == "mixed" and same and adapter is not None:
+                # an adapter that quantizes itself (OpenVINO: NNCF) built its int8 candidate from the float model:
+                # the QDQ model, even with no node kept float, is another build there (often the accurate one)
+                if precision == "mixed" and same and adapter is not None and not _native_int8(adapter):
                     raise _SameAsInt8("mixed INT8 kept no node in float: same build as the int8 candidate")
         faster_float = self._mixed_float_options(settings, adapter) if precision == "mixed" else {}
         if faster_float:  # the float-kept part in a faster float precision; kept only if the budget still holds

@@ -86,8 +86,8 @@ class Pipeline:
         self.exhaustive = exhaustive  # precision auto: build and time every candidate, prune nothing
 
     @classmethod
-    def from_recipe(cls, path: str | Path, *, trust_code: bool = False) -> Pipeline:
-        return cls(load_recipe(path), trust_code=trust_code)
+    def from_recipe(cls, path: str | Path, *, trust_code: bool = False, exhaustive: bool = False) -> Pipeline:
+        return cls(load_recipe(path), trust_code=trust_code, exhaustive=exhaustive)
 
     def run(
         self,

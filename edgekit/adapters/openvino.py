@@ -120,13 +120,15 @@ class OpenVinoRunner(Runner):
 
     def _run_impl(self, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         # np.asarray(order="C"), not np.ascontiguousarray: the latter turns a 0-d input (silero-vad's `sr`) into (1,)
+        # share_inputs: the arrays are read in place during this synchronous call (no copy into the request's
+        # tensors); share_outputs=False (OpenVINO's default): the outputs come back as fresh numpy copies, so a
+        # second copy here would only add its cost (an 8.6 MB YOLOv5n-640 output: ~5 ms a run, measured)
         try:
-            results = self._request.infer({k: np.asarray(v, order="C") for k, v in inputs.items()})
+            results = self._request.infer({k: np.asarray(v, order="C") for k, v in inputs.items()},
+                                          share_inputs=True, share_outputs=False)
         except RuntimeError as exc:
             raise RuntimeError(openvino_message(exc)) from exc
-        # the request reuses its output buffers: copy before the next run overwrites them
-        return {name: np.array(results[port], copy=True) for name, port in zip(self.output_names, self._ports,
-                                                                               strict=True)}
+        return {name: results[port] for name, port in zip(self.output_names, self._ports, strict=True)}
 
     def throughput(
         self, feed: Mapping[str, np.ndarray], *, streams: int | None = None, seconds: float = 10.0,

@@ -81,3 +81,15 @@ class _RefusingCore:
 
     def __getattr__(self, name):
         return getattr(self._core, name)
+
+
+def test_outputs_of_one_run_survive_the_next_run(tmp_path, monkeypatch):
+    # OpenVINO copies outputs out of the request (share_outputs=False): edgekit adds no copy of its own
+    bundle = _compile(tmp_path, monkeypatch, gain=0.0)
+    with edgekit.load(bundle) as runner:
+        spec = runner.input_specs[0]
+        first = runner.run({spec.name: np.ones(spec.concrete_shape(), np.float32)})
+        kept = {k: v.copy() for k, v in first.items()}
+        runner.run({spec.name: np.full(spec.concrete_shape(), -3.0, np.float32)})
+    for name in kept:
+        np.testing.assert_array_equal(first[name], kept[name])

@@ -306,3 +306,32 @@ def test_mixed_with_no_node_float_is_a_distinct_build_only_where_int8_came_from_
     else:
         with pytest.raises(_SameAsInt8):
             run._candidate(settings, "x", "mixed")
+
+
+@pytest.mark.parametrize("rule", ["budget", "default"])
+def test_with_an_accuracy_budget_compile_refuses_only_broken_float_builds(monkeypatch, tmp_path, rule) -> None:
+    import edgekit.stages.compile as compile_stage
+    from edgekit.pipeline.run import BUDGETED_THRESHOLDS, _compile_bundle
+    from edgekit.stages.compile import Thresholds
+
+    seen: dict = {}
+
+    class Done:
+        bundle = type("B", (), {"manifest": type("M", (), {"info": {"adapter": "x", "precision_used": "bf16"}})()})()
+
+    def fake(model, **kwargs):
+        seen.update(kwargs)
+        return Done()
+
+    monkeypatch.setattr(compile_stage, "compile", fake)
+    _compile_bundle(tmp_path / "m.onnx", tmp_path / "b", {"target": "cpu", "backend": "openvino", "precision": "bf16",
+                                                          "threads": None, "adapter_options": {}, "float_rule": rule},
+                    calib=None)
+    if rule == "budget":
+        assert seen["thresholds"] == BUDGETED_THRESHOLDS
+        # fp32 must still match FP32 and INT8 keeps its rule: only the fp16/bf16 rule gives way to the budget
+        assert BUDGETED_THRESHOLDS.fp32_sqnr_db == Thresholds().fp32_sqnr_db
+        assert BUDGETED_THRESHOLDS.int8_sqnr_db == Thresholds().int8_sqnr_db
+        assert BUDGETED_THRESHOLDS.float_sqnr_db < Thresholds().float_sqnr_db
+    else:
+        assert "thresholds" not in seen

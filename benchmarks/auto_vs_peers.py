@@ -376,10 +376,10 @@ def render(results: list[dict[str, Any]], meta: dict[str, Any]) -> str:
                   f"{[round(x, 2) for x in r['load_average_timing']]}. Auto's decision: "
                   f"{r['auto'].get('decision', '—')}", "",
                   "| build | precision | SQNR dB vs ORT FP32 | accurate | p50 ms (median of processes) | p50 per "
-                  "process | × auto (paired) |", "|---|---|---:|---|---:|---|---:|"]
+                  "process | this ÷ auto (paired; > 1: auto faster) |", "|---|---|---:|---|---:|---|---:|"]
         for b in sorted(r["builds"].values(), key=lambda b: b.get("median_p50_ms") or 1e9):
             auto_p50s = r["builds"].get("auto", {}).get("p50s_ms") or []
-            x = paired(auto_p50s, b["p50s_ms"]) if auto_p50s else None
+            x = paired(b["p50s_ms"], auto_p50s) if auto_p50s else None  # > 1: auto's pick is faster
             sq = b.get("sqnr_db")
             sq_text = "—" if sq is None else ("inf" if sq == float("inf") else f"{sq:.1f}")
             lines.append(f"| {b['label']} | {b['precision']} | {sq_text} | "

@@ -199,7 +199,7 @@ def run_auto(model: Path, calib: Path, eval_dir: Path, out: Path, threads: int, 
     mixed = {}
     for c in target["candidates"]:
         if c["precision"] == "mixed" and c["status"] in ("passed", "rejected"):
-            variant = "+bf16" if "float-kept nodes with float_precision=bf16" in (c.get("reason") or "") else ""
+            variant = "+bf16" if "float part with float_precision=bf16" in (c.get("reason") or "") else ""
             found = sorted(cache.glob(f"v1/compile[[]{c['adapter']}-mixed{variant}[]]/*/*/bundle"))
             if found:
                 mixed[f"{c['adapter']}-mixed"] = found[0]

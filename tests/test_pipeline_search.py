@@ -261,7 +261,7 @@ def test_mixed_float_part_in_bf16_is_kept_only_when_the_budget_still_holds(monke
     run._quantized = {}
     monkeypatch.setattr(_Run, "_build_candidate", build(True))
     cand = run._candidate(settings, "openvino", "mixed")
-    assert cand.meets_budget and "float-kept nodes with float_precision=bf16" in cand.reason
+    assert cand.meets_budget and "its float part with float_precision=bf16" in cand.reason
     assert len(calls) == 1 and calls[0]["variant"] == "bf16"
     calls.clear()
     monkeypatch.setattr(_Run, "_build_candidate", build(False))

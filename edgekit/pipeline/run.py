@@ -478,7 +478,7 @@ class _Run:
                                          variant="+".join(str(v) for v in faster_float.values()))
             what = ", ".join(f"{k}={v}" for k, v in faster_float.items())
             if cand.meets_budget:
-                cand.reason = f"{cand.reason}; float-kept nodes with {what}"
+                cand.reason = f"{cand.reason}; its float part with {what}"
                 return cand
             plain = self._build_candidate(settings, adapter, precision, model_entry, native,
                                           dict(settings.adapter_options))
@@ -546,7 +546,9 @@ class _Run:
         cand.status = "passed" if ok else "rejected"
         if precision == "mixed" and not native:
             kept = len(model_entry.meta.get("excluded") or [])
-            cand.reason = f"QDQ from the quantize stage, {kept} node(s) kept in float; {why}"
+            cand.reason = (f"QDQ from the quantize stage, {kept} node(s) kept in float; {why}" if kept else
+                           f"the quantize stage's full-INT8 QDQ model (no node kept float; {adapter}'s own int8 "
+                           f"candidate quantized the float model itself); {why}")
         return cand
 
     def _evaluate(self, bundle: Path, settings: TargetSettings) -> dict[str, Any]:

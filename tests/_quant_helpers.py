@@ -93,6 +93,14 @@ def labelled_by_reference(model_path: Path, samples: list[dict[str, np.ndarray]]
     return out
 
 
+def outlier_assets(root: Path) -> dict[str, Path]:
+    """The outlier model with 24 calibration samples and 48 eval samples labelled by its own FP32 argmax."""
+    model = outlier_model(root / "outlier.onnx")
+    calib = write_npz(root / "calib", random_samples((1, 4, 8, 8), 24, seed=0))
+    evaluation = write_npz(root / "eval", labelled_by_reference(model, random_samples((1, 4, 8, 8), 48, seed=1)))
+    return {"model": model, "calib": calib, "eval": evaluation, "root": root}
+
+
 def digits_assets(root: Path) -> dict[str, Path]:
     """Train LeNet-5 on sklearn digits (seconds, cached per process), export ONNX, write calib/eval folders."""
     from edgekit.zoo import digits

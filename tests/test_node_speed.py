@@ -13,7 +13,7 @@ from edgekit.stages import quantize as qmod
 from edgekit.stages._quant_eval import NodeSensitivity
 from edgekit.stages.node_speed import NodeGain, NodeGains, _Attribution, node_gains, speed_aware_order
 from edgekit.stages.quantize import quantize
-from tests._quant_helpers import OUTLIER_NODES, labelled_by_reference, outlier_model, random_samples, write_npz
+from tests._quant_helpers import OUTLIER_NODES, outlier_assets, random_samples
 
 
 def _two_conv(path):
@@ -109,11 +109,7 @@ def test_per_layer_only_nodes_join_the_alone_scale_through_nodes_that_have_both(
 
 @pytest.fixture(scope="module")
 def outlier(tmp_path_factory):
-    root = tmp_path_factory.mktemp("outlier_speed")
-    model = outlier_model(root / "outlier.onnx")
-    calib = write_npz(root / "calib", random_samples((1, 4, 8, 8), 24, seed=0))
-    evaluation = write_npz(root / "eval", labelled_by_reference(model, random_samples((1, 4, 8, 8), 48, seed=1)))
-    return {"model": model, "calib": calib, "eval": evaluation}
+    return outlier_assets(tmp_path_factory.mktemp("outlier_speed"))
 
 
 def test_quantize_meets_the_budget_with_and_without_speed_aware_order(outlier, tmp_path, monkeypatch):

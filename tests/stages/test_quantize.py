@@ -14,8 +14,7 @@ from edgekit.stages._quant_eval import SpeedReport
 from edgekit.stages.quantize import fewest_kept_float, quantize, quantize_onnx
 from tests._quant_helpers import (
     OUTLIER_NODES,
-    labelled_by_reference,
-    outlier_model,
+    outlier_assets,
     random_samples,
     small_conv_model,
     unet_like_model,
@@ -27,11 +26,7 @@ FAST = {"speed": False, "sensitivity": False}
 
 @pytest.fixture(scope="module")
 def outlier(tmp_path_factory):
-    root = tmp_path_factory.mktemp("outlier")
-    model = outlier_model(root / "outlier.onnx")
-    calib = write_npz(root / "calib", random_samples((1, 4, 8, 8), 24, seed=0))
-    evaluation = write_npz(root / "eval", labelled_by_reference(model, random_samples((1, 4, 8, 8), 48, seed=1)))
-    return {"model": model, "calib": calib, "eval": evaluation, "root": root}
+    return outlier_assets(tmp_path_factory.mktemp("outlier"))
 
 
 @pytest.fixture(scope="module")

@@ -258,7 +258,9 @@ def render_candidates(target: Any, width: int | None = None) -> Any:
                 f"{c.sqnr_db:.1f} dB" if c.sqnr_db is not None else "—",
                 "" if c.reason == "meets the accuracy budget" else escape(c.reason))
 
-    title = f"{target.target}: precision auto candidates (latency: side-by-side medians the choice was made on)"
+    screened = any(c.latency_kind == "screening median" for c in target.candidates)
+    title = f"{target.target}: precision auto candidates (latency: side-by-side medians the choice was made on" + \
+        ("; the screening's short rounds for what it dropped)" if screened else ")")
     decision = f"★ {escape(str(target.adapter))} {escape(str(target.precision_used))}: {escape(target.decision)}" \
         if target.decision else ""
     if (width or default_console.width) >= 130:

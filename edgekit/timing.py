@@ -224,6 +224,12 @@ class InterleavedTiming:
         return [float(np.median(r)) if r else None for r in self.rounds]
 
     @property
+    def round_median(self) -> float | None:
+        """Median of the per-round medians: the figure side-by-side choices compare (None: never timed)."""
+        per_round = [m for m in self.round_medians if m is not None]
+        return float(np.median(per_round)) if per_round else None
+
+    @property
     def median_ms(self) -> float | None:
         samples = self.samples
         return float(np.median(samples)) if samples else None

@@ -268,9 +268,10 @@ class OpenVinoAdapter(TargetAdapter):
         ov.save_model(ov_model, str(out_dir / "model.xml"), compress_to_fp16=False)
         config = {"PERFORMANCE_HINT": hint.upper(), "INFERENCE_PRECISION_HINT": float_hint}
         (out_dir / CONFIG_FILE).write_text(json.dumps({"device": "CPU", "properties": config}, indent=2) + "\n")
+        properties = _with_threads(config, options.threads)
         started = time.perf_counter()
         try:
-            compiled = _core().compile_model(str(out_dir / "model.xml"), "CPU", _with_threads(config, options.threads))
+            compiled = _core().compile_model(str(out_dir / "model.xml"), "CPU", properties)
         except RuntimeError as exc:
             raise RuntimeError(openvino_message(exc)) from exc
         compile_ms = (time.perf_counter() - started) * 1e3
@@ -284,7 +285,7 @@ class OpenVinoAdapter(TargetAdapter):
             "runtime_precisions": runtime_precisions(compiled),
             "config_file": CONFIG_FILE,
         })
-        info["load"] = _keep_blob_if_faster(compiled, out_dir, _with_threads(config, options.threads), compile_ms)
+        info["load"] = _keep_blob_if_faster(compiled, out_dir, properties, compile_ms)
         files = ["model.xml", "model.bin", CONFIG_FILE] + ([BLOB_FILE] if info["load"]["blob"] else [])
         return CompiledModel(out_dir, self.name, target.name, precision, files=files, info=info)
 
@@ -318,18 +319,18 @@ class OpenVinoAdapter(TargetAdapter):
         except (OSError, ValueError) as exc:
             raise BadInputError(f"cannot read the OpenVINO config ({exc})", path=config_path) from None
         device, properties = bundle_config(config, config_path)
-        ov_compiled, load_path = _import_blob(path, compiled.info.get("load"), device,
-                                              _with_threads(properties, threads))
+        properties = _with_threads(properties, threads)
+        ov_compiled, load_path = _import_blob(path, compiled.info.get("load"), device, properties)
         if ov_compiled is None:
             try:
-                ov_compiled = _core().compile_model(str(path / "model.xml"), device, _with_threads(properties, threads))
+                ov_compiled = _core().compile_model(str(path / "model.xml"), device, properties)
             except RuntimeError as exc:
                 raise RuntimeError(openvino_message(exc)) from exc
         used = ov_compiled.get_property("INFERENCE_PRECISION_HINT").get_type_name()
         recorded = str(compiled.info.get("precision_used", ""))
         precision = "int8" if recorded == "int8" else _NAMES.get(used, used)  # what this host really computes in
         runner = OpenVinoRunner(ov_compiled, compiled.input_specs(), compiled.output_names(), precision,
-                                source=(str(path / "model.xml"), device, _with_threads(properties, threads)))
+                                source=(str(path / "model.xml"), device, properties))
         runner.load_path = load_path
         return runner
 

@@ -17,6 +17,7 @@ import datetime as _dt
 import shutil
 import time
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -664,7 +665,7 @@ class _Run:
     def _side_by_side(self, settings: TargetSettings, cands: list[Candidate]) -> Candidate:
         from edgekit.environment import host_fingerprint
 
-        by_key = {f"{c.adapter}-{c.precision}": c for c in cands}
+        by_key = {_key(c): c for c in cands}
         threads = self._threads(settings)
         # the compile stages' content hashes (the cache verified them already): no second pass over the bundles
         digests = {k: c.bundle_digest for k, c in by_key.items()}
@@ -892,42 +893,37 @@ SCREEN_ROUNDS = 5
 def _screen_candidates(by_key: dict[str, Candidate], threads: int | None) -> tuple[dict[str, float], int]:
     """Median of per-round medians of each candidate over a few short interleaved rounds (a screening, not
     the choice: it only drops what is far behind)."""
+    with _loaded(by_key, threads) as (runners, feeds), \
+            step("screening", f"{len(runners)} candidates × {SCREEN_ROUNDS} short rounds"):
+        timed = time_side_by_side(runners, feeds, rounds=SCREEN_ROUNDS, round_seconds=0.08, warmup=2,
+                                  min_runs=2, max_runs=20, reject_ratio=None, settle=1)
+    medians = {k: t.round_median for k, t in timed.items()}
+    return {k: ms for k, ms in medians.items() if ms is not None}, SCREEN_ROUNDS
+
+
+@contextmanager
+def _loaded(by_key: dict[str, Candidate], threads: int | None) -> Iterator[tuple[dict[str, Any], dict[str, Any]]]:
+    """Every candidate's bundle loaded, with its feed; all closed afterwards (screening and choice both)."""
     from edgekit.adapters.loading import load_bundle
     from edgekit.checks.latency import prepare_inputs
 
-    runners, feeds = {}, {}
+    runners: dict[str, Any] = {}
+    feeds: dict[str, Any] = {}
     try:
         for key, c in by_key.items():
             assert c.bundle_dir is not None
             runners[key] = load_bundle(c.bundle_dir, threads=threads)
             feeds[key] = prepare_inputs(runners[key])
-        with step("screening", f"{len(runners)} candidates × {SCREEN_ROUNDS} short rounds"):
-            timed = time_side_by_side(runners, feeds, rounds=SCREEN_ROUNDS, round_seconds=0.08, warmup=2,
-                                      min_runs=2, max_runs=20, reject_ratio=None, settle=1)
+        yield runners, feeds
     finally:
         for runner in runners.values():
             runner.close()
-    medians = {k: float(np.median([m for m in t.round_medians if m is not None])) for k, t in timed.items()
-               if any(m is not None for m in t.round_medians)}
-    return medians, SCREEN_ROUNDS
 
 
 def _time_candidates(by_key: dict[str, Candidate], threads: int | None) -> Choice:
-    from edgekit.adapters.loading import load_bundle
-    from edgekit.checks.latency import prepare_inputs
-
-    runners, feeds = {}, {}
-    try:
-        for key, c in by_key.items():
-            assert c.bundle_dir is not None
-            runner = load_bundle(c.bundle_dir, threads=threads)
-            runners[key] = runner
-            feeds[key] = prepare_inputs(runner)
-        precisions = {k: c.precision for k, c in by_key.items()}
+    precisions = {k: c.precision for k, c in by_key.items()}
+    with _loaded(by_key, threads) as (runners, feeds):
         choice = choose_side_by_side(runners, feeds, precisions)
-    finally:
-        for runner in runners.values():
-            runner.close()
     close = finalists_to_confirm(choice, {k: c.adapter for k, c in by_key.items()})
     if close:  # a close call between runtimes: one process each, alternating, decides
         with step("confirming in separate processes", " vs ".join(close)):

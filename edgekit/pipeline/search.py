@@ -66,11 +66,7 @@ def clearly_faster(gain: float, wins: int, rounds: int, min_gain: float) -> bool
 def decide(timed: Mapping[str, InterleavedTiming], precisions: Mapping[str, str], *,
            min_gain: float = 0.05) -> Choice:
     """Apply the rule of the module docstring to side-by-side timings."""
-    medians: dict[str, float] = {}
-    for name, t in timed.items():
-        per_round = [m for m in t.round_medians if m is not None]
-        if per_round and not t.rejected:
-            medians[name] = float(np.median(per_round))
+    medians = {name: m for name, t in timed.items() if (m := t.round_median) is not None and not t.rejected}
     rejected = {n: t.rejected for n, t in timed.items() if t.rejected}
     n_rounds = max((len(t.rounds) for t in timed.values()), default=0)
     choice = _decide(timed, medians, rejected, n_rounds, precisions, min_gain)
@@ -168,24 +164,21 @@ def prune(medians: Mapping[str, float], precisions: Mapping[str, str], accurate:
         if bound not in medians:
             continue  # its bound was not built or timed: nothing known, so build it
         ms = medians[bound]
-        if floats:
-            ref = min(floats, key=lambda k: floats[k])
-            if ms > (1.0 - min_gain) * floats[ref]:
-                dropped[pending] = (f"dropped {label(pending)} before building it: its upper bound {label(bound)} "
-                                    f"is {_versus(ms, floats[ref])} {label(ref)} after {rounds} rounds ({ms:.3f} vs "
-                                    f"{floats[ref]:.3f} ms; INT8 must be >= {min_gain:.0%} faster than float)")
-                continue
-        if quants:
-            ref = min(quants, key=lambda k: quants[k])
-            if ref != bound and ms >= quants[ref]:
-                dropped[pending] = (f"dropped {label(pending)} before building it: its upper bound {label(bound)} "
-                                    f"is {_versus(ms, quants[ref])} {label(ref)} after {rounds} rounds ({ms:.3f} vs "
-                                    f"{quants[ref]:.3f} ms)")
+        fastest_float = min(floats, key=lambda k: floats[k]) if floats else None
+        fastest_quant = min(quants, key=lambda k: quants[k]) if quants else None
+        if fastest_float is not None and ms > (1.0 - min_gain) * floats[fastest_float]:
+            dropped[pending] = _bound_line(pending, bound, ms, fastest_float, floats[fastest_float], rounds,
+                                           f"; INT8 must be >= {min_gain:.0%} faster than float")
+        elif fastest_quant is not None and fastest_quant != bound and ms >= quants[fastest_quant]:
+            dropped[pending] = _bound_line(pending, bound, ms, fastest_quant, quants[fastest_quant], rounds)
     return dropped
 
 
-def _versus(ms: float, ref_ms: float) -> str:
-    return f"{ms / ref_ms:.2f}× slower than" if ms >= ref_ms else f"only {1.0 - ms / ref_ms:.0%} faster than"
+def _bound_line(pending: str, bound: str, ms: float, ref: str, ref_ms: float, rounds: int, why: str = "") -> str:
+    """Why a pending build is not paid for: its upper bound's figure against the build it would have to beat."""
+    versus = f"{ms / ref_ms:.2f}× slower than" if ms >= ref_ms else f"only {1.0 - ms / ref_ms:.0%} faster than"
+    return (f"dropped {label(pending)} before building it: its upper bound {label(bound)} is {versus} {label(ref)} "
+            f"after {rounds} rounds ({ms:.3f} vs {ref_ms:.3f} ms{why})")
 
 
 CLOSE_CALL = 0.10  # finalists of different runtimes within this share of each other are confirmed in processes

@@ -91,14 +91,13 @@ def photo_samples(names: tuple[str, ...], count: int, shape: tuple[int, ...], se
 
 
 def sqnr_db(ref: list[dict[str, np.ndarray]], got: list[dict[str, np.ndarray]]) -> float:
-    """Worst output's SQNR over all samples (signal = reference, noise = difference), in dB."""
-    worst = float("inf")
-    for name in ref[0]:
-        r = np.concatenate([np.asarray(x[name], np.float64).ravel() for x in ref])
-        g = np.concatenate([np.asarray(x[name], np.float64).ravel() for x in got])
-        noise = float(np.sum((r - g) ** 2))
-        worst = min(worst, float("inf") if noise == 0 else 10 * np.log10(float(np.sum(r ** 2)) / noise))
-    return worst
+    """Worst output's SQNR over all samples (edgekit's `checks.numerics.sqnr_db` on the concatenated outputs)."""
+    from edgekit.checks.numerics import sqnr_db as one_sqnr
+
+    def joined(outs: list[dict[str, np.ndarray]], name: str) -> np.ndarray:
+        return np.concatenate([np.asarray(x[name]).ravel() for x in outs])
+
+    return min(one_sqnr(joined(ref, name), joined(got, name)) for name in ref[0])
 
 
 # ------------------------------------------------------------------------------------------ peers

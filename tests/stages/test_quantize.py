@@ -14,6 +14,7 @@ from edgekit.stages._quant_eval import SpeedReport
 from edgekit.stages.quantize import fewest_kept_float, quantize, quantize_onnx
 from tests._quant_helpers import (
     OUTLIER_NODES,
+    FixedOutputSession,
     outlier_assets,
     random_samples,
     small_conv_model,
@@ -288,25 +289,14 @@ def test_fewest_kept_float_stops_where_no_int8_is_left():
 
 
 def test_rank_nodes_puts_non_finite_outputs_first():
-    from types import SimpleNamespace
 
     from edgekit.stages._quant_eval import EvalSet, rank_nodes
 
     ref = np.array([[1.0, 2.0, 3.0, 4.0]], np.float32)
     outputs = {"good": ref + 0.01, "nan": np.full_like(ref, np.nan), "bad": ref + 1.0}
 
-    class FakeSession:
-        def __init__(self, out: np.ndarray):
-            self.out = out
-
-        def get_outputs(self):
-            return [SimpleNamespace(name="y")]
-
-        def run(self, names, sample):
-            return [self.out]
-
     evalset = EvalSet([{"x": np.zeros((1, 4), np.float32)}], None, "fake", True, [{"y": ref}])
     with np.errstate(invalid="ignore"):
         ranked = rank_nodes([(n, "Conv") for n in outputs], str.encode,
-                            lambda data: FakeSession(outputs[data.decode()]), evalset)
+                            lambda data: FixedOutputSession(outputs[data.decode()]), evalset)
     assert [r.node for r in ranked] == ["nan", "bad", "good"]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from types import SimpleNamespace
 
 import numpy as np
 import onnx
@@ -14,7 +13,7 @@ from edgekit.checks.numerics import compare_outputs
 from edgekit.errors import BadInputError, CheckFailedError
 from edgekit.stages._quant_eval import EvalSet, SpillList, evaluate, rank_nodes
 from edgekit.stages.quantize import quantize
-from tests._quant_helpers import random_samples, small_conv_model, write_npz
+from tests._quant_helpers import FixedOutputSession, random_samples, small_conv_model, write_npz
 
 
 def _quiet_model(path: Path, scale: float = 1e-6) -> Path:
@@ -31,17 +30,6 @@ def _quiet_model(path: Path, scale: float = 1e-6) -> Path:
     model.ir_version = 8
     onnx.save(model, str(path))
     return path
-
-
-class _Session:
-    def __init__(self, out: np.ndarray):
-        self.out = out
-
-    def get_outputs(self):
-        return [SimpleNamespace(name="y")]
-
-    def run(self, names, sample):
-        return [self.out]
 
 
 def test_no_signal_eval_set_is_reported_and_not_searched_on(tmp_path):
@@ -62,7 +50,7 @@ def test_sensitivity_that_cannot_be_computed_is_na_never_minus_infinity():
     ref = np.zeros((1, 4), np.float32)  # FP32 output with no signal at all
     evalset = EvalSet([{"x": np.zeros((1, 4), np.float32)}], None, "fake", True, [{"y": ref}])
     ranked = rank_nodes([("a", "Conv"), ("b", "Conv")], str.encode,
-                        lambda data: _Session(ref + (0.5 if data == b"a" else 0.0)), evalset)
+                        lambda data: FixedOutputSession(ref + (0.5 if data == b"a" else 0.0)), evalset)
     for node in ranked:
         assert node.sqnr_db is None and node.cosine is None
         assert node.note.startswith("n/a (") and "no signal" in node.note
@@ -101,7 +89,7 @@ def test_evaluation_streams_and_spills_past_its_memory_cap(tmp_path):
     ref = [{"y": np.arange(4, dtype=np.float32)[None] + i} for i in range(3)]
     evalset = EvalSet(SpillList(tmp_path / "in", 0, [{"x": np.zeros((1, 4), np.float32)}] * 3), None, "e", False,
                       SpillList(tmp_path / "ref", 0, ref))
-    report = evaluate(evalset, _Session(np.zeros((1, 4), np.float32)))
+    report = evaluate(evalset, FixedOutputSession(np.zeros((1, 4), np.float32)))
     assert report.samples == 3 and report.dead and "all zeros" in report.dead[0]
 
 

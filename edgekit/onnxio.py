@@ -202,8 +202,12 @@ def ort_session(
     providers: list[str] | None = None,
     optimization: str = "all",
     optimized_model_path: str | Path | None = None,
+    profile_prefix: str | Path | None = None,
 ) -> onnxruntime.InferenceSession:
-    """An onnxruntime session with explicit threads, so runs are comparable across backends."""
+    """An onnxruntime session with explicit threads, so runs are comparable across backends.
+
+    `profile_prefix`: ORT's profiler on, its trace written there (`session.end_profiling()` names the file).
+    """
     import onnxruntime as ort
 
     options = ort.SessionOptions()
@@ -219,6 +223,9 @@ def ort_session(
         options.inter_op_num_threads = 1
     if optimized_model_path is not None:
         options.optimized_model_filepath = str(optimized_model_path)
+    if profile_prefix is not None:
+        options.enable_profiling = True
+        options.profile_file_prefix = str(profile_prefix)
     source = model if isinstance(model, bytes) else str(model)
     return ort.InferenceSession(source, sess_options=options, providers=providers or ["CPUExecutionProvider"])
 

@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 import onnx
 
-from edgekit.onnxio import QUANT_OPS_QDQ
+from edgekit.onnxio import QUANT_OPS_QDQ, ort_session
 from edgekit.specs import format_shapes
 from edgekit.stages._quant_eval import NodeSensitivity
 
@@ -103,18 +103,9 @@ class NodeGains:
 def _profile(model_bytes: bytes, feed: Mapping[str, np.ndarray], *, threads: int, runs: int,
              folder: Path, tag: str) -> tuple[list[tuple[int, dict[str, Any]]], onnx.ModelProto]:
     """(run index, kernel event) of the last `runs` runs (the warm-up dropped) and the optimised graph they name."""
-    import onnxruntime as ort  # lazy like edgekit.onnxio: importing edgekit stays light
-
-    options = ort.SessionOptions()
-    options.log_severity_level = 3
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    options.intra_op_num_threads = threads
-    options.inter_op_num_threads = 1
-    options.enable_profiling = True
-    options.profile_file_prefix = str(folder / tag)
     optimized = folder / f"{tag}.optimized.onnx"
-    options.optimized_model_filepath = str(optimized)
-    session = ort.InferenceSession(model_bytes, sess_options=options, providers=["CPUExecutionProvider"])
+    session = ort_session(model_bytes, threads=threads, optimization="all", optimized_model_path=optimized,
+                          profile_prefix=folder / tag)
     names = [o.name for o in session.get_outputs()]
     for _ in range(runs + 1):
         session.run(names, dict(feed))

@@ -93,3 +93,17 @@ def test_outputs_of_one_run_survive_the_next_run(tmp_path, monkeypatch):
         runner.run({spec.name: np.full(spec.concrete_shape(), -3.0, np.float32)})
     for name in kept:
         np.testing.assert_array_equal(first[name], kept[name])
+
+
+@pytest.mark.parametrize("load", [None, "model.blob", ["model.blob"], {"blob": "../../outside.blob"},
+                                  {"blob": "/etc/passwd"}, {"blob": 7}, {"blob": None}])
+def test_a_manifest_load_record_cannot_point_anywhere_but_the_fixed_blob_name(tmp_path, load):
+    # the manifest only says whether model.blob is there: a path, a list or a number is never opened
+    (tmp_path / "outside.blob").write_bytes(b"not a blob")
+    compiled, why = ov_adapter._import_blob(tmp_path / "bundle", load, "CPU", {})
+    assert compiled is None and why == "IR compiled (the bundle has no blob)"
+
+
+def test_a_manifest_naming_a_missing_blob_compiles_the_ir(tmp_path):
+    compiled, why = ov_adapter._import_blob(tmp_path, {"blob": ov_adapter.BLOB_FILE}, "CPU", {})
+    assert compiled is None and why == "IR compiled (the manifest names a blob the bundle lacks)"

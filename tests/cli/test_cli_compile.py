@@ -57,6 +57,8 @@ def test_compile_adapter_options_are_typed(model, tmp_path):
     (["--precision", "int8", "--backend", "onnxruntime"], 2, "--calib"),
     (["--backend", "onnxruntime", "-O", "turbo=1"], 2, "unknown option 'turbo'"),
     (["--mean", "1,x"], 2, "--mean"),
+    (["--precision", "fp32", "--exhaustive"], 2, "--exhaustive only applies to --precision auto"),
+    (["--exhaustive"], 2, "--exhaustive only applies to --precision auto"),
 ])
 def test_compile_errors_are_one_line_with_exit_codes(model, tmp_path, args, code, text):
     if "cuda" in args:
